@@ -1,0 +1,1 @@
+"""The long-running process: configuration, sources, sinks, pipeline, ledger, service, CLI."""

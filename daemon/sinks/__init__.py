@@ -1,0 +1,1 @@
+"""Sinks: where built payloads are delivered."""

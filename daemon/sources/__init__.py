@@ -1,0 +1,1 @@
+"""Sources: where object announcements come from."""

@@ -1,0 +1,56 @@
+"""The source contract (DESIGN.md, Contracts).
+
+A source is an async iterator of message batches. Each message carries zero or more object
+refs and an acknowledgement handle. The pipeline acknowledges a message only once every one of
+its jobs is final; it calls ``retry_later`` to give a message back (transient failure, or
+release on shutdown with ``delay=0``) and ``extend`` while work on it is long.
+
+A message whose body could not be decoded has ``error`` set and ``raw`` holding the body: the
+pipeline dead-letters it with that body and then acknowledges it (never retried forever).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from daemon.jobs import ObjectRef
+
+
+@runtime_checkable
+class Message(Protocol):
+    """One source message (an SQS message, a manifest line, a spool file...)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def refs(self) -> list[ObjectRef]: ...
+
+    @property
+    def raw(self) -> bytes | None: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    async def ack(self) -> None:
+        """The work is final (delivered or dead-lettered): forget the message for good."""
+
+    async def retry_later(self, delay: float) -> None:
+        """Give the message back to be received again after ``delay`` seconds (0 = release now)."""
+
+    async def extend(self) -> None:
+        """Keep the message ours a while longer (SQS visibility heartbeat); no-op elsewhere."""
+
+
+class Source(Protocol):
+    """A stream of message batches. ``once``: end when what is there now is drained."""
+
+    name: str
+
+    def batches(self) -> AsyncIterator[list[Message]]:
+        """Yield batches of messages until stopped (or drained in ``--once`` mode)."""
+        ...
+
+    async def close(self) -> None:
+        """Stop pulling; release what was received but not handed to the pipeline."""

@@ -1,0 +1,4 @@
+"""The work itself: what one worker does to one object or one batch (see DESIGN.md).
+
+Nothing in this package imports ``daemon``; pure logic here is sans-I/O.
+"""

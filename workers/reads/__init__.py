@@ -1,0 +1,44 @@
+"""Ranged reads: the only I/O in ``workers``.
+
+A ``RangeReader`` gives ``size()`` and ``read(offset, length)``; parsers never see one. The
+probe driver (``workers.probe.engine``) feeds a parser the fewest, largest-useful reads.
+Implementations: ``file`` (pread), ``http`` (aiohttp Range GETs, one shared session),
+``s3`` (aiohttp GETs of URLs presigned by ``workers.urls``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ReadError(Exception):
+    """A read failed. ``transient`` says whether a retry may fix it; ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+
+
+class ObjectGone(ReadError):
+    """The object no longer exists (404 / NoSuchKey / deleted file): final, not retried."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False, status=404)
+
+
+class RangeReader(Protocol):
+    """Random access to one object's bytes."""
+
+    @property
+    def name(self) -> str:
+        """What is being read (path, URL without query string, s3://bucket/key): for errors/logs."""
+        ...
+
+    async def size(self) -> int:
+        """Total size in bytes. May do I/O only if not known yet (after a read it is known)."""
+        ...
+
+    async def read(self, offset: int, length: int) -> bytes:
+        """Bytes ``[offset, offset+length)``, fewer only at end of object."""
+        ...
