@@ -30,7 +30,7 @@ class Need(msgspec.Struct, frozen=True):
     length: int
 
 
-class Missing(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Missing(Exception):
     """Raised inside a parser by :meth:`Sparse.get`; caught by :func:`run_parser`."""
 
     def __init__(self, offset: int, length: int) -> None:
