@@ -108,7 +108,9 @@ class Builder:
         try:
             url = self.make_url(job.ref)
         except ValueError as e:
-            raise _reject(Violation(rule="url.make", message=str(e), actual=job.ref.key), stage="url") from None
+            raise _reject(
+                Violation(rule="url.make", message=str(e), actual=job.ref.key), stage="url"
+            ) from None
         if (p := url_problem(url, self.platform)) is not None:
             raise _reject(p, stage="url")
         meta = job.ref.metadata or {}

@@ -228,6 +228,7 @@ class Pipeline:
             rej = Rejection(stage="intake", rule="message.decode", message=msg.error)
             self.ledger.add_dead([dead_letter_for(key, None, rej, raw=msg.raw)])
             log.warning("message dead-lettered", message_id=msg.id, rule=rej.rule, reason=msg.error)
+            self.counters.seen += 1
             self.counters.dead += 1
             await asyncio.shield(msg.ack())
             return []
@@ -273,6 +274,8 @@ class Pipeline:
                 return
             try:
                 info = await self.prober(job)
+            except asyncio.CancelledError:
+                raise
             except ObjectGone as e:
                 log.info("object gone", key=job.ref.key, reason=str(e))
                 await self._final(job, "gone")
@@ -283,6 +286,16 @@ class Pipeline:
                     await self._final(job, "retry")
                     continue
                 job.rejection = Rejection(stage="read", rule="read.failed", message=str(e), actual=e.status)
+                job.state = "dead"
+                await self.dead_q.put(job)
+                continue
+            except Exception as e:
+                # A bug in a parser must not stop the other objects: this one is dead-lettered
+                # with the exception named, and the traceback is logged for us to fix.
+                log.exception("probe failed unexpectedly", key=job.ref.key)
+                job.rejection = Rejection(
+                    stage="probe", rule="probe.internal_error", message=f"{type(e).__name__}: {e}"
+                )
                 job.state = "dead"
                 await self.dead_q.put(job)
                 continue
