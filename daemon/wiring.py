@@ -140,7 +140,10 @@ def settings(cfg: Config) -> Settings:
     )
 
 
-async def build_pipeline(cfg: Config, stack: AsyncExitStack, *, once: bool) -> Pipeline:
+async def build_pipeline(
+    cfg: Config, stack: AsyncExitStack, *, once: bool, prober: Prober | None = None
+) -> Pipeline:
+    """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
     ledger = open_ledger(cfg)
     stack.callback(ledger.close)
     sink = make_sink(cfg)
@@ -154,7 +157,7 @@ async def build_pipeline(cfg: Config, stack: AsyncExitStack, *, once: bool) -> P
         source=make_source(cfg, once=once),
         deliverer=sink,
         ledger=ledger,
-        prober=await make_prober(cfg, stack),
+        prober=prober or await make_prober(cfg, stack),
         builder=builder,
         key_for=key_maker(cfg),
         settings=settings(cfg),
