@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +70,31 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return not self.problems()
+
+
+async def watch(
+    check: Callable[[], Awaitable[None]],
+    report: Callable[[str | None], None],
+    *,
+    every: float = 10.0,
+    check_timeout: float = 5.0,
+) -> None:
+    """Run ``check`` every ``every`` seconds and ``report`` reachability; until cancelled.
+
+    For readiness: ``watch(sink.check, readiness.sink)``. A check that raises or takes longer
+    than ``check_timeout`` reports its error; one that returns reports ``None`` (reachable).
+    """
+    while True:
+        try:
+            async with asyncio.timeout(check_timeout):
+                await check()
+        except TimeoutError:
+            report(f"no answer within {check_timeout}s")
+        except Exception as e:  # any failure of a reachability check means "not reachable"
+            report(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        else:
+            report(None)
+        await asyncio.sleep(every)
 
 
 class LoopLag:
