@@ -142,6 +142,7 @@ class TestReadiness:
 
     async def test_readyz_follows_a_real_sink_going_away_and_back(self, endpoint: Endpoint) -> None:
         """watch() polls a sink's check(); stopping its server turns /readyz 503, restarting it 200."""
+
         async def ok(_: web.Request) -> web.Response:
             return web.Response(text="ok")
 
@@ -256,7 +257,11 @@ class TestLivenessAndStatus:
 class TestListen:
     @pytest.mark.parametrize(
         ("listen", "expected"),
-        [("127.0.0.1:9464", ("127.0.0.1", 9464)), ("[::1]:80", ("::1", 80)), ("localhost:0", ("localhost", 0))],
+        [
+            ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+            ("[::1]:80", ("::1", 80)),
+            ("localhost:0", ("localhost", 0)),
+        ],
     )
     def test_host_port(self, listen: str, expected: tuple[str, int]) -> None:
         """IPv4, bracketed IPv6 and names are accepted."""
@@ -265,5 +270,5 @@ class TestListen:
     @pytest.mark.parametrize("listen", ["9464", "::1:80", "host:99999", "host:"])
     def test_bad_values_name_the_key(self, listen: str) -> None:
         """A malformed listen address names the config key and the value."""
-        with pytest.raises(ValueError, match="http.listen"):
+        with pytest.raises(ValueError, match=r"http\.listen"):
             parse_listen(listen)

@@ -36,9 +36,7 @@ def _local_copy(unit: str, tmp_path: Path, *, edit: tuple[str, str] | None = Non
 
 
 def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["systemd-analyze", *args], capture_output=True, text=True, timeout=60, check=False
-    )
+    return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def _service_section(unit: str) -> dict[str, list[str]]:
