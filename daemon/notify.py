@@ -25,7 +25,8 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import structlog
 
@@ -141,6 +142,21 @@ class Notifier:
 
     def extend_timeout(self, seconds: float) -> bool:
         return self.send(extend_timeout_message(seconds))
+
+    @contextmanager
+    def reload_cycle(self) -> Iterator[None]:
+        """``RELOADING=1`` now, ``READY=1`` when the block ends, even if the reload failed.
+
+        systemd keeps the unit "reloading" until ``READY=1``; a failed reload keeps the old
+        settings, says so in ``STATUS=`` and re-raises for the caller to log.
+        """
+        self.reloading()
+        try:
+            yield
+        except Exception as e:
+            self.ready(f"reload failed, previous settings kept: {e}")
+            raise
+        self.ready("reloaded")
 
     def close(self) -> None:
         if self._sock is not None:

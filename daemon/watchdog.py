@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import structlog
@@ -158,3 +158,29 @@ async def run_watchdog(
             line = f"{extra_status()} {line}"
         notifier.status(line)
         await asyncio.sleep(interval)
+
+
+async def extend_stop_while_draining(
+    notifier: Notifier,
+    monitor: ProgressMonitor,
+    *,
+    every: float = 5.0,
+    extend_by: float = 15.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """During a drain, ask systemd for ``extend_by`` more seconds each tick that saw progress.
+
+    Run it after ``STOPPING=1`` and cancel it when the drain ends. A drain that stops moving
+    gets no more extensions, so ``TimeoutStopSec`` ends it as it should. ``extend_by`` must
+    exceed ``every`` (systemd counts each extension from when it receives it).
+    """
+    if extend_by <= every:
+        raise ValueError(f"extend_by ({extend_by}s) must exceed the tick ({every}s)")
+    last = sum(monitor.counts().values())
+    while True:
+        await sleep(every)
+        done = sum(monitor.counts().values())
+        if done != last:
+            notifier.extend_timeout(extend_by)
+            notifier.status(f"draining: {done - last} objects finished in the last {every:g}s")
+        last = done

@@ -2,18 +2,17 @@
 
 Validates the configuration, then checks what can be checked from here: the ledger's and the
 files sink's folders can be written, the spool/manifest path can be read, every secret the
-config names can be loaded. If :mod:`daemon.wiring` provides ``probe_dependencies(cfg)``
-(which builds the real source, sink and ledger and asks each whether it is reachable), its
-answers are added. Prints one line per check and exits 1 naming each failure.
+config names can be loaded. The CLI injects ``probe(cfg) -> [(name, error or None)]``, which
+builds the real source, sink and ledger and asks each whether it is reachable; its answers are
+added. Prints one line per check and exits 1 naming each failure.
 
-Also runnable alone: ``python -m daemon.commands.check -c CONFIG``.
+Also runnable alone, local checks only: ``python -m daemon.commands.check -c CONFIG``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -77,18 +76,6 @@ def local_checks(cfg: Config, environ: dict[str, str] | None = None) -> list[Res
     return out
 
 
-def wiring_probe() -> Probe | None:
-    """``daemon.wiring.probe_dependencies`` when the daemon provides it."""
-    try:
-        wiring = importlib.import_module("daemon.wiring")
-    except ModuleNotFoundError as e:
-        if e.name != "daemon.wiring":
-            raise
-        return None
-    probe: Probe = wiring.probe_dependencies
-    return probe
-
-
 async def run_checks(cfg: Config, probe: Probe | None, environ: dict[str, str] | None = None) -> list[Result]:
     results = local_checks(cfg, environ)
     if probe is not None:
@@ -108,19 +95,23 @@ def check(path: str, *, probe: Probe | None, out: Callable[[str], None] = print)
     for name, problem in results:
         out(f"FAIL  {name}: {problem}" if problem else f"ok    {name}")
     if probe is None:
-        out("note  source/sink/ledger reachability not checked (no daemon.wiring.probe_dependencies)")
+        out("note  source/sink/ledger reachability not checked (no dependency probe wired in)")
     return 1 if any(problem for _, problem in results) else 0
 
 
-def _command(args: argparse.Namespace) -> int:
-    return check(args.config, probe=wiring_probe())
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], probe: Probe | None = None) -> None:
+    """Add ``check`` to the CLI's subcommands; its handler is ``args.func(args) -> int``.
 
+    ``probe`` reaches the real source, sink and ledger (the CLI passes
+    ``daemon.wiring.probe_dependencies``); without it only the local checks run.
+    """
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``check`` to the CLI's subcommands; its handler is ``args.func(args) -> int``."""
+    def command(args: argparse.Namespace) -> int:
+        return check(args.config, probe=probe)
+
     p = sub.add_parser("check", help="validate a config and reach its source, sink and ledger")
     p.add_argument("-c", "--config", required=True, help="path of the TOML configuration")
-    p.set_defaults(func=_command)
+    p.set_defaults(func=command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,3 +174,29 @@ class TestWithoutSystemd:
         assert n.dropped == results.count(False)
         n.close()
         sock.close()
+
+
+class TestReloadCycle:
+    def test_reloading_then_ready(self, systemd: tuple[socket.socket, str]) -> None:
+        """A reload is bracketed by RELOADING=1 (+ MONOTONIC_USEC) and READY=1."""
+        sock, value = systemd
+        n = Notifier.from_env({"NOTIFY_SOCKET": value})
+        applied = []
+        with n.reload_cycle():
+            assert _recv(sock).startswith("RELOADING=1\nMONOTONIC_USEC=")
+            applied.append("limits")
+        assert applied == ["limits"]
+        assert _recv(sock) == "READY=1\nSTATUS=reloaded"
+        n.close()
+
+    def test_failed_reload_still_ends_the_reload(self, systemd: tuple[socket.socket, str]) -> None:
+        """A reload that raises still sends READY=1 (old settings kept), names why, and re-raises."""
+        sock, value = systemd
+        n = Notifier.from_env({"NOTIFY_SOCKET": value})
+        with pytest.raises(ValueError, match=r"sink\.max_concurrency"), n.reload_cycle():
+            raise ValueError("sink.max_concurrency: must be >= 1, got 0")
+        assert _recv(sock).startswith("RELOADING=1\n")
+        assert _recv(sock) == (
+            "READY=1\nSTATUS=reload failed, previous settings kept: sink.max_concurrency: must be >= 1, got 0"
+        )
+        n.close()

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from daemon.notify import Notifier
-from daemon.watchdog import ProgressMonitor, run_watchdog
+from daemon.watchdog import ProgressMonitor, extend_stop_while_draining, run_watchdog
 
 
 class TestProgressMonitor:
@@ -206,3 +206,64 @@ async def test_without_watchdog_only_status_is_sent(systemd: Systemd) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await dog
         notifier.close()
+
+
+async def test_drain_extends_the_stop_timeout_only_while_progressing(systemd: Systemd) -> None:
+    """STOPPING=1, then EXTEND_TIMEOUT_USEC after ticks that saw progress, nothing after stalled ones."""
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": "@" + systemd.name})
+    monitor = ProgressMonitor(stall_after=1)
+    deliver = monitor.stage("deliver")
+    notifier.stopping("draining")
+    assert (await systemd.next())[1] == "STOPPING=1\nSTATUS=draining"
+
+    # The test drives the ticks: each sleep() waits for a permit and reports that it is waiting,
+    # i.e. that the previous tick has been handled completely.
+    permits: asyncio.Queue[None] = asyncio.Queue()
+    waiting: asyncio.Queue[float] = asyncio.Queue()
+
+    async def tick_sleep(seconds: float) -> None:
+        waiting.put_nowait(seconds)
+        await permits.get()
+
+    async def tick() -> None:
+        permits.put_nowait(None)
+        async with asyncio.timeout(5):
+            assert await waiting.get() == 2.0
+
+    def pending() -> list[str]:
+        out = []
+        while True:
+            try:
+                out.append(systemd.sock.recv(4096).decode())
+            except BlockingIOError:
+                return out
+
+    keeper = asyncio.create_task(
+        extend_stop_while_draining(notifier, monitor, every=2.0, extend_by=6.0, sleep=tick_sleep)
+    )
+    try:
+        async with asyncio.timeout(5):
+            assert await waiting.get() == 2.0
+        deliver.progress(4)
+        await tick()
+        assert pending() == [
+            "EXTEND_TIMEOUT_USEC=6000000",
+            "STATUS=draining: 4 objects finished in the last 2s",
+        ]
+        await tick()  # no progress during this tick: no extension, no status
+        await tick()
+        assert pending() == []
+        deliver.progress()
+        await tick()
+        assert pending()[0] == "EXTEND_TIMEOUT_USEC=6000000"
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        notifier.close()
+
+
+def test_extension_must_outlast_the_tick() -> None:
+    """An extension shorter than the tick would let the timeout fire between two messages."""
+    with pytest.raises(ValueError, match=r"extend_by \(1s\) must exceed the tick \(5s\)"):
+        asyncio.run(extend_stop_while_draining(Notifier(None), ProgressMonitor(1), every=5, extend_by=1))
