@@ -1,1 +1,1 @@
-"""CLI subcommands; each module has ``register(sub)`` adding itself to the ``ingestd`` parser."""
+"""Subcommands of ``ingestd``: each module has ``register(subparsers)`` setting ``func``."""
