@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -217,3 +218,20 @@ async def serve(stack: AsyncExitStack, listen: str, ops: Operations) -> tuple[st
     stack.push_async_callback(stop_lag)
     sockname = runner.addresses[0]
     return str(sockname[0]), int(sockname[1])
+
+
+def read_status(listen: str, *, timeout: float = 2.0) -> dict[str, Any] | None:
+    """``/status`` of the daemon listening on ``listen``, or ``None`` if none answers there.
+
+    For ``ingestd status`` (a synchronous command): live figures while the daemon runs, the
+    ledger's otherwise. A wildcard listen address is reached on loopback.
+    """
+    host, port = parse_listen(listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 -- compared, not bound
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        with urllib.request.urlopen(f"http://{netloc}/status", timeout=timeout) as resp:
+            body: dict[str, Any] = msgspec.json.decode(resp.read())
+            return body
+    except (OSError, msgspec.DecodeError):
+        return None

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.health import LoopLag, Operations, Readiness, parse_listen, serve, watch
+from daemon.health import LoopLag, Operations, Readiness, parse_listen, read_status, serve, watch
 from daemon.metrics import Metrics
 from daemon.watchdog import ProgressMonitor
 
@@ -272,3 +272,20 @@ class TestListen:
         """A malformed listen address names the config key and the value."""
         with pytest.raises(ValueError, match=r"http\.listen"):
             parse_listen(listen)
+
+
+class TestReadStatus:
+    async def test_reads_the_running_daemons_status(self, endpoint: Endpoint) -> None:
+        """ingestd status gets the live figures from the endpoint (a sync call, off the loop here)."""
+        endpoint.ops.metrics.object_done("commit", "ok", 11)
+        listen = endpoint.base.removeprefix("http://")
+        body = await asyncio.to_thread(read_status, listen)
+        assert body is not None
+        assert body["objects"] == {"commit": {"ok": 11}}
+
+    async def test_nobody_listening_is_none(self) -> None:
+        """With no daemon on the address the caller falls back to the ledger's figures."""
+        async with AsyncExitStack() as stack:
+            ops = Operations(metrics=Metrics("x"), readiness=Readiness())
+            _, port = await serve(stack, "127.0.0.1:0", ops)
+        assert await asyncio.to_thread(read_status, f"127.0.0.1:{port}", timeout=2.0) is None
