@@ -34,6 +34,13 @@ def _nearest_existing(path: Path) -> Path:
 
 def writable_dir(path: Path) -> str | None:
     """Why ``path`` cannot be (created and) written as a folder, or ``None``."""
+    try:
+        return _writable_dir(path)
+    except OSError as e:  # e.g. a parent this user may not even look into
+        return f"{e.filename or path}: {e.strerror}"
+
+
+def _writable_dir(path: Path) -> str | None:
     if path.exists():
         if not path.is_dir():
             return f"{path} exists and is not a folder"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from daemon.commands.check import check, local_checks, writable_dir
+from daemon.commands.check import check, local_checks
 from daemon.config import Config, from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,12 +120,39 @@ def test_injected_dependency_probe(tmp_path: Path) -> None:
     assert "ok    source" in out and "FAIL  sink: connection refused: 127.0.0.1:9" in out
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_read_only_folder_is_refused(tmp_path: Path) -> None:
-    """A folder the daemon's user cannot write is reported with the uid."""
-    ro = tmp_path / "ro"
-    ro.mkdir(mode=0o500)
-    assert writable_dir(ro / "out") == f"cannot create {ro}/out: {ro} is not writable by uid {os.getuid()}"
+def _as_unprivileged(code: str) -> str:
+    """Run ``code`` as an unprivileged user: root may write anywhere, so drop to nobody."""
+    cmd = [sys.executable, "-c", code]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv to drop privileges")
+        cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_unwritable_and_unreadable_folders_are_refused() -> None:
+    """A read-only folder is reported with the uid; a folder that cannot be entered, by errno."""
+    top = Path(tempfile.mkdtemp(prefix="ingestd-check-"))
+    try:
+        top.chmod(0o755)
+        (top / "ro").mkdir(mode=0o555)
+        (top / "closed").mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            (top / "closed").chmod(0o000)
+        probe = (
+            "from pathlib import Path; import os; from daemon.commands.check import writable_dir; "
+            f"print(os.getuid()); print(writable_dir(Path({str(top / 'ro' / 'out')!r}))); "
+            f"print(writable_dir(Path({str(top / 'closed' / 'db' / 'x')!r})))"
+        )
+        uid, ro, closed = _as_unprivileged(probe).splitlines()
+        assert ro == f"cannot create {top}/ro/out: {top}/ro is not writable by uid {uid}"
+        assert closed == f"{top}/closed/db/x: Permission denied"
+    finally:
+        (top / "closed").chmod(0o700)
+        shutil.rmtree(top)
 
 
 def test_ledger_dsn_skips_the_file_check() -> None:
