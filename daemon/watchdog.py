@@ -10,7 +10,9 @@ time a stage finishes an item and says whether the stage has work (items queued 
 operation in progress). At each :meth:`ProgressMonitor.check` the monitor notes which counters
 moved; a stage that has had work for longer than ``stall_after`` seconds without its counter
 moving is *wedged*. Stages without work are idle by choice (an empty queue, a source waiting
-in a long poll that counts as progress when it returns) and never block the pings.
+in a long poll that counts as progress when it returns) and never block the pings. A stage
+waiting by decision (backoff, ``Retry-After``, an open circuit, the rate limiter) is idle by
+choice too: the pipeline clears ``busy`` for that wait, or counts each attempt as progress.
 
 The hot path is one attribute increment on a :class:`StageProgress` handle the pipeline keeps,
 so it costs nothing measurable at 20,000 objects/s.
