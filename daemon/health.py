@@ -39,14 +39,17 @@ class Readiness:
         self.ledger_open = False
         self.open_circuits: set[str] = set()
         self.draining = False
+        self.changed = asyncio.Event()  # set whenever a check reports (for READY=1)
 
     def source(self, error: str | None) -> None:
         """The source is reachable (``None``) or why it is not."""
         self.source_error = error
+        self.changed.set()
 
     def sink(self, error: str | None) -> None:
         """The sink is reachable (``None``) or why it is not."""
         self.sink_error = error
+        self.changed.set()
 
     def circuit(self, sink: str, is_open: bool) -> None:
         if is_open:

@@ -29,9 +29,12 @@ from daemon.build import Builder
 from daemon.commit import recovery_dead_letters, sort_results
 from daemon.jobs import Job, ObjectRef, Rejection
 from daemon.ledger import Ledger, dead_letter_for, fold
+from daemon.metrics import Metrics, Stage
+from daemon.metrics import Outcome as MetricOutcome
 from daemon.sinks.base import Batch, BatchItem, ItemResult, PermanentError, TransientError
 from daemon.sources.base import Message, Source
 from daemon.tracker import Counters, Outcome, Tracker
+from daemon.watchdog import ProgressMonitor
 from workers.batching import JSON_ARRAY, Batcher, Framing
 from workers.probe.media import MediaInfo
 from workers.reads import ObjectGone, ReadError
@@ -44,6 +47,25 @@ KeyMaker = Callable[[ObjectRef], str]
 # End-of-stream sentinels, recognised by identity.
 _END_JOB = Job(ref=ObjectRef(origin="file", key="<end>"), message_id="<end>")
 _END_BATCH: list[Job] = []
+
+# Where an outcome is counted in the metrics, and how a rejection's stage maps onto them.
+_OUTCOME_METRIC: dict[str, tuple[Stage, MetricOutcome]] = {
+    "delivered": ("deliver", "ok"),
+    "duplicate": ("intake", "duplicate"),
+    "gone": ("probe", "skipped"),
+    "retry": ("deliver", "retried"),
+    "release": ("intake", "skipped"),
+}
+_REJECTION_STAGE: dict[str, Stage] = {
+    "intake": "intake",
+    "read": "probe",
+    "probe": "probe",
+    "url": "build",
+    "validate": "build",
+    "build": "build",
+    "batch": "batch",
+    "deliver": "deliver",
+}
 
 
 class Deliverer(Protocol):
@@ -78,6 +100,8 @@ class Pipeline:
         key_for: KeyMaker,
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
+        monitor: ProgressMonitor | None = None,
     ) -> None:
         self.source = source
         self.deliverer = deliverer
@@ -88,6 +112,13 @@ class Pipeline:
         self.s = settings
         self.clock = clock
         self.counters = Counters()
+        self.metrics = metrics or Metrics("unversioned")
+        self.monitor = monitor or ProgressMonitor(stall_after=60.0)
+        self._st_intake = self.monitor.stage("intake")
+        self._st_probe = self.monitor.stage("probe")
+        self._st_deliver = self.monitor.stage("deliver")
+        self._st_commit = self.monitor.stage("commit")
+        self._probing = 0
         self.tracker = Tracker(self.counters, retry_delay=settings.retry_delay)
         self.probe_q: asyncio.Queue[Job] = asyncio.Queue(settings.queue_size)
         self.deliver_q: asyncio.Queue[list[Job]] = asyncio.Queue(max(2, settings.deliver_workers * 2))
@@ -106,7 +137,6 @@ class Pipeline:
         self._stopping = asyncio.Event()
         self._intake_task: asyncio.Task[None] | None = None
         self._deadline: asyncio.Timeout | None = None
-        self.last_progress = clock()
         self.drained = True
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -205,8 +235,11 @@ class Pipeline:
                 self.counters.messages += len(batch)
                 jobs = self._open(batch)
                 known = self.ledger.known([j.global_key for j in jobs if j.state == "new"])
+                self._st_intake.busy = True
                 for i, job in enumerate(jobs):  # noqa: B007 - i is read in the finally clause
                     await self._dispatch(job, known)
+                    self._st_intake.done += 1
+                self._st_intake.busy = False
                 jobs = []
                 if self.stopping:
                     break
@@ -224,6 +257,8 @@ class Pipeline:
             if msg.error is not None:
                 rej = Rejection(stage="intake", rule="message.decode", message=msg.error)
                 self.ledger.add_dead([dead_letter_for(f"msg:{msg.id}", None, rej, raw=msg.raw)])
+                self.metrics.object_done("intake", "dead_lettered")
+                self.metrics.dead_letter("intake", rej.rule)
                 log.warning("message dead-lettered", message_id=msg.id, rule=rej.rule, reason=msg.error)
                 self.counters.seen += 1
                 self.counters.dead += 1
@@ -262,7 +297,12 @@ class Pipeline:
 
     # -- probe + build + batch ----------------------------------------------------------------------
     async def _probe_worker(self) -> None:
-        while (job := await self.probe_q.get()) is not _END_JOB:
+        st = self._st_probe
+        q = self.probe_q
+        while (job := await q.get()) is not _END_JOB:
+            self._probing += 1
+            st.busy = True
+            st.queued = q.qsize()
             try:
                 info = await self.prober(job)
             except ObjectGone as e:
@@ -285,8 +325,13 @@ class Pipeline:
             else:
                 self.counters.probe_bytes += info.bytes_read
                 self.counters.probe_requests += info.requests
+                self.metrics.probe_cost(info.bytes_read, info.requests)
                 job.info = info
                 self.builder.build(job)
+            finally:
+                self._probing -= 1
+                st.busy = self._probing > 0
+                st.done += 1
             if job.rejection is None and not self.batcher.fits_alone(job):
                 job.rejection = Rejection(
                     stage="batch",
@@ -323,12 +368,22 @@ class Pipeline:
 
     # -- deliver + commit -----------------------------------------------------------------------------
     async def _deliver_worker(self) -> None:
+        st = self._st_deliver
         while (jobs := await self.deliver_q.get()) is not _END_BATCH:
-            await self._deliver(jobs)
+            st.queued = self.deliver_q.qsize()
+            st.busy = True
+            try:
+                await self._deliver(jobs)
+            finally:
+                st.busy = False
+                st.done += 1
 
     async def _deliver(self, jobs: list[Job]) -> None:
         batch = Batch.of([BatchItem(j.global_key, j.kind, j.body) for j in jobs])
         self.ledger.begin_batch(batch, self.deliverer.name)
+        nbytes = batch.nbytes
+        self.metrics.batch_sent(len(jobs), nbytes)
+        started = time.monotonic()
         try:
             results = await self.deliverer.deliver(batch)
         except (TransientError, PermanentError) as e:
@@ -340,7 +395,9 @@ class Pipeline:
             )
             results = [ItemResult(key=j.global_key, status="retryable", reason=str(e)) for j in jobs]
         outcomes, dead = sort_results(jobs, results)
-        if all(o == "retry" for _, o, _ in outcomes):
+        failed = all(o == "retry" for _, o, _ in outcomes)
+        self.metrics.delivered(time.monotonic() - started, success=not failed)
+        if failed:
             self.ledger.abort_batch(batch.id)
         else:
             self.ledger.finish_batch(batch.id, results, dead)
@@ -378,6 +435,7 @@ class Pipeline:
                     actual=j.rejection.actual,
                 )
             self.ledger.add_dead(letters)
+            self._st_commit.done += len(jobs)
             for j in jobs:
                 self._final(j, "dead")
             if len(jobs) < len(group):
@@ -386,5 +444,25 @@ class Pipeline:
     def _final(self, job: Job, outcome: Outcome, delay: float | None = None) -> None:
         self._in_flight.discard(fold(job.global_key))
         self._slots.release()
-        self.last_progress = self.clock()
         self.tracker.settle(job.message_id, outcome, delay=delay)
+        self._count(job, outcome)
+
+    def _count(self, job: Job, outcome: Outcome) -> None:
+        if outcome == "dead":
+            rej = job.rejection
+            stage = _REJECTION_STAGE.get(rej.stage, "build") if rej is not None else "build"
+            self.metrics.object_done(stage, "dead_lettered")
+            self.metrics.dead_letter(stage, rej.rule if rej is not None else "unknown")
+        else:
+            stage, result = _OUTCOME_METRIC[outcome]
+            self.metrics.object_done(stage, result)
+
+    def observe(self) -> None:
+        """Refresh the gauges (queue depths, in-flight) from the live structures."""
+        m = self.metrics
+        m.queue_depth("probe", self.probe_q.qsize())
+        m.queue_depth("deliver", self.deliver_q.qsize())
+        m.queue_depth("dead_letter", self.dead_q.qsize())
+        m.queue_depth("batch", len(self.batcher))
+        m.set_in_flight(self.tracker.unacked)
+        self._st_commit.queued = self.dead_q.qsize()
