@@ -1,4 +1,4 @@
-"""``ingestd status -c CONFIG [--json]``: live figures from the running daemon's endpoint, else the ledger's."""
+"""``ingestd status -c CONFIG [--json]``: live figures from the running daemon, else the ledger's."""
 
 from __future__ import annotations
 
