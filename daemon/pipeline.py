@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,12 +27,13 @@ import structlog
 
 from daemon.build import Builder
 from daemon.commit import recovery_dead_letters, sort_results
+from daemon.intake import Intake
 from daemon.jobs import Job, ObjectRef, Rejection
 from daemon.ledger import Ledger, dead_letter_for, fold
 from daemon.metrics import Metrics, Stage
 from daemon.metrics import Outcome as MetricOutcome
 from daemon.sinks.base import Batch, BatchItem, ItemResult, PermanentError, TransientError
-from daemon.sources.base import Message, Source
+from daemon.sources.base import Source
 from daemon.tracker import Counters, Outcome, Tracker
 from daemon.watchdog import ProgressMonitor
 from workers.batching import JSON_ARRAY, Batcher, Framing
@@ -114,11 +115,11 @@ class Pipeline:
         self.counters = Counters()
         self.metrics = metrics or Metrics("unversioned")
         self.monitor = monitor or ProgressMonitor(stall_after=60.0)
-        self._st_intake = self.monitor.stage("intake")
         self._st_probe = self.monitor.stage("probe")
         self._st_deliver = self.monitor.stage("deliver")
         self._st_commit = self.monitor.stage("commit")
         self._probing = 0
+        self.intake = Intake(self)
         self.tracker = Tracker(self.counters, retry_delay=settings.retry_delay)
         self.probe_q: asyncio.Queue[Job] = asyncio.Queue(settings.queue_size)
         self.deliver_q: asyncio.Queue[list[Job]] = asyncio.Queue(max(2, settings.deliver_workers * 2))
@@ -132,8 +133,8 @@ class Pipeline:
             framing=settings.framing,
         )
         self._batch_added = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.max_in_flight)
-        self._in_flight: set[str] = set()
+        self.slots = asyncio.Semaphore(settings.max_in_flight)
+        self.in_flight_keys: set[str] = set()
         self._stopping = asyncio.Event()
         self._intake_task: asyncio.Task[None] | None = None
         self._deadline: asyncio.Timeout | None = None
@@ -156,7 +157,7 @@ class Pipeline:
 
     @property
     def in_flight(self) -> int:
-        return self.s.max_in_flight - self._slots._value
+        return self.s.max_in_flight - self.slots._value
 
     async def recover(self) -> None:
         """Re-deliver batches begun before a crash, before taking new work."""
@@ -174,7 +175,7 @@ class Pipeline:
     async def run(self) -> Counters:
         await self.recover()
         async with asyncio.TaskGroup() as tg:
-            self._intake_task = tg.create_task(self._intake())
+            self._intake_task = tg.create_task(self.intake.run())
             probers = [tg.create_task(self._probe_worker()) for _ in range(self.s.probe_workers)]
             linger = tg.create_task(self._linger())
             deliverers = [tg.create_task(self._deliver_worker()) for _ in range(self.s.deliver_workers)]
@@ -225,75 +226,6 @@ class Pipeline:
             await self.tracker.release_all()
         self.tracker.close()
         await acker
-
-    # -- intake -----------------------------------------------------------------------------------
-    async def _intake(self) -> None:
-        jobs: list[Job] = []
-        i = 0
-        try:
-            async for batch in self.source.batches():
-                self.counters.messages += len(batch)
-                jobs = self._open(batch)
-                known = self.ledger.known([j.global_key for j in jobs if j.state == "new"])
-                self._st_intake.busy = True
-                for i, job in enumerate(jobs):  # noqa: B007 - i is read in the finally clause
-                    await self._dispatch(job, known)
-                    self._st_intake.done += 1
-                self._st_intake.busy = False
-                jobs = []
-                if self.stopping:
-                    break
-        except asyncio.CancelledError:
-            if not self.stopping:
-                raise
-        finally:
-            for job in jobs[i:]:  # received but never dispatched: give back
-                self.tracker.settle(job.message_id, "release")
-            await self.source.close()
-
-    def _open(self, batch: Sequence[Message]) -> list[Job]:
-        jobs: list[Job] = []
-        for msg in batch:
-            if msg.error is not None:
-                rej = Rejection(stage="intake", rule="message.decode", message=msg.error)
-                self.ledger.add_dead([dead_letter_for(f"msg:{msg.id}", None, rej, raw=msg.raw)])
-                self.metrics.object_done("intake", "dead_lettered")
-                self.metrics.dead_letter("intake", rej.rule)
-                log.warning("message dead-lettered", message_id=msg.id, rule=rej.rule, reason=msg.error)
-                self.counters.seen += 1
-                self.counters.dead += 1
-                self.tracker.finish(msg)
-                continue
-            if not msg.refs:
-                self.tracker.finish(msg)
-                continue
-            self.tracker.add(msg, len(msg.refs))
-            for ref in msg.refs:
-                self.counters.seen += 1
-                job = Job(ref=ref, message_id=msg.id)
-                try:
-                    job.global_key = self.key_for(ref)
-                except ValueError as e:
-                    job.global_key = ref.key
-                    job.rejection = Rejection(
-                        stage="intake", rule="global_key", message=str(e), actual=ref.key
-                    )
-                    job.state = "dead"
-                jobs.append(job)
-        return jobs
-
-    async def _dispatch(self, job: Job, known: set[str]) -> None:
-        folded = fold(job.global_key)
-        if job.state == "dead":
-            await self._slots.acquire()
-            await self.dead_q.put(job)
-        elif folded in known or folded in self._in_flight:
-            job.state = "duplicate"
-            self.tracker.settle(job.message_id, "duplicate")
-        else:
-            await self._slots.acquire()
-            self._in_flight.add(folded)
-            await self.probe_q.put(job)
 
     # -- probe + build + batch ----------------------------------------------------------------------
     async def _probe_worker(self) -> None:
@@ -442,8 +374,8 @@ class Pipeline:
                 return
 
     def _final(self, job: Job, outcome: Outcome, delay: float | None = None) -> None:
-        self._in_flight.discard(fold(job.global_key))
-        self._slots.release()
+        self.in_flight_keys.discard(fold(job.global_key))
+        self.slots.release()
         self.tracker.settle(job.message_id, outcome, delay=delay)
         self._count(job, outcome)
 
