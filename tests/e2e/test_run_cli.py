@@ -4,7 +4,6 @@ files, a real SQLite ledger, the files sink."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import sqlite3
@@ -202,27 +201,30 @@ class TestCrashes:
         assert len(keys) == 3000 and len(set(keys)) == 3000
         assert not list(out.glob(".*.tmp"))
 
-    def test_sigterm_drains_cleanly(self, example: Path) -> None:
-        """SIGTERM on a running daemon (spool source, no --once): in-flight work finishes, exit 0."""
+    def test_spool_picks_up_new_files_and_sigterm_drains(self, example: Path) -> None:
+        """A running daemon (spool, no --once) takes a file dropped in later; SIGTERM then exits 0."""
         cfg = example / "local.toml"
         proc = _start(cfg)
         out = example.parent / "out"
         db = example.parent / "state" / "ingestd.db"
 
-        def all_final() -> bool:
+        def final_count() -> int:
             if not db.exists():
-                return False
+                return 0
             with sqlite3.connect(db) as c:
                 n = c.execute(
                     "SELECT (SELECT count(*) FROM accepted) + (SELECT count(*) FROM dead_letters)"
                 ).fetchone()
-            return int(n[0]) == 9
+            return int(n[0])
 
-        _wait_for(all_final)
+        _wait_for(lambda: final_count() == 9)
+        late = example / "media" / "images" / "late.png"
+        shutil.copy(example / "media" / "images" / "fractal.png", late.with_suffix(".part"))
+        late.with_suffix(".part").rename(late)  # how a careful uploader drops a file in
+        _wait_for(lambda: final_count() == 10)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=30)
         assert proc.returncode == 0, stderr
         events = [json.loads(line)["event"] for line in stdout.splitlines() if line.startswith("{")]
         assert "drain started" in events and events[-1] == "run finished"
-        assert {r["global_key"] for r in labelbox_rows(out)} == EXPECTED_DELIVERED
-        assert os.path.exists(db)
+        assert {r["global_key"] for r in labelbox_rows(out)} == EXPECTED_DELIVERED | {"demo/images/late.png"}
