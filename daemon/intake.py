@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from daemon.jobs import Job, Rejection
-from daemon.ledger import dead_letter_for, fold
+from daemon.ledger import Claimed, dead_letter_for, fold
 from daemon.sources.base import Message
 
 if TYPE_CHECKING:
@@ -40,12 +40,12 @@ class Intake:
         try:
             async for batch in p.source.batches():
                 p.counters.messages += len(batch)
-                jobs = self.open(batch)
+                jobs = await self.open(batch)
                 dispatched = 0
-                known = p.ledger.known([j.global_key for j in jobs if j.state == "new"])
+                claimed = await p.ledger.claim([j.global_key for j in jobs if j.state == "new"])
                 self.progress.busy = True
                 for job in jobs:
-                    await self.dispatch(job, known)
+                    await self.dispatch(job, claimed)
                     dispatched += 1
                     self.progress.done += 1
                 self.progress.busy = False
@@ -56,17 +56,20 @@ class Intake:
             if not p.stopping:
                 raise
         finally:
-            for job in jobs[dispatched:]:  # received but never dispatched: give back
+            undone = jobs[dispatched:]
+            for job in undone:  # received but never dispatched: give back
                 p.tracker.settle(job.message_id, "release")
+            if undone:
+                await asyncio.shield(p.ledger.release([j.global_key for j in undone]))
             await p.source.close()
 
-    def open(self, batch: Sequence[Message]) -> list[Job]:
+    async def open(self, batch: Sequence[Message]) -> list[Job]:
         p = self.p
         jobs: list[Job] = []
         for msg in batch:
             if msg.error is not None:
                 rej = Rejection(stage="intake", rule="message.decode", message=msg.error)
-                p.ledger.add_dead([dead_letter_for(f"msg:{msg.id}", None, rej, raw=msg.raw)])
+                await p.ledger.add_dead([dead_letter_for(f"msg:{msg.id}", None, rej, raw=msg.raw)])
                 p.metrics.object_done("intake", "dead_lettered")
                 p.metrics.dead_letter("intake", rej.rule)
                 log.warning("message dead-lettered", message_id=msg.id, rule=rej.rule, reason=msg.error)
@@ -92,15 +95,20 @@ class Intake:
                 jobs.append(job)
         return jobs
 
-    async def dispatch(self, job: Job, known: set[str]) -> None:
+    async def dispatch(self, job: Job, claimed: Claimed) -> None:
         p = self.p
         folded = fold(job.global_key)
         if job.state == "dead":
             await p.slots.acquire()
             await p.dead_q.put(job)
-        elif folded in known or folded in p.in_flight_keys:
+        elif folded in claimed.known or folded in p.in_flight_keys:
+            # known, or in flight in this process (whose own message stays unacknowledged until
+            # that work is final): a duplicate, acknowledged.
             job.state = "duplicate"
             p.tracker.settle(job.message_id, "duplicate")
+        elif folded in claimed.busy:
+            # another instance holds it: give the message back for later, never ack it for them
+            p.tracker.settle(job.message_id, "retry", delay=p.s.retry_delay)
         else:
             await p.slots.acquire()
             p.in_flight_keys.add(folded)

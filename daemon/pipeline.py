@@ -29,7 +29,8 @@ from daemon.build import Builder
 from daemon.commit import recovery_dead_letters, sort_results
 from daemon.intake import Intake
 from daemon.jobs import Job, ObjectRef, Rejection
-from daemon.ledger import Ledger, dead_letter_for, fold
+from daemon.ledger import dead_letter_for, fold
+from daemon.ledger_store import LedgerStore
 from daemon.metrics import Metrics, Stage
 from daemon.metrics import Outcome as MetricOutcome
 from daemon.sinks.base import Batch, BatchItem, ItemResult, PermanentError, TransientError
@@ -95,7 +96,7 @@ class Pipeline:
         *,
         source: Source,
         deliverer: Deliverer,
-        ledger: Ledger,
+        ledger: LedgerStore,
         prober: Prober,
         builder: Builder,
         key_for: KeyMaker,
@@ -161,16 +162,16 @@ class Pipeline:
 
     async def recover(self) -> None:
         """Re-deliver batches begun before a crash, before taking new work."""
-        for sink_name, batch in self.ledger.pending_batches():
+        for sink_name, batch in await self.ledger.pending_batches():
             if sink_name != self.deliverer.name:
                 log.warning("pending batch for another sink dropped", batch_id=batch.id, sink=sink_name)
-                self.ledger.abort_batch(batch.id)
+                await self.ledger.abort_batch(batch.id)
                 continue
             log.info("recovering batch", batch_id=batch.id, items=len(batch.items))
             results = await self.deliverer.deliver(batch)
             if any(r.status == "retryable" for r in results):
                 raise RuntimeError(f"recovery of batch {batch.id} failed: the sink is not accepting work")
-            self.ledger.finish_batch(batch.id, results, recovery_dead_letters(results))
+            await self.ledger.finish_batch(batch.id, results, recovery_dead_letters(results))
 
     async def run(self) -> Counters:
         await self.recover()
@@ -245,6 +246,7 @@ class Pipeline:
                 if e.transient:
                     log.warning("read failed, will retry", key=job.ref.key, reason=str(e))
                     self._final(job, "retry")
+                    await self.ledger.release([job.global_key])
                     continue
                 job.rejection = Rejection(stage="read", rule="read.failed", message=str(e), actual=e.status)
             except Exception as e:
@@ -312,7 +314,7 @@ class Pipeline:
 
     async def _deliver(self, jobs: list[Job]) -> None:
         batch = Batch.of([BatchItem(j.global_key, j.kind, j.body) for j in jobs])
-        self.ledger.begin_batch(batch, self.deliverer.name)
+        await self.ledger.begin_batch(batch, self.deliverer.name)
         nbytes = batch.nbytes
         self.metrics.batch_sent(len(jobs), nbytes)
         started = time.monotonic()
@@ -330,10 +332,13 @@ class Pipeline:
         failed = all(o == "retry" for _, o, _ in outcomes)
         self.metrics.delivered(time.monotonic() - started, success=not failed)
         if failed:
-            self.ledger.abort_batch(batch.id)
+            await self.ledger.abort_batch(batch.id)
         else:
-            self.ledger.finish_batch(batch.id, results, dead)
+            await self.ledger.finish_batch(batch.id, results, dead)
             self.counters.batches += 1
+        retried = [job.global_key for job, outcome, _ in outcomes if outcome == "retry"]
+        if retried:
+            await self.ledger.release(retried)
         for job, outcome, delay in outcomes:
             if outcome == "dead" and job.rejection is not None:
                 log.warning(
@@ -366,7 +371,7 @@ class Pipeline:
                     expected=j.rejection.expected,
                     actual=j.rejection.actual,
                 )
-            self.ledger.add_dead(letters)
+            await self.ledger.add_dead(letters)
             self._st_commit.done += len(jobs)
             for j in jobs:
                 self._final(j, "dead")

@@ -10,7 +10,7 @@ import aiohttp
 from daemon.build import Builder, file_url
 from daemon.config import Config, resolve
 from daemon.jobs import Job, ObjectRef
-from daemon.ledger import Ledger
+from daemon.ledger_store import open_store
 from daemon.metrics import Metrics
 from daemon.pipeline import Deliverer, Pipeline, Prober, Settings
 from daemon.sinks.files import FilesSink
@@ -68,10 +68,6 @@ def url_maker(cfg: Config):  # type: ignore[no-untyped-def]
         raise ValueError(f"no URL maker for origin {ref.origin!r}")
 
     return make_url
-
-
-def open_ledger(cfg: Config) -> Ledger:
-    return Ledger(resolve(cfg, cfg.ledger.path)).open()
 
 
 def make_source(cfg: Config, *, once: bool) -> Source:
@@ -152,8 +148,7 @@ async def build_pipeline(
     monitor: ProgressMonitor | None = None,
 ) -> Pipeline:
     """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
-    ledger = open_ledger(cfg)
-    stack.callback(ledger.close)
+    ledger = await open_store(cfg, stack)
     sink = make_sink(cfg)
     builder = Builder(
         platform=cfg.target.platform,
@@ -182,9 +177,8 @@ async def probe_dependencies(cfg: Config) -> list[tuple[str, str | None]]:
     """Reach the real ledger, sink and source (``ingestd check``): (what, error or None)."""
     results: list[tuple[str, str | None]] = []
     try:
-        ledger = open_ledger(cfg)
-        ledger.stats()
-        ledger.close()
+        async with AsyncExitStack() as stack:
+            await (await open_store(cfg, stack)).stats()
         results.append(("ledger open", None))
     except Exception as e:  # any failure here is the answer to "can the ledger be opened"
         results.append(("ledger open", f"{type(e).__name__}: {e}"))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
 
 import msgspec
 
 from daemon.commands.common import iso, load_config, write
-from daemon.config import resolve
+from daemon.config import Config, resolve
 from daemon.health import read_status
-from daemon.ledger import Ledger
+from daemon.ledger_store import open_store
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,6 +20,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-c", "--config", required=True)
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=run)
+
+
+async def _stats(cfg: Config) -> dict[str, Any]:
+    async with AsyncExitStack() as stack:
+        return await (await open_store(cfg, stack)).stats()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,15 +38,15 @@ def run(args: argparse.Namespace) -> int:
             for k, v in live.items():
                 write(f"{k:<26} {v}")
         return 0
-    path = resolve(cfg, cfg.ledger.path)
-    with Ledger(path) as ledger:
-        stats = ledger.stats()
-    stats["ledger"] = str(path)
+    stats = asyncio.run(_stats(cfg))
+    stats["ledger"] = (
+        "postgresql" if (cfg.ledger.dsn or cfg.ledger.dsn_secret) else str(resolve(cfg, cfg.ledger.path))
+    )
     stats["last_accepted_at"] = iso(stats["last_accepted_at"])
     if args.json:
         write(msgspec.json.encode(stats).decode())
         return 0
-    write(f"ledger            {path}")
+    write(f"ledger            {stats['ledger']}")
     write(f"accepted          {stats['accepted']}")
     write(f"duplicates        {stats['duplicates']}")
     write(f"dead letters      {stats['dead_letters']}")
