@@ -99,7 +99,8 @@ def decode_header(b: bytes) -> Header | None:
 def skip_id3v2(buf: Sparse, pos: int = 0) -> int:
     """The offset after the ID3v2 tags at ``pos`` (``pos`` itself if there are none)."""
     for _ in range(MAX_ID3_TAGS):
-        head = buf.get(pos, 10)
+        # ask for the whole first-frame window at once: the next read after a big tag is its last
+        head = buf.get(pos, FIRST_WINDOW)[:10]
         if head[:3] != b"ID3":
             return pos
         if len(head) < 10:
@@ -166,15 +167,11 @@ def _duration(buf: Sparse, start: int, h: Header) -> tuple[float, bool]:
     walk: Walk = walk_frames(buf, start, 4, _frame_at(h), scan_end(start, buf.size))
     if walk.stop != "budget":
         return walk.samples / h.rate, False
-    end = buf.size
-    if buf.get(end - 128, 3) == b"TAG":
-        end -= 128
-    audio = end - start
-    mean_bytes = walk.nbytes / walk.frames
     if len(walk.bitrates) == 1:
-        frames = round(audio * 8 * h.rate / (h.spf * h.bitrate))
+        end = buf.size - 128 if buf.get(buf.size - 128, 3) == b"TAG" else buf.size
+        frames = round((end - start) * 8 * h.rate / (h.spf * h.bitrate))
         return frames * h.spf / h.rate, False
-    return audio / mean_bytes * h.spf / h.rate, True
+    return (buf.size - start) / (walk.nbytes / walk.frames) * h.spf / h.rate, True
 
 
 def parse(buf: Sparse) -> MediaInfo:
