@@ -117,10 +117,10 @@ def _first_audio_stream(buf: Sparse) -> tuple[int, Stream]:
         head = buf.get(pos, 27 + 255)
         nsegs = head[26] if len(head) >= 27 else 0
         page = page_at(buf.get(pos, 27 + nsegs + sum(head[27 : 27 + nsegs])), 0)
-        if page is None:
-            raise ProbeError(f"Ogg: no valid page (capture pattern, version 0, CRC) at {pos}")
-        if not page.bos:
-            break
+        if page is None and pos == 0:
+            raise ProbeError("Ogg: no valid first page (capture pattern, version 0, CRC)")
+        if page is None or not page.bos:
+            break  # the beginning-of-stream pages are over
         stream = identify(page.body, pos)
         if stream is not None:
             if stream.rate <= 0 or stream.channels <= 0:
