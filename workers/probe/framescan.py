@@ -58,14 +58,15 @@ def walk_frames(
     ``frame_at`` decodes a header (``header_len`` bytes) or returns ``None`` for anything that
     does not continue the run. The whole window is requested at once (one ``Need``).
     """
-    buf.get(start, limit + header_len - start)
-    pos, frames, samples = start, 0, 0
+    window = buf.get(start, limit + header_len - start)
+    pos, frames, samples = 0, 0, 0
+    end = limit - start
     bitrates: set[int] = set()
     stop: Literal["eof", "junk", "budget"] = "budget"
-    while pos < limit:
-        head = buf.get(pos, header_len)
+    while pos < end:
+        head = window[pos : pos + header_len]
         if len(head) < header_len:
-            stop = "eof" if pos >= buf.size or frames else "junk"
+            stop = "eof" if start + pos >= buf.size or frames else "junk"
             break
         spec = frame_at(head)
         if spec is None:
@@ -76,8 +77,9 @@ def walk_frames(
         bitrates.add(spec.bitrate)
         pos += spec.length
     else:
-        if pos >= buf.size:
+        if start + pos >= buf.size:
             stop = "eof"
+    pos += start
     return Walk(
         start=start,
         frames=frames,

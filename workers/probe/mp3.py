@@ -116,18 +116,17 @@ def skip_id3v2(buf: Sparse, pos: int = 0) -> int:
 
 def _find_first_frame(buf: Sparse, start: int) -> tuple[int, Header]:
     window = buf.get(start, FIRST_WINDOW)
-    for i in range(min(SYNC_SEARCH, len(window))):
-        if window[i] != 0xFF:
-            continue
+    i = window.find(b"\xff", 0, SYNC_SEARCH)
+    while i >= 0:
         h = decode_header(window[i : i + 4])
-        if h is None:
-            continue
-        nxt_at = i + h.length
-        if start + nxt_at >= buf.size:
-            return start + i, h  # a single frame up to the end of the file
-        nxt = decode_header(window[nxt_at : nxt_at + 4])
-        if nxt is not None and nxt.same_stream(h):
-            return start + i, h
+        if h is not None:
+            nxt_at = i + h.length
+            if start + nxt_at >= buf.size:
+                return start + i, h  # a single frame up to the end of the file
+            nxt = decode_header(window[nxt_at : nxt_at + 4])
+            if nxt is not None and nxt.same_stream(h):
+                return start + i, h
+        i = window.find(b"\xff", i + 1, SYNC_SEARCH)
     raise ProbeError(f"MPEG audio: no frame sync (two consecutive frames) in {SYNC_SEARCH} bytes at {start}")
 
 
@@ -153,11 +152,15 @@ def _vbr_header(frame: bytes, h: Header) -> tuple[int, int, int] | None:
 
 
 def _frame_at(first: Header) -> Callable[[bytes], FrameSpec | None]:
+    seen: dict[bytes, FrameSpec | None] = {}  # a stream repeats a handful of distinct headers
+
     def frame_at(b: bytes) -> FrameSpec | None:
+        if b in seen:
+            return seen[b]
         h = decode_header(b)
-        if h is None or not h.same_stream(first):
-            return None
-        return FrameSpec(h.length, h.spf, h.bitrate)
+        spec = None if h is None or not h.same_stream(first) else FrameSpec(h.length, h.spf, h.bitrate)
+        seen[b] = spec
+        return spec
 
     return frame_at
 

@@ -134,20 +134,19 @@ def _first_audio_stream(buf: Sparse) -> tuple[int, Stream]:
 
 
 def last_granule(buf: Sparse, serial: int) -> int | None:
-    """The granule of the last page of stream ``serial`` in the last ``TAIL`` bytes."""
+    """The granule of the last page of stream ``serial`` in the last ``TAIL`` bytes.
+
+    Searched backwards: usually the very last page answers, so one CRC is computed.
+    """
     start = max(0, buf.size - TAIL)
     tail = buf.get(start, buf.size - start)
-    found = None
-    i = tail.find(b"OggS")
+    i = tail.rfind(b"OggS")
     while i >= 0:
         page = page_at(tail, i)
-        if page is None:
-            i = tail.find(b"OggS", i + 1)
-            continue
-        if page.serial == serial and page.granule != NO_GRANULE:
-            found = page.granule
-        i = tail.find(b"OggS", i + page.length)
-    return found
+        if page is not None and page.serial == serial and page.granule != NO_GRANULE:
+            return page.granule
+        i = tail.rfind(b"OggS", 0, i)
+    return None
 
 
 def parse(buf: Sparse) -> MediaInfo:
