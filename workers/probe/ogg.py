@@ -1,9 +1,10 @@
 """Ogg: Vorbis, Opus, FLAC and Speex streams.
 
 The first pages (all beginning-of-stream pages come first) carry each logical stream's
-identification header; the first audio stream is reported. The duration comes from the granule
-position of that stream's last page, found in the last 64 KiB of the file (one ``Need``: two
-requests in all for a file longer than the head):
+identification header; the first audio stream is reported. A video stream (Theora, Daala, VP8,
+Dirac) makes the file an error: video in Ogg is not supported, and it is not an audio file.
+The duration comes from the granule position of that stream's last page, found in the last
+64 KiB of the file (one ``Need``: two requests in all for a file longer than the head):
 
 * Vorbis, FLAC, Speex: the granule counts samples at the stream's rate: ``granule / rate``.
 * Opus: the granule counts 48 kHz samples including the pre-skip the decoder drops:
@@ -111,8 +112,16 @@ def identify(packet: bytes, where: int) -> Stream | None:
     return None
 
 
+_VIDEO = {b"\x80theora": "theora", b"\x80daala": "daala", b"OVP80": "vp8", b"BBCD\x00": "dirac"}
+
+
+def _video_codec(packet: bytes) -> str | None:
+    return next((name for magic, name in _VIDEO.items() if packet.startswith(magic)), None)
+
+
 def _first_audio_stream(buf: Sparse) -> tuple[int, Stream]:
-    pos, seen = 0, []
+    """The first audio stream among the beginning-of-stream pages; a video stream is an error."""
+    pos, found, others = 0, None, []
     for _ in range(MAX_BOS_PAGES):
         head = buf.get(pos, 27 + 255)
         nsegs = head[26] if len(head) >= 27 else 0
@@ -121,16 +130,22 @@ def _first_audio_stream(buf: Sparse) -> tuple[int, Stream]:
             raise ProbeError("Ogg: no valid first page (capture pattern, version 0, CRC)")
         if page is None or not page.bos:
             break  # the beginning-of-stream pages are over
+        video = _video_codec(page.body)
+        if video is not None:
+            raise ProbeError(f"Ogg: {video} video stream at {pos}: video in Ogg is not supported")
         stream = identify(page.body, pos)
-        if stream is not None:
+        if stream is not None and found is None:
             if stream.rate <= 0 or stream.channels <= 0:
                 raise ProbeError(
                     f"Ogg {stream.codec} stream at {pos}: {stream.channels} channels at {stream.rate} Hz"
                 )
-            return page.serial, stream
-        seen.append(page.body[:8].strip(b"\x00\x01\x7f\x80 ").decode("latin-1"))
+            found = page.serial, stream
+        elif stream is None:
+            others.append(page.body[:8].strip(b"\x00\x01\x7f\x80 ").decode("latin-1"))
         pos += page.length
-    raise ProbeError(f"Ogg: no Vorbis/Opus/FLAC/Speex stream among the first streams {seen}")
+    if found is None:
+        raise ProbeError(f"Ogg: no Vorbis/Opus/FLAC/Speex stream among the first streams {others}")
+    return found
 
 
 def last_granule(buf: Sparse, serial: int) -> int | None:

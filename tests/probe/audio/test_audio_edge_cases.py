@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 from pathlib import Path
 
 import msgspec
@@ -138,6 +139,15 @@ def test_ogg_video_only_is_rejected_by_name() -> None:
     page[22:26] = ogg.ogg_crc(bytes(page)).to_bytes(4, "little")
     info = probe_bytes(bytes(page))
     assert not info.valid and info.error is not None and "theora" in info.error
+
+
+def test_ogg_theora_with_vorbis_is_not_an_audio_file(tmp_path: Path) -> None:
+    path = tmp_path / "v.ogv"
+    video = ["-f", "lavfi", "-i", "testsrc=s=64x64:d=1", "-f", "lavfi", "-i", "sine=d=1"]
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", *video, "-c:v", "libtheora", "-c:a", "libvorbis", str(path)]
+    subprocess.run(cmd, check=True, timeout=60)
+    info = probe_bytes(path.read_bytes())
+    assert not info.valid and info.error is not None and "theora video stream" in info.error
 
 
 def _crc_reference(data: bytes) -> int:
