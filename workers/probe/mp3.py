@@ -9,12 +9,15 @@ How the duration is found, best first:
    encoded signal's length (the test corpus checks it against the sample count fed to the encoder).
 2. Otherwise frames are walked within the budget of :mod:`workers.probe.framescan`. If the walk
    reaches the end of the file, the count is exact.
-3. If the budget runs out and every frame walked had the same bitrate, the stream is taken as
-   CBR: ``frames = round(audio_bytes / mean_frame_bytes)``, exact for CBR files, where audio bytes
-   run from the first frame to the end of the file minus a 128-byte ID3v1 tag. Only in this case
-   are the last 128 bytes requested (a second request for files longer than the head).
-4. If bitrates differ (VBR without a Xing header) the duration is extrapolated from the mean
-   frame size of the walked frames and flagged ``duration_estimated=True``.
+3. If the budget runs out and every frame walked had the same bitrate, the last 4 KiB of the
+   file are read (one more request for files longer than the head): if the frames there have
+   that bitrate too (or none are found), the stream is CBR and
+   ``frames = round(audio_bytes / mean_frame_bytes)`` is exact, audio bytes running from the
+   first frame to the end of the file minus a 128-byte ID3v1 tag (which at low bitrates is
+   more than a frame).
+4. Otherwise (VBR without a Xing header: bitrates differ in the head, or the tail's differs) the
+   duration is extrapolated from the mean frame size of the walked frames and flagged
+   ``duration_estimated=True``. Scanning the whole file would cost its whole size in reads.
 
 ID3v2 tags are hopped over by their synchsafe size (plus the v2.4 footer). A big tag (cover art)
 costs one more request: an 8 KiB window after it. FLAC or ADTS behind an ID3v2 tag (which
@@ -47,6 +50,8 @@ FIRST_WINDOW = 8192
 #: how far after the tags a first frame is searched for (zero padding, junk)
 SYNC_SEARCH = 4096
 MAX_ID3_TAGS = 8
+#: bytes at the end of the file read to confirm a CBR stream (and find an ID3v1 tag)
+TAIL_CHECK = 4096
 
 
 class Header:
@@ -165,15 +170,38 @@ def _frame_at(first: Header) -> Callable[[bytes], FrameSpec | None]:
     return frame_at
 
 
+def _tail_bitrates(tail: bytes, first: Header) -> set[int]:
+    """Bitrates of the run of frames found in ``tail``; empty if there is none.
+
+    A run counts if it has 3 frames, or 2 that reach the end of ``tail`` (a lone 0xFF in audio
+    data that decodes as a header is not a run).
+    """
+    frame_at = _frame_at(first)
+    i = tail.find(b"\xff")
+    while i >= 0:
+        pos, rates, count = i, set(), 0
+        while (spec := frame_at(tail[pos : pos + 4])) is not None:
+            rates.add(spec.bitrate)
+            pos += spec.length
+            count += 1
+        if count >= 3 or (count == 2 and pos >= len(tail)):
+            return rates
+        i = tail.find(b"\xff", i + 1)
+    return set()
+
+
 def _duration(buf: Sparse, start: int, h: Header) -> tuple[float, bool]:
     """(duration, estimated) for a stream without a usable VBR header."""
     walk: Walk = walk_frames(buf, start, 4, _frame_at(h), scan_end(start, buf.size))
     if walk.stop != "budget":
         return walk.samples / h.rate, False
     if len(walk.bitrates) == 1:
-        end = buf.size - 128 if buf.get(buf.size - 128, 3) == b"TAG" else buf.size
-        frames = round((end - start) * 8 * h.rate / (h.spf * h.bitrate))
-        return frames * h.spf / h.rate, False
+        tail_at = max(start, buf.size - TAIL_CHECK)
+        tail = buf.get(tail_at, buf.size - tail_at)
+        end = buf.size - 128 if len(tail) >= 128 and tail[-128:-125] == b"TAG" else buf.size
+        if _tail_bitrates(tail[: end - tail_at], h) <= walk.bitrates:
+            frames = round((end - start) * 8 * h.rate / (h.spf * h.bitrate))
+            return frames * h.spf / h.rate, False
     return (buf.size - start) / (walk.nbytes / walk.frames) * h.spf / h.rate, True
 
 

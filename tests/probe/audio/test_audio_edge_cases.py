@@ -101,6 +101,23 @@ def test_mp3_cbr_without_xing_scanned_to_the_end() -> None:
     assert info.duration == 40 * 1152 / 44100 and info.duration_estimated is False
 
 
+def test_mp3_uniform_head_but_different_tail_is_vbr() -> None:
+    """No Xing header, 128 kbps for the whole scan budget, 320 kbps at the end: estimated."""
+    head = _frames(200)  # 83 KB of 128 kbps
+    tail = (b"\xff\xfb\xe0\xc0" + b"\0" * 1040) * 10  # 320 kbps: 1044-byte frames
+    info = probe_bytes(head + tail)
+    assert info.valid and info.duration_estimated is True and info.requests == 2
+    exact = 210 * 1152 / 44100
+    assert info.duration is not None and abs(info.duration - exact) < 0.2 * exact
+
+
+def test_mp3_cbr_confirmed_by_the_tail_is_exact() -> None:
+    # 128 kbps at 48 kHz: 384-byte frames without padding (at 44.1 kHz encoders pad some frames)
+    data = (b"\xff\xfb\x94\xc0" + b"\0" * 380) * 300
+    info = probe_bytes(data)
+    assert (info.duration, info.duration_estimated, info.requests) == (300 * 1152 / 48000, False, 2)
+
+
 def test_id3v24_footer_and_consecutive_tags(corpus: dict[str, Path]) -> None:
     bare = corpus["mp3_no_id3"].read_bytes()
     v24 = b"ID3\x04\x00\x10\x00\x00\x00\x14" + b"\0" * 20 + b"3DI\x04\x00\x10\x00\x00\x00\x14"
