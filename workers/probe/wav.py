@@ -8,7 +8,8 @@ are known: one request when ``fmt `` comes first, two when it follows a big ``da
 Codec names: ``pcm`` (integer, any width; the width is ``bit_depth``), ``pcm_float``,
 ``pcm_alaw``, ``pcm_mulaw``, ``adpcm_ms``, ``adpcm_ima_wav``, ``gsm_ms``, ``mp2``, ``mp3``, else
 ``wav_0x<tag>``. ffprobe's ``pcm_s16le``/``pcm_u8``/``pcm_f32le``... map to ``pcm``/``pcm_float``
-plus ``bit_depth``. WAVE_FORMAT_EXTENSIBLE is resolved through its SubFormat GUID.
+plus ``bit_depth``. WAVE_FORMAT_EXTENSIBLE is resolved through its SubFormat GUID, and its
+valid bits per sample are the ``bit_depth`` (24 for 24-bit samples in 32-bit containers).
 
 Duration: PCM-like codecs ``(data_size // block_align) / rate`` (exact); ADPCM from samples per
 block; otherwise the ``fact`` chunk's sample count when it precedes ``data``, else

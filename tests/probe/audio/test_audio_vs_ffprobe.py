@@ -13,8 +13,9 @@ import pytest
 from audio_corpus import BY_NAME, CASES, Case, feed_whole
 
 from workers.probe import wav
-from workers.probe.engine import DEFAULT_HEAD_BYTES, probe_bytes
+from workers.probe.engine import DEFAULT_HEAD_BYTES, probe, probe_bytes
 from workers.probe.media import MediaInfo
+from workers.reads.file import FileReader
 
 FFPROBE_PRINT = 2e-6  # ffprobe prints durations with 6 decimals
 
@@ -112,3 +113,13 @@ def test_ffprobe_includes_padding_that_the_probe_removes(
     assert case.samples is not None and info.duration is not None
     assert info.duration == pytest.approx(case.samples / case.rate, abs=1e-9)
     assert ff - info.duration > 0.005  # padding/pre-skip: 6.5 ms (Opus) to 168 ms (MPEG-2.5 8 kHz)
+
+
+@pytest.mark.parametrize("name", ["mp3_big_id3_cover", "wav_fmt_after_big_data", "ogg_opus_long_stereo"])
+async def test_real_driver_over_a_file_costs_the_same(name: str, corpus: dict[str, Path]) -> None:
+    """The async driver with the local file reader: same result and cost as the in-memory one."""
+    path = corpus[name]
+    async with FileReader(str(path)) as reader:
+        info = await probe(reader)
+    assert info == probe_bytes(path.read_bytes())
+    assert info.requests == BY_NAME[name].requests == 2
