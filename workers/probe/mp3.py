@@ -13,8 +13,8 @@ How the duration is found, best first:
    file are read (one more request for files longer than the head): if the frames there have
    that bitrate too (or none are found), the stream is CBR and
    ``frames = round(audio_bytes / mean_frame_bytes)`` is exact, audio bytes running from the
-   first frame to the end of the file minus a 128-byte ID3v1 tag (which at low bitrates is
-   more than a frame).
+   first frame to the end of the file minus an ID3v1 tag (128 bytes: at low bitrates more than
+   a frame) and an APEv2 tag (sized by its footer).
 4. Otherwise (VBR without a Xing header: bitrates differ in the head, or the tail's differs) the
    duration is extrapolated from the mean frame size of the walked frames and flagged
    ``duration_estimated=True``. Scanning the whole file would cost its whole size in reads.
@@ -190,6 +190,19 @@ def _tail_bitrates(tail: bytes, first: Header) -> set[int]:
     return set()
 
 
+def _audio_end(tail: bytes, size: int, start: int) -> int:
+    """Where the audio ends: before a trailing ID3v1 tag (128 bytes) and an APEv2 tag."""
+    end = size
+    if len(tail) >= 128 and tail[-128:-125] == b"TAG":
+        end -= 128
+    footer_end = len(tail) - (size - end)
+    footer = tail[footer_end - 32 : footer_end] if footer_end >= 32 else b""
+    if footer[:8] == b"APETAGEX":
+        tag = int.from_bytes(footer[12:16], "little") + (32 if footer[20 + 3] & 0x80 else 0)
+        end -= tag
+    return max(start, end)
+
+
 def _duration(buf: Sparse, start: int, h: Header) -> tuple[float, bool]:
     """(duration, estimated) for a stream without a usable VBR header."""
     walk: Walk = walk_frames(buf, start, 4, _frame_at(h), scan_end(start, buf.size))
@@ -198,8 +211,8 @@ def _duration(buf: Sparse, start: int, h: Header) -> tuple[float, bool]:
     if len(walk.bitrates) == 1:
         tail_at = max(start, buf.size - TAIL_CHECK)
         tail = buf.get(tail_at, buf.size - tail_at)
-        end = buf.size - 128 if len(tail) >= 128 and tail[-128:-125] == b"TAG" else buf.size
-        if _tail_bitrates(tail[: end - tail_at], h) <= walk.bitrates:
+        end = _audio_end(tail, buf.size, start)
+        if _tail_bitrates(tail[: max(0, end - tail_at)], h) <= walk.bitrates:
             frames = round((end - start) * 8 * h.rate / (h.spf * h.bitrate))
             return frames * h.spf / h.rate, False
     return (buf.size - start) / (walk.nbytes / walk.frames) * h.spf / h.rate, True

@@ -118,6 +118,17 @@ def test_mp3_cbr_confirmed_by_the_tail_is_exact() -> None:
     assert (info.duration, info.duration_estimated, info.requests) == (300 * 1152 / 48000, False, 2)
 
 
+def test_mp3_cbr_with_apev2_and_id3v1_tags_at_the_end() -> None:
+    frames = (b"\xff\xfb\x94\xc0" + b"\0" * 380) * 300
+    items = b"\x05\0\0\0\0\0\0\0Title\0hello" * 200  # well over a frame of tag
+    size = len(items) + 32
+    header = b"APETAGEX" + struct.pack("<IIII", 2000, size, 200, 0xA0000000) + b"\0" * 8
+    footer = b"APETAGEX" + struct.pack("<IIII", 2000, size, 200, 0x80000000) + b"\0" * 8
+    id3v1 = b"TAG" + b"\0" * 125
+    info = probe_bytes(frames + header + items + footer + id3v1)
+    assert (info.duration, info.duration_estimated) == (300 * 1152 / 48000, False)
+
+
 def test_id3v24_footer_and_consecutive_tags(corpus: dict[str, Path]) -> None:
     bare = corpus["mp3_no_id3"].read_bytes()
     v24 = b"ID3\x04\x00\x10\x00\x00\x00\x14" + b"\0" * 20 + b"3DI\x04\x00\x10\x00\x00\x00\x14"
