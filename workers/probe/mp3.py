@@ -136,14 +136,17 @@ def _find_first_frame(buf: Sparse, start: int) -> tuple[int, Header]:
 
 
 def _vbr_header(frame: bytes, h: Header) -> tuple[int, int, int] | None:
-    """(frames, encoder delay, padding) from a Xing/Info (+LAME) or VBRI header, if present."""
+    """(frames, encoder delay, padding) from a Xing/Info (+LAME) or VBRI header, if present.
+
+    frames is 0 when the header does not say.
+    """
     side = (9 if h.channels == 1 else 17) if h.lsf else (17 if h.channels == 1 else 32)
     x = 4 + side
     if frame[x : x + 4] in (b"Xing", b"Info") and len(frame) >= x + 8:
         flags = int.from_bytes(frame[x + 4 : x + 8], "big")
         p = x + 8
         if not flags & 1:
-            return None
+            return 0, 0, 0  # a tag frame (silent) without a frame count
         frames = int.from_bytes(frame[p : p + 4], "big")
         p += 4 + (4 if flags & 2 else 0) + (100 if flags & 4 else 0) + (4 if flags & 8 else 0)
         delay = padding = 0
@@ -213,7 +216,8 @@ def _duration(buf: Sparse, start: int, h: Header) -> tuple[float, bool]:
         tail = buf.get(tail_at, buf.size - tail_at)
         end = _audio_end(tail, buf.size, start)
         if _tail_bitrates(tail[: max(0, end - tail_at)], h) <= walk.bitrates:
-            frames = round((end - start) * 8 * h.rate / (h.spf * h.bitrate))
+            (bitrate,) = walk.bitrates  # not the first frame's: that may be a Xing frame
+            frames = round((end - start) * 8 * h.rate / (h.spf * bitrate))
             return frames * h.spf / h.rate, False
     return (buf.size - start) / (walk.nbytes / walk.frames) * h.spf / h.rate, True
 

@@ -198,3 +198,11 @@ def test_scan_budget_stays_in_the_head_or_covers_16k() -> None:
     assert scan_end(100, 10**6) == SCAN_END_IN_HEAD
     assert scan_end(500_000, 10**6) == 500_000 + SCAN_MIN
     assert scan_end(100, 5000) == 5000
+
+
+def test_mp3_xing_frame_without_frame_count_is_not_audio() -> None:
+    """A Xing frame at 320 kbps without the frames flag, then 300 CBR 128 kbps frames."""
+    xing = b"\xff\xfb\xe4\xc0" + b"\0" * 17 + b"Xing" + b"\0\0\0\0"  # 48 kHz, mono, flags 0
+    data = xing.ljust(960, b"\0") + (b"\xff\xfb\x94\xc0" + b"\0" * 380) * 300
+    info = probe_bytes(data)
+    assert (info.duration, info.duration_estimated) == (300 * 1152 / 48000, False)
