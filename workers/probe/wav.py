@@ -127,7 +127,7 @@ def parse(buf: Sparse) -> MediaInfo:
         raise ProbeError(f"WAV: more than {MAX_CHUNKS} chunks before fmt and data")
     assert fmt is not None and data is not None
     size = data[1]
-    estimated = False
+    estimated: bool | None = False
     if fmt.codec in _PCM_LIKE:
         duration = size // fmt.block_align / fmt.rate
     elif fmt.samples_per_block:
@@ -137,7 +137,7 @@ def parse(buf: Sparse) -> MediaInfo:
     elif fmt.avg_bytes:
         duration, estimated = size / fmt.avg_bytes, True
     else:
-        duration = None  # no way to know it without decoding
+        duration, estimated = None, None  # no way to know it without decoding
     return MediaInfo(
         valid=True,
         kind="audio",
