@@ -6,6 +6,7 @@ for bad input. URL making is injected (``UrlMaker``) so S3 presigning lives in o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -45,6 +46,13 @@ def file_url(prefix: str, relpath: str) -> str:
     return prefix + quote(relpath, safe="/~!$&'()*+,;=:@")
 
 
+def _convert(value: Any, typ: Any) -> Any:
+    return None if value is None else msgspec.convert(value, typ)
+
+
+_LABELBOX_BAD_URL = re.compile(r"[#<>|]")
+
+
 def url_problem(url: str, platform: str) -> Violation | None:
     """The URL rules of the platforms: https only; Labelbox refuses # < > |; Encord <= 16 KB."""
     if not url.startswith("https://"):
@@ -52,8 +60,8 @@ def url_problem(url: str, platform: str) -> Violation | None:
             rule="url.https", message="URL must be https", expected="https://...", actual=url.split(":", 1)[0]
         )
     if platform == "labelbox":
-        bad = sorted({c for c in url if c in LABELBOX_URL_FORBIDDEN})
-        if bad:
+        if _LABELBOX_BAD_URL.search(url):
+            bad = sorted({c for c in url if c in LABELBOX_URL_FORBIDDEN})
             return Violation(
                 rule="labelbox.url.characters",
                 message="URL contains characters Labelbox refuses",
@@ -137,8 +145,8 @@ class Builder:
                 )
             )
         try:
-            fields = msgspec.convert(meta.get("metadata_fields"), list[lb.MetadataField] | None)
-            atts = msgspec.convert(meta.get("attachments"), list[lb.Attachment] | None)
+            fields = _convert(meta.get("metadata_fields"), list[lb.MetadataField])
+            atts = _convert(meta.get("attachments"), list[lb.Attachment])
         except msgspec.ValidationError as e:
             raise _reject(
                 Violation(rule="labelbox.row.schema", message=f"manifest data row: {e}"), stage="build"

@@ -3,9 +3,12 @@
 Outcomes per job: ``delivered``, ``duplicate``, ``dead``, ``gone`` are final; ``retry``
 (transient failure) and ``release`` (shutdown before the job started) are not: when the last
 job of a message settles and any of them asked for a retry, the message is given back to the
-source (``retry_later``) instead of acknowledged, so nothing is lost. Acknowledgements are
-shielded from cancellation: once the sink has accepted the work, a shutdown does not interrupt
-the delete.
+source (``retry_later``) instead of acknowledged, so nothing is lost.
+
+Settled messages are handed to one acknowledging task that works through them in groups;
+each group runs shielded from cancellation: once the sink has accepted the work, a shutdown
+does not interrupt the delete. (One shielded task per group, not per message: at tens of
+thousands of objects per second a task per acknowledgement is a visible cost.)
 """
 
 from __future__ import annotations
@@ -59,14 +62,23 @@ class _Entry:
     msg: Message
     pending: int
     retry: float | None = None
-    attempts: list[str] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Settled:
+    msg: Message
+    retry: float | None
+
+
+@dataclass(slots=True)
 class Tracker:
-    def __init__(self, counters: Counters, *, retry_delay: float = 5.0) -> None:
-        self.counters = counters
-        self.retry_delay = retry_delay
-        self._entries: dict[str, _Entry] = {}
+    counters: Counters
+    retry_delay: float = 5.0
+    _entries: dict[str, _Entry] = field(default_factory=dict)
+    _settled: list[_Settled] = field(default_factory=list)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _closed: bool = False
 
     def add(self, msg: Message, n_jobs: int) -> None:
         self._entries[msg.id] = _Entry(msg, n_jobs)
@@ -74,7 +86,12 @@ class Tracker:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def settle(self, message_id: str, outcome: Outcome, *, delay: float | None = None) -> None:
+    @property
+    def unacked(self) -> int:
+        return len(self._entries) + len(self._settled)
+
+    def settle(self, message_id: str, outcome: Outcome, *, delay: float | None = None) -> None:
+        """Record one job's outcome; the message is acknowledged when its last job settles."""
         self.counters.count(outcome)
         entry = self._entries.get(message_id)
         if entry is None:
@@ -87,28 +104,46 @@ class Tracker:
         entry.pending -= 1
         if entry.pending <= 0:
             del self._entries[message_id]
-            await self._finish(entry)
+            self.finish(entry.msg, entry.retry)
 
-    async def _finish(self, entry: _Entry) -> None:
-        msg = entry.msg
-        try:
-            if entry.retry is None:
-                await asyncio.shield(msg.ack())
-                self.counters.acked += 1
-            else:
-                await asyncio.shield(msg.retry_later(entry.retry))
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            # The work itself is recorded in the ledger; a failed ack only means the message
-            # comes back and is recognised as a duplicate.
-            log.warning("acknowledgement failed", message_id=msg.id, reason=str(e))
+    def finish(self, msg: Message, retry: float | None = None) -> None:
+        """Queue an acknowledgement (``retry is None``) or a give-back for the acker task."""
+        self._settled.append(_Settled(msg, retry))
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The acknowledging task: until :meth:`close`, then drain what is left."""
+        while True:
+            if not self._settled:
+                if self._closed:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            group, self._settled = self._settled, []
+            await asyncio.shield(self._ack_group(group))
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    async def _ack_group(self, group: list[_Settled]) -> None:
+        for s in group:
+            try:
+                if s.retry is None:
+                    await s.msg.ack()
+                    self.counters.acked += 1
+                else:
+                    await s.msg.retry_later(s.retry)
+            except Exception as e:
+                # The work itself is recorded in the ledger; a failed ack only means the
+                # message comes back and is recognised as a duplicate.
+                log.warning("acknowledgement failed", message_id=s.msg.id, reason=str(e))
 
     async def release_all(self) -> None:
         """Give back every message not yet settled (drain deadline passed)."""
         entries, self._entries = list(self._entries.values()), {}
         for entry in entries:
-            try:
-                await asyncio.shield(entry.msg.retry_later(0.0))
-            except Exception as e:
-                log.warning("release failed", message_id=entry.msg.id, reason=str(e))
+            self.finish(entry.msg, 0.0)
+        group, self._settled = self._settled, []
+        await asyncio.shield(self._ack_group(group))

@@ -11,11 +11,13 @@ from daemon.build import Builder, file_url
 from daemon.config import Config, resolve
 from daemon.jobs import Job, ObjectRef
 from daemon.ledger import Ledger
+from daemon.metrics import Metrics
 from daemon.pipeline import Deliverer, Pipeline, Prober, Settings
 from daemon.sinks.files import FilesSink
 from daemon.sources.base import Source
 from daemon.sources.manifest import ManifestSource
 from daemon.sources.spool import SpoolSource
+from daemon.watchdog import ProgressMonitor
 from workers.batching import JSON_ARRAY, NDJSON
 from workers.payloads.keys import check_key, make_key
 from workers.probe.engine import probe
@@ -140,7 +142,16 @@ def settings(cfg: Config) -> Settings:
     )
 
 
-async def build_pipeline(cfg: Config, stack: AsyncExitStack, *, once: bool) -> Pipeline:
+async def build_pipeline(
+    cfg: Config,
+    stack: AsyncExitStack,
+    *,
+    once: bool,
+    prober: Prober | None = None,
+    metrics: Metrics | None = None,
+    monitor: ProgressMonitor | None = None,
+) -> Pipeline:
+    """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
     ledger = open_ledger(cfg)
     stack.callback(ledger.close)
     sink = make_sink(cfg)
@@ -154,12 +165,41 @@ async def build_pipeline(cfg: Config, stack: AsyncExitStack, *, once: bool) -> P
         source=make_source(cfg, once=once),
         deliverer=sink,
         ledger=ledger,
-        prober=await make_prober(cfg, stack),
+        prober=prober or await make_prober(cfg, stack),
         builder=builder,
         key_for=key_maker(cfg),
         settings=settings(cfg),
+        metrics=metrics,
+        monitor=monitor,
     )
 
 
 def output_folder(cfg: Config) -> Path:
     return resolve(cfg, cfg.sink.path)
+
+
+async def probe_dependencies(cfg: Config) -> list[tuple[str, str | None]]:
+    """Reach the real ledger, sink and source (``ingestd check``): (what, error or None)."""
+    results: list[tuple[str, str | None]] = []
+    try:
+        ledger = open_ledger(cfg)
+        ledger.stats()
+        ledger.close()
+        results.append(("ledger open", None))
+    except Exception as e:  # any failure here is the answer to "can the ledger be opened"
+        results.append(("ledger open", f"{type(e).__name__}: {e}"))
+    async with AsyncExitStack() as stack:
+        for name, factory in (
+            ("sink reachable", lambda: make_sink(cfg)),
+            ("source reachable", lambda: make_source(cfg, once=True)),
+        ):
+            try:
+                part = factory()
+                check = getattr(part, "check", None)
+                if check is not None:
+                    await check()
+                results.append((name, None))
+            except Exception as e:  # reported, not raised: check lists every problem at once
+                results.append((name, f"{type(e).__name__}: {e}"))
+        del stack
+    return results

@@ -1,4 +1,4 @@
-"""``ingestd status -c CONFIG [--json]``: figures from the ledger."""
+"""``ingestd status -c CONFIG [--json]``: live figures from the running daemon, else the ledger's."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import msgspec
 
 from daemon.commands.common import iso, load_config, write
 from daemon.config import resolve
+from daemon.health import read_status
 from daemon.ledger import Ledger
 
 
@@ -20,6 +21,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
+    live = read_status(cfg.http.listen) if cfg.http.listen else None
+    if live is not None:
+        live["source"] = "live (operations endpoint)"
+        if args.json:
+            write(msgspec.json.encode(live).decode())
+        else:
+            for k, v in live.items():
+                write(f"{k:<26} {v}")
+        return 0
     path = resolve(cfg, cfg.ledger.path)
     with Ledger(path) as ledger:
         stats = ledger.stats()

@@ -25,7 +25,7 @@ _SUFFIX_LEN = 13  # "-" + 12 hex digits
 
 def render(template: str, fields: dict[str, str]) -> str:
     """Fill the template; unknown or missing fields render as empty strings."""
-    return string.Formatter().vformat(template, (), _Fields(fields))
+    return template.format_map(_Fields(fields))
 
 
 class _Fields(dict[str, str]):
@@ -44,7 +44,7 @@ def make_key(template: str, fields: dict[str, str]) -> str:
     if not key:
         raise ValueError(f"global key template {template!r} renders empty for this object")
     changed = key != raw
-    if any(c not in _ALLOWED for c in key):
+    if _BAD.search(key):
         key = _BAD.sub("_", key)
         changed = True
     if len(key) > MAX_LEN:
