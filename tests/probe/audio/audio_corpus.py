@@ -133,7 +133,7 @@ CASES: list[Case] = [
          codec="pcm", ffprobe_codec="pcm_s16le", rate=48000, channels=2, bits=16, samples=480000),
     Case(name="wav_rf64", inputs=_sine(44100, 2, 2), args=["-c:a", "pcm_s16le", "-rf64", "always"],
          suffix=".wav", codec="pcm", ffprobe_codec="pcm_s16le", rate=44100, channels=2, bits=16,
-         samples=88200, sniffed=False, module="wav"),
+         samples=88200, module="wav"),
     Case(name="wav_list_before_fmt", codec="pcm", ffprobe_codec="pcm_s16le", rate=16000, channels=1,
          bits=16, samples=16001, suffix=".wav"),
     Case(name="wav_fmt_after_big_data", codec="pcm", ffprobe_codec="pcm_s16le", rate=16000, channels=2,
