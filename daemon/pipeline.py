@@ -134,6 +134,7 @@ class Pipeline:
             framing=settings.framing,
         )
         self._batch_added = asyncio.Event()
+        self._lingering: list[Job] = []
         self.slots = asyncio.Semaphore(settings.max_in_flight)
         self.in_flight_keys: set[str] = set()
         self._stopping = asyncio.Event()
@@ -206,6 +207,9 @@ class Pipeline:
                 await self.probe_q.put(_END_JOB)
             await asyncio.wait(set(probers))
             linger.cancel()
+            await asyncio.wait({linger})
+            if self._lingering:  # taken from the batcher, not yet queued when cancelled
+                await self.deliver_q.put(self._lingering)
             rest = self.batcher.flush()
             if rest:
                 await self.deliver_q.put(rest)
@@ -298,7 +302,9 @@ class Pipeline:
                 continue
             due = self.batcher.due()
             if due:
+                self._lingering = due
                 await self.deliver_q.put(due)
+                self._lingering = []
 
     # -- deliver + commit -----------------------------------------------------------------------------
     async def _deliver_worker(self) -> None:
