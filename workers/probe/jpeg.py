@@ -47,7 +47,7 @@ _PROCESS: dict[int, str] = {
     0xCF: "differential-lossless-arithmetic",
 }
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
-_APP1, _APP14, _SOS, _EOI, _SOI = 0xE1, 0xEE, 0xDA, 0xD9, 0xD8
+_APP1, _APP2, _APP14, _SOS, _EOI, _SOI = 0xE1, 0xE2, 0xEE, 0xDA, 0xD9, 0xD8
 
 
 class JpegHeader(msgspec.Struct, kw_only=True, frozen=True):
@@ -84,6 +84,25 @@ def _exif_orientation(buf: Sparse, start: int, end: int) -> int | None:
     return value if value is not None and 1 <= value <= 8 else None
 
 
+def _icc_chunks_end(buf: Sparse, body: int, end: int, size: int) -> int:
+    """Where the APP2 chunks of an ICC profile split over several segments should end.
+
+    The first chunk (``ICC_PROFILE\\0``, number 1 of n > 1) starts with the profile header, whose
+    first field is the profile's size; chunks 2..n carry the rest, 18 bytes of overhead each.
+    ``0`` when this is not such a first chunk or the prediction is implausible.
+    """
+    head = buf.get(body, 18)
+    if len(head) < 18 or head[:12] != b"ICC_PROFILE\x00" or head[12] != 1 or head[13] < 2:
+        return 0
+    chunks = head[13]
+    (profile_size,) = struct.unpack_from(">I", head, 14)
+    rest = profile_size - (end - body - 14)
+    predicted = end + rest + (chunks - 1) * 18
+    if rest <= 0 or rest > (chunks - 1) * 65519 or predicted > size:
+        return 0
+    return predicted
+
+
 def scan(buf: Sparse) -> JpegHeader:
     """Walk the markers to the first SOFn. Raises ``Missing`` or ``ProbeError``."""
     if exact(buf, 0, 2, "jpeg SOI") != b"\xff\xd8":
@@ -92,7 +111,10 @@ def scan(buf: Sparse) -> JpegHeader:
     orientation: int | None = None
     exif_seen = False
     adobe_transform: int | None = None
+    icc_end = 0
     while True:
+        if pos < icc_end:
+            buf.get(pos, icc_end + 4 - pos)  # the rest of a chunked ICC profile: one read, not one per chunk
         head = buf.get(pos, 4)
         if len(head) < 2:
             raise ProbeError(f"jpeg: file ends at offset {buf.size} before any frame header (SOFn)")
@@ -121,6 +143,8 @@ def scan(buf: Sparse) -> JpegHeader:
                 orientation = _exif_orientation(buf, body + 6, end)
         elif marker == _APP14 and length >= 14 and buf.get(body, 5) == b"Adobe":
             adobe_transform = exact(buf, body + 11, 1, "jpeg Adobe APP14 segment")[0]
+        elif marker == _APP2 and length >= 2 + 18 and not icc_end:
+            icc_end = _icc_chunks_end(buf, body, end, buf.size)
         pos = end
 
 
