@@ -15,9 +15,9 @@ and the probe's, and this is why the probe is right:
   has 4 components that are C, M, Y, K (APP14 transform 0), which the probe reports
   (``jpeg.scan(...).color == "cmyk"``).
 * GIF: ffprobe reports its decoder's ``bgra`` output; a GIF stores 1 palette index per pixel.
-* Exif orientation (``exif6.jpg``, ``exif3mm.jpg``, ``exifthumb.jpg``): ffprobe shows no
-  orientation for JPEG stills at all, so a viewer-facing size cannot be derived from it; the
-  probe reports tag 0x0112 (both byte orders) next to the coded size, which both agree on.
+* Exif orientation: ffprobe's stream section has none; only decoding the frame
+  (``-show_frames``) yields the Orientation tag and a display matrix. The probe reads tag 0x0112
+  from the header (both byte orders) and agrees with that decoded tag on every corpus file.
 * ``anim.apng``: ffprobe has no frame count for APNG (``nb_frames`` N/A); acTL declares it.
 """
 
@@ -95,6 +95,29 @@ def test_matches_ffprobe(corpus: dict[str, tuple[Path, dict[str, Any]]], image_n
         assert pix_fmt == "bgra" and ours.channels == 1
     else:
         assert ours.channels == COMPONENTS[pix_fmt], pix_fmt
+
+
+def ffprobe_orientation(path: Path) -> int | None:
+    out = subprocess.run(
+        ["ffprobe", "-v", "quiet", "-show_frames", "-of", "json", str(path)],
+        capture_output=True,
+        check=False,
+        timeout=60,
+        text=True,
+    ).stdout
+    frames = json.loads(out or "{}").get("frames", [{}])
+    tag = frames[0].get("tags", {}).get("Orientation") if frames else None
+    return int(tag) if tag is not None else None
+
+
+def test_orientation_matches_decoded_frame(corpus: dict[str, tuple[Path, dict[str, Any]]]) -> None:
+    """The header's Exif orientation equals the tag ffprobe finds by decoding the frame."""
+    header_only = ("arith", "twelve", "losslessarith")  # frame headers ffmpeg cannot decode
+    for name in sorted(corpus):
+        if not name.endswith(".jpg") or name.startswith(header_only):
+            continue
+        path = corpus[name][0]
+        assert probe_bytes(path.read_bytes()).orientation == ffprobe_orientation(path), name
 
 
 def test_apng_frames_where_ffprobe_has_none(corpus: dict[str, tuple[Path, dict[str, Any]]]) -> None:
