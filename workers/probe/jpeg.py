@@ -46,6 +46,7 @@ _PROCESS: dict[int, str] = {
     0xCE: "differential-progressive-arithmetic",
     0xCF: "differential-lossless-arithmetic",
 }
+_AFTER_ICC = 2048  # DQT/DHT/SOF after an ICC profile: a few hundred bytes in practice
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
 _APP1, _APP2, _APP14, _SOS, _EOI, _SOI = 0xE1, 0xE2, 0xEE, 0xDA, 0xD9, 0xD8
 
@@ -114,7 +115,8 @@ def scan(buf: Sparse) -> JpegHeader:
     icc_end = 0
     while True:
         if pos < icc_end:
-            buf.get(pos, icc_end + 4 - pos)  # the rest of a chunked ICC profile: one read, not one per chunk
+            # the rest of a chunked ICC profile and the tables after it: one read, not one per chunk
+            buf.get(pos, icc_end + _AFTER_ICC - pos)
         head = buf.get(pos, 4)
         if len(head) < 2:
             raise ProbeError(f"jpeg: file ends at offset {buf.size} before any frame header (SOFn)")

@@ -99,8 +99,8 @@ def icc_profile(size: int) -> bytes:
 
 
 def big_app(path: Path) -> None:
-    """One 65 000-byte APP15 segment before the frame header: the SOF lies past a 64 KiB head."""
-    insert_after_soi(path, segment(0xEF, bytes(64_998)))
+    """One maximal (65 535-byte) APP15 segment first: the next marker lies past a 64 KiB head."""
+    insert_after_soi(path, segment(0xEF, bytes(65_533)))
 
 
 def exif_mm(path: Path) -> None:
