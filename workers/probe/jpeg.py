@@ -96,7 +96,7 @@ def _icc_chunks_end(buf: Sparse, body: int, end: int, size: int) -> int:
     if len(head) < 18 or head[:12] != b"ICC_PROFILE\x00" or head[12] != 1 or head[13] < 2:
         return 0
     chunks = head[13]
-    (profile_size,) = struct.unpack_from(">I", head, 14)
+    profile_size = int.from_bytes(head[14:18], "big")
     rest = profile_size - (end - body - 14)
     predicted = end + rest + (chunks - 1) * 18
     if rest <= 0 or rest > (chunks - 1) * 65519 or predicted > size:
