@@ -2,10 +2,13 @@
 
 The 8-byte header (16 for BigTIFF) gives the byte order and IFD0's offset; IFD0 is read with
 one targeted request when it is not in the head (encoders such as ffmpeg's write it after the
-image data). Only the tags we report are decoded, and of each only its first value:
-width (256), height (257), bits per sample (258), compression (259), samples per pixel (277)
-and orientation (274). ``read_ifd0`` is also used for the Exif block inside a JPEG APP1
-segment, with ``base`` at the Exif TIFF header and ``limit`` at the segment's end.
+image data). That request also covers 2 KiB on either side of the IFD, where writers put the
+out-of-line values (BitsPerSample of RGB), so a late IFD costs one read, not two.
+
+Only the tags we report are decoded, and of each only its first value: width (256), height
+(257), bits per sample (258), compression (259), samples per pixel (277), orientation (274).
+``read_ifd0`` is also used for the Exif block inside a JPEG APP1 segment, with ``base`` at the
+Exif TIFF header and ``limit`` at the segment's end.
 
 Multi-page TIFFs report IFD0 only (counting pages would hop every IFD).
 """
@@ -33,6 +36,8 @@ _INT_TYPES: dict[int, tuple[int, str]] = {
     17: (8, "q"),  # SLONG8
     18: (8, "Q"),  # IFD8
 }
+
+_NEAR_IFD = 2048
 
 _COMPRESSION: dict[int, str] = {
     1: "raw",
@@ -87,6 +92,12 @@ def read_ifd0(buf: Sparse, base: int, limit: int, wanted: frozenset[int], what: 
     count_fmt, entry_size, value_size = ("Q", 20, 8) if big else ("H", 12, 4)
     count_size = struct.calcsize(count_fmt)
     ifd += base
+    if not buf.has(ifd, count_size):
+        # Out-of-line values sit next to the IFD (ffmpeg writes them just before it, libtiff
+        # just after): fetch that neighbourhood with the IFD, one read instead of two.
+        low, high = max(base, ifd - _NEAR_IFD), min(limit, ifd + _NEAR_IFD)
+        if low < high:
+            buf.get(low, high - low)
     (n,) = struct.unpack(order + count_fmt, within(ifd, count_size, "IFD0 entry count"))
     if n == 0:
         raise ProbeError(f"{what}: IFD0 at offset {ifd} has no entries")

@@ -22,12 +22,12 @@ PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402  (after importorskip: Pillow is a test-only dependency)
 
 W, H = 67, 41
-SRC = ["-f", "lavfi", "-i", f"testsrc=size={W}x{H}:rate=5"]
 
 
-def ffmpeg(*args: str, frames: int = 1) -> Callable[[Path], None]:
+def ffmpeg(*args: str, frames: int = 1, size: str = f"{W}x{H}") -> Callable[[Path], None]:
     def make(path: Path) -> None:
-        cmd = ["ffmpeg", "-v", "error", "-y", *SRC, "-frames:v", str(frames), *args, str(path)]
+        src = ["-f", "lavfi", "-i", f"testsrc=size={size}:rate=5"]
+        cmd = ["ffmpeg", "-v", "error", "-y", *src, "-frames:v", str(frames), *args, str(path)]
         subprocess.run(cmd, check=True, timeout=60)
 
     return make
@@ -220,6 +220,11 @@ IMAGES: dict[str, Spec] = {
     "rgba.tiff": (ffmpeg("-pix_fmt", "rgba"), {**TIFF, "channels": 4, "bit_depth": 8}),
     "deflate.tiff": (ffmpeg("-compression_algo", "deflate"), {**TIFF, "codec": "deflate", "channels": 3}),
     "lzw.tiff": (ffmpeg("-compression_algo", "lzw"), {**TIFF, "codec": "lzw", "channels": 3}),
+    # 640x480: IFD0 after 900 KB of strips, BitsPerSample stored just before it
+    "vga.tiff": (
+        ffmpeg(size="640x480"),
+        {**TIFF, "width": 640, "height": 480, "codec": "packbits", "channels": 3},
+    ),
     "big.tiff": (pillow("RGB", big_tiff=True), {**TIFF, "codec": "raw", "channels": 3, "bit_depth": 8}),
     "ifdend.tiff": (
         tiff_ifd_at_end("II"),

@@ -12,7 +12,7 @@ from workers.probe.engine import DEFAULT_HEAD_BYTES, probe, probe_bytes
 from workers.reads.file import FileReader
 
 # files whose frame header / IFD lies past the head: exactly one more read
-SECOND_READ = {"bigapp.jpg", "icc100k.jpg", "ifdend.tiff", "ifdend-mm.tiff"}
+SECOND_READ = {"bigapp.jpg", "icc100k.jpg", "ifdend.tiff", "ifdend-mm.tiff", "vga.tiff"}
 UNSNIFFED = {"big.tiff"}  # sniff.py does not know the BigTIFF magic yet (reported to the lead)
 
 
