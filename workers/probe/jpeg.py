@@ -13,7 +13,7 @@ Reported:
 * ``codec``: ``jpeg-`` + the coding process named by the SOF marker: ``baseline`` (C0),
   ``extended`` (C1), ``progressive`` (C2), ``lossless`` (C3), their arithmetic-coded variants
   ``extended-arithmetic`` (C9), ``progressive-arithmetic`` (CA), ``lossless-arithmetic`` (CB), and
-  the hierarchical ``differential-*`` processes (C5-C7, CD-CF).
+  the hierarchical ``differential-*`` processes (C5-C7, CD-CF), and ``ls`` for JPEG-LS (F7).
 * ``orientation``: Exif IFD0 tag 0x0112 from the first ``Exif\\0\\0`` APP1 (either byte order).
   A malformed Exif block leaves the orientation unknown; it does not invalidate the image.
 * :func:`scan` also gives the colour model (gray, ycbcr, rgb, cmyk, ycck), using the Adobe APP14
@@ -45,6 +45,7 @@ _PROCESS: dict[int, str] = {
     0xCD: "differential-sequential-arithmetic",
     0xCE: "differential-progressive-arithmetic",
     0xCF: "differential-lossless-arithmetic",
+    0xF7: "ls",  # JPEG-LS (ITU-T T.87) SOF55
 }
 _AFTER_ICC = 2048  # DQT/DHT/SOF after an ICC profile: a few hundred bytes in practice
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
@@ -74,15 +75,6 @@ def _color(components: int, adobe_transform: int | None, ids: bytes) -> str:
     if components == 4:
         return "ycck" if adobe_transform == 2 else "cmyk"
     return f"{components}-component"
-
-
-def _exif_orientation(buf: Sparse, start: int, end: int) -> int | None:
-    try:
-        tags = tiff.read_ifd0(buf, start, end, frozenset({tiff.ORIENTATION}), "jpeg Exif")
-    except ProbeError:
-        return None
-    value = tags.get(tiff.ORIENTATION)
-    return value if value is not None and 1 <= value <= 8 else None
 
 
 def _icc_chunks_end(buf: Sparse, body: int, end: int, size: int) -> int:
@@ -142,7 +134,7 @@ def scan(buf: Sparse) -> JpegHeader:
         if marker == _APP1 and not exif_seen and length >= 8 + 6:
             if buf.get(body, 6) == b"Exif\x00\x00":
                 exif_seen = True
-                orientation = _exif_orientation(buf, body + 6, end)
+                orientation = tiff.exif_orientation(buf, body, end, "jpeg Exif")
         elif marker == _APP14 and length >= 14 and buf.get(body, 5) == b"Adobe":
             adobe_transform = exact(buf, body + 11, 1, "jpeg Adobe APP14 segment")[0]
         elif marker == _APP2 and length >= 2 + 18 and not icc_end:

@@ -7,7 +7,7 @@ is checked: a damaged header is reported, not trusted.
 Reported: ``width``/``height``; ``bit_depth`` (bits per sample, or per palette index);
 ``channels`` (stored samples per pixel: gray 1, gray+alpha 2, RGB 3, palette 1, RGBA 4);
 ``codec`` ``"deflate"`` (the only PNG compression method); ``frames`` from acTL for APNG
-(absent for a still PNG).
+(absent for a still PNG); ``orientation`` from an ``eXIf`` chunk before the image data.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 import zlib
 
+from workers.probe import tiff
 from workers.probe.layout import exact, image_result
 from workers.probe.media import MediaInfo, ProbeError
 from workers.probe.sparse import Sparse
@@ -31,25 +32,29 @@ _COLOR_TYPES: dict[int, tuple[int, tuple[int, ...]]] = {
 _MAX_DIM = 2**31 - 1
 
 
-def _animation_frames(buf: Sparse) -> int | None:
-    """acTL's frame count if it precedes the first IDAT; ``None`` for a still PNG."""
+def _before_image_data(buf: Sparse) -> tuple[int | None, int | None]:
+    """(acTL frame count, eXIf orientation) from the chunks before the first IDAT."""
     pos = 8 + 25
+    frames = orientation = None
+    exif_seen = False
     while True:
         head = exact(buf, pos, 8, f"png chunk header at offset {pos}")
         length, kind = struct.unpack(">I4s", head)
         if length > _MAX_DIM:
             raise ProbeError(f"png: chunk {kind!r} at offset {pos} has length {length} (> 2^31-1)")
         if kind == b"IDAT":
-            return None
+            return frames, orientation
         if kind == b"IEND":
             raise ProbeError(f"png: IEND at offset {pos} before any IDAT (no image data)")
-        if kind == b"acTL":
+        if kind == b"acTL" and frames is None:
             if length != 8:
                 raise ProbeError(f"png: acTL at offset {pos} has length {length} (expected 8)")
             (frames,) = struct.unpack(">I", exact(buf, pos + 8, 4, "png acTL chunk"))
             if frames == 0:
                 raise ProbeError(f"png: acTL at offset {pos} declares 0 frames")
-            return int(frames)
+        elif kind == b"eXIf" and not exif_seen:
+            exif_seen = True
+            orientation = tiff.exif_orientation(buf, pos + 8, pos + 8 + length, "png eXIf")
         pos += 12 + length
 
 
@@ -77,6 +82,7 @@ def parse(buf: Sparse) -> MediaInfo:
         raise ProbeError(
             f"png: IHDR compression {compression} / filter {filtering} / interlace {interlace} unknown"
         )
+    frames, orientation = _before_image_data(buf)
     return image_result(
         "png",
         buf,
@@ -85,5 +91,6 @@ def parse(buf: Sparse) -> MediaInfo:
         codec="deflate",
         channels=channels,
         bit_depth=depth,
-        frames=_animation_frames(buf),
+        frames=frames,
+        orientation=orientation,
     )

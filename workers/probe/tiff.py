@@ -124,6 +124,22 @@ def read_ifd0(buf: Sparse, base: int, limit: int, wanted: frozenset[int], what: 
     return found
 
 
+def exif_orientation(buf: Sparse, start: int, end: int, what: str) -> int | None:
+    """Orientation (1..8) from the Exif TIFF structure in [start, end) of a JPEG/PNG/WebP.
+
+    An optional ``Exif\\0\\0`` prefix (always in JPEG, sometimes in PNG/WebP) is skipped. A
+    malformed block or an out-of-range value gives ``None``: broken Exif does not make the
+    image invalid, it only leaves its orientation unknown.
+    """
+    if buf.get(start, 6) == b"Exif\x00\x00":
+        start += 6
+    try:
+        value = read_ifd0(buf, start, end, frozenset({ORIENTATION}), what).get(ORIENTATION)
+    except ProbeError:
+        return None
+    return value if value is not None and 1 <= value <= 8 else None
+
+
 _WANTED = frozenset({WIDTH, HEIGHT, BITS_PER_SAMPLE, COMPRESSION, ORIENTATION, SAMPLES_PER_PIXEL})
 
 

@@ -6,7 +6,10 @@
 * ``VP8X`` (extended): the 24-bit canvas size and the flags. For a still image the chunks
   after VP8X are hopped (8-byte headers only) to the ``VP8 ``/``VP8L`` bitstream for the
   codec; an animation's canvas is reported and its codec is left unknown (each frame has its
-  own). :func:`header` also tells whether the file is animated.
+  own). :func:`header` also tells whether the file is animated. When VP8X flags Exif, a
+  still image's chunks are hopped on to the ``EXIF`` chunk (after the bitstream: one more
+  read when the image is larger than the head) for the orientation; an animation's is not
+  looked for (it would hop every frame).
 
 The RIFF size must fit in the file: a shorter file is truncated.
 """
@@ -17,11 +20,12 @@ import struct
 
 import msgspec
 
+from workers.probe import tiff
 from workers.probe.layout import exact, image_result
 from workers.probe.media import MediaInfo, ProbeError
 from workers.probe.sparse import Sparse
 
-_ANIMATION, _ALPHA = 0x02, 0x10
+_ANIMATION, _EXIF, _ALPHA = 0x02, 0x08, 0x10
 
 
 class WebpHeader(msgspec.Struct, kw_only=True, frozen=True):
@@ -30,6 +34,7 @@ class WebpHeader(msgspec.Struct, kw_only=True, frozen=True):
     codec: str | None
     alpha: bool
     animated: bool
+    orientation: int | None
 
 
 def _bitstream(buf: Sparse, kind: bytes, at: int) -> tuple[str, int, int, bool]:
@@ -62,7 +67,7 @@ def header(buf: Sparse) -> WebpHeader:
     codec: str | None
     if kind in (b"VP8 ", b"VP8L"):
         codec, width, height, alpha = _bitstream(buf, kind, 20)
-        animated = False
+        animated, orientation = False, None
     elif kind == b"VP8X":
         if size < 10:
             raise ProbeError(f"webp: VP8X chunk of length {size} (expected >= 10)")
@@ -70,24 +75,40 @@ def header(buf: Sparse) -> WebpHeader:
         w1, w2, h1, h2 = struct.unpack_from("<HBHB", head, 24)
         width, height = (w1 | w2 << 16) + 1, (h1 | h2 << 16) + 1
         animated, alpha = bool(flags & _ANIMATION), bool(flags & _ALPHA)
-        codec = None if animated else _still_codec(buf, 20 + size + (size & 1), riff_size + 8)
+        codec = orientation = None
+        if not animated:
+            codec, orientation = _still_chunks(
+                buf, 20 + size + (size & 1), riff_size + 8, bool(flags & _EXIF)
+            )
     else:
         raise ProbeError(f"webp: first chunk {kind!r} (expected 'VP8 ', 'VP8L' or 'VP8X')")
     if width == 0 or height == 0:
         raise ProbeError(f"webp: image size {width}x{height} is not positive")
-    return WebpHeader(width=width, height=height, codec=codec, alpha=alpha, animated=animated)
+    return WebpHeader(
+        width=width, height=height, codec=codec, alpha=alpha, animated=animated, orientation=orientation
+    )
 
 
-def _still_codec(buf: Sparse, pos: int, end: int) -> str:
-    """Hop the chunks after VP8X (ICCP, ALPH, ...) to the image bitstream."""
+def _still_chunks(buf: Sparse, pos: int, end: int, exif: bool) -> tuple[str, int | None]:
+    """Hop the chunks after VP8X (ICCP, ALPH, ...) to the image bitstream, and on to EXIF if flagged.
+
+    Returns (codec, Exif orientation).
+    """
+    codec = None
     while pos + 8 <= end:
         kind, size = struct.unpack("<4sI", exact(buf, pos, 8, f"webp chunk header at offset {pos}"))
-        if kind in (b"VP8 ", b"VP8L"):
-            return "vp8" if kind == b"VP8 " else "vp8l"
-        if kind in (b"ANIM", b"ANMF"):
+        if kind in (b"VP8 ", b"VP8L") and codec is None:
+            codec = "vp8" if kind == b"VP8 " else "vp8l"
+            if not exif:
+                return codec, None
+        elif kind in (b"ANIM", b"ANMF"):
             raise ProbeError(f"webp: {kind!r} chunk at offset {pos} but VP8X does not flag an animation")
+        elif kind == b"EXIF" and codec is not None:
+            return codec, tiff.exif_orientation(buf, pos + 8, min(end, pos + 8 + size), "webp EXIF")
         pos += 8 + size + (size & 1)
-    raise ProbeError("webp: VP8X file has no VP8/VP8L image chunk")
+    if codec is None:
+        raise ProbeError("webp: VP8X file has no VP8/VP8L image chunk")
+    return codec, None
 
 
 def parse(buf: Sparse) -> MediaInfo:
@@ -101,4 +122,5 @@ def parse(buf: Sparse) -> MediaInfo:
         codec=h.codec,
         channels=4 if h.alpha else 3,
         bit_depth=8,
+        orientation=h.orientation,
     )

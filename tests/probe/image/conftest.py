@@ -192,6 +192,15 @@ IMAGES: dict[str, Spec] = {
     "exifthumb.jpg": (exif_thumbnail, {**BASELINE3, "orientation": 8}),
     "icc100k.jpg": (pillow("RGB", icc_profile=icc_profile(100 * 1024)), BASELINE3),
     "bigapp.jpg": (big_app, BASELINE3),
+    "jpegls.jpg": (ffmpeg("-c:v", "jpegls"), {**JPEG, "codec": "jpeg-ls", "channels": 3}),
+    "exif3.png": (
+        pillow("RGB", exif=pillow_exif(3)),
+        {**PNG, "channels": 3, "bit_depth": 8, "orientation": 3},
+    ),
+    "exif6.webp": (
+        pillow("RGB", exif=pillow_exif(6)),
+        {**WEBP, "codec": "vp8", "channels": 3, "orientation": 6},
+    ),
     "rgb.png": (ffmpeg(), {**PNG, "channels": 3, "bit_depth": 8}),
     "gray.png": (ffmpeg("-pix_fmt", "gray"), {**PNG, "channels": 1, "bit_depth": 8}),
     "gray16.png": (ffmpeg("-pix_fmt", "gray16be"), {**PNG, "channels": 1, "bit_depth": 16}),
