@@ -2,8 +2,9 @@
 
 * Matroska / WebM (EBML ``DocType``), AVI (``RIFF AVI``): kind ``video``, with the first video
   track's size and codec when the track headers are found (see :mod:`workers.probe.streams`).
-* MPEG-TS: kind ``video``; the first video stream's codec from the PAT/PMT when they are in
-  the first 64 packets (12 KiB), as muxers put them.
+* MPEG-TS: kind ``video``; the first 4 packets must carry the sync byte; the first video
+  stream's codec from the PAT/PMT when they are in the first 64 packets (12 KiB), as muxers
+  put them (the scan stops at the first packet without sync).
 * PDF: kind ``document``; ``codec`` ``pdf-<version>`` from the header; ``pages`` only from a
   linearization dictionary (``/Linearized ... /N n``) in the first 1 KiB: a PDF is never scanned.
 * DICOM: kind ``other``, container ``dicom``; ``codec`` the Transfer Syntax UID (0002,0010)
@@ -25,6 +26,7 @@ from workers.probe.sparse import Sparse
 
 _TS_PACKET = 188
 _TS_SCAN_PACKETS = 64
+_TS_SYNCED_PACKETS = 4  # must all carry the sync byte (when the file holds that many)
 # ISO/IEC 13818-1 stream_type -> codec, for video streams
 _TS_VIDEO: dict[int, str] = {
     0x01: "mpeg1video",
@@ -58,7 +60,11 @@ def _ts_sections(buf: Sparse) -> dict[int, bytes]:
     for i in range(count):
         packet = exact(buf, i * _TS_PACKET, _TS_PACKET, f"mpegts packet {i}")
         if packet[0] != 0x47:
-            raise ProbeError(f"mpegts: packet {i} at offset {i * _TS_PACKET} has sync byte {packet[0]:#04x}")
+            if i < _TS_SYNCED_PACKETS:
+                raise ProbeError(
+                    f"mpegts: packet {i} at offset {i * _TS_PACKET} has sync byte {packet[0]:#04x}"
+                )
+            break  # trailing data or damage after the tables: what was found stands
         pid = (packet[1] & 0x1F) << 8 | packet[2]
         start, control = packet[1] & 0x40, (packet[3] >> 4) & 3
         if not start or not control & 1 or pid in sections:

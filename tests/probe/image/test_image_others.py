@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 
 from workers.probe import others
+from workers.probe.engine import parse as engine_parse
 from workers.probe.engine import probe_bytes
 from workers.probe.media import ProbeError
 from workers.probe.sparse import Sparse
+
+from .test_image_properties import fed, outcome, sized
 
 SRC = ["-f", "lavfi", "-i", "testsrc=size=67x41:rate=25", "-frames:v", "10"]
 VIDEOS = {
@@ -181,5 +184,15 @@ def test_broken_others_are_named() -> None:
         others.parse(Sparse.whole(b"%PDF-x.y\n" + bytes(50)))
     with pytest.raises(ProbeError, match="invalid UTF-8 at offset 3"):
         others._text(Sparse.whole(b"abc\xff\xfe more text" * 10))
-    ts = (b"\x47" + bytes(187)) * 3 + b"\x48" + bytes(187)
+    ts = (b"\x47" + bytes(187)) * 3 + b"\x48" + bytes(187) * 3
     assert "packet 3 at offset 564 has sync byte 0x48" in (probe_bytes(ts).error or "")
+
+
+@pytest.mark.parametrize("name", sorted(VIDEOS))
+def test_video_containers_fed_byte_by_byte(videos: dict[str, Path], name: str) -> None:
+    """The container parsers give the same result fed one byte per Need, and with trailing data."""
+    data = videos[name].read_bytes()
+    whole = outcome(engine_parse, Sparse.whole(data))
+    assert whole[0] == "ok"
+    assert fed(engine_parse, data, one_byte=True) == whole
+    assert sized(outcome(engine_parse, Sparse.whole(data + bytes(5000))), len(data)) == whole
