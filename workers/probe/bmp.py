@@ -56,12 +56,13 @@ def parse(buf: Sparse) -> MediaInfo:
     height = abs(height)
     if planes != 1:
         raise ProbeError(f"bmp: {planes} colour planes (expected 1)")
-    if bpp not in _DEPTHS:
-        raise ProbeError(f"bmp: {bpp} bits per pixel (expected one of {_DEPTHS})")
     names = _OS2_COMPRESSION if _is_os2_v2(dib_size) else _WINDOWS_COMPRESSION
     if compression not in names:
         raise ProbeError(f"bmp: unknown compression {compression}")
     codec = names[compression]
+    embedded = codec in ("jpeg", "png")  # a whole JPEG/PNG as pixel data: bit count may be 0
+    if bpp not in _DEPTHS and not (embedded and bpp == 0):
+        raise ProbeError(f"bmp: {bpp} bits per pixel (expected one of {_DEPTHS})")
     if pixel_offset < 14 + dib_size or pixel_offset >= buf.size:
         raise ProbeError(f"bmp: pixel data offset {pixel_offset} outside the file (size {buf.size})")
     if codec in ("raw", "bitfields", "alphabitfields"):
@@ -69,7 +70,9 @@ def parse(buf: Sparse) -> MediaInfo:
         end = pixel_offset + stride * height
         if end > buf.size:
             raise ProbeError(f"bmp: pixel data needs bytes up to {end}, file ends at {buf.size} (truncated)")
-    if bpp <= 8:
+    if bpp == 0:
+        channels, depth = None, None
+    elif bpp <= 8:
         channels, depth = 1, bpp
     elif bpp == 16:
         channels, depth = 3, None

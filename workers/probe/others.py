@@ -105,6 +105,10 @@ def _mpegts(buf: Sparse) -> MediaInfo:
     return result("mpegts", "video", buf, codec=_ts_video_codec(_ts_sections(buf)))
 
 
+# explicit-VR value representations with a 2-byte reserved field and a 4-byte length
+_DICOM_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
 _PDF_VERSION = re.compile(rb"%PDF-(\d\.\d)")
 _LINEARIZED_PAGES = re.compile(rb"/N\s+(\d+)")
 
@@ -133,7 +137,7 @@ def _dicom(buf: Sparse) -> MediaInfo:
             break
         element = struct.unpack_from("<H", head, 2)[0]
         vr = head[4:6]
-        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+        if vr in _DICOM_LONG_VRS:
             length, value_at = (
                 struct.unpack("<I", exact(buf, pos + 8, 4, "dicom element length"))[0],
                 pos + 12,

@@ -190,3 +190,19 @@ def test_bigtiff_errors_are_probe_errors() -> None:
     """A BigTIFF header with a wrong offset size is rejected by name."""
     with pytest.raises(ProbeError, match="BigTIFF offset size 4"):
         tiff.parse(Sparse.whole(b"II+\x00" + struct.pack("<HHQ", 4, 0, 16) + bytes(40)))
+
+
+def test_bmp_with_embedded_png_has_no_bit_count() -> None:
+    """BI_PNG pixel data: a bit count of 0 is allowed and samples are left unknown."""
+    embedded = png(IHDR, (b"IDAT", b"x"), (b"IEND", b""))
+    header = struct.pack("<IiiHHI", 40, 67, 41, 1, 0, 5) + bytes(20)
+    data = b"BM" + struct.pack("<IHHI", 54 + len(embedded), 0, 0, 54) + header + embedded
+    info = probe_bytes(data)
+    assert (info.valid, info.codec, info.width, info.height, info.channels, info.bit_depth) == (
+        True,
+        "png",
+        67,
+        41,
+        None,
+        None,
+    )
