@@ -2,8 +2,10 @@
 
 The 8-byte header (16 for BigTIFF) gives the byte order and IFD0's offset; IFD0 is read with
 one targeted request when it is not in the head (encoders such as ffmpeg's write it after the
-image data). That request also covers 2 KiB on either side of the IFD, where writers put the
-out-of-line values (BitsPerSample of RGB), so a late IFD costs one read, not two.
+image data). That request also covers 32 KiB before the IFD and 4 KiB after it, where writers
+put the out-of-line values (ffmpeg: BitsPerSample of RGB before the strip offset/size arrays,
+4.4 KB before the IFD at 1080p; libtiff: just after the IFD), so a late IFD costs one read, not
+two. A value further away costs one more targeted read.
 
 Only the tags we report are decoded, and of each only its first value: width (256), height
 (257), bits per sample (258), compression (259), samples per pixel (277), orientation (274).
@@ -37,7 +39,7 @@ _INT_TYPES: dict[int, tuple[int, str]] = {
     18: (8, "Q"),  # IFD8
 }
 
-_NEAR_IFD = 2048
+_BEFORE_IFD, _AFTER_IFD = 32 * 1024, 4 * 1024
 
 _COMPRESSION: dict[int, str] = {
     1: "raw",
@@ -93,9 +95,8 @@ def read_ifd0(buf: Sparse, base: int, limit: int, wanted: frozenset[int], what: 
     count_size = struct.calcsize(count_fmt)
     ifd += base
     if not buf.has(ifd, count_size):
-        # Out-of-line values sit next to the IFD (ffmpeg writes them just before it, libtiff
-        # just after): fetch that neighbourhood with the IFD, one read instead of two.
-        low, high = max(base, ifd - _NEAR_IFD), min(limit, ifd + _NEAR_IFD)
+        # Out-of-line values sit near the IFD (see the module docstring): fetch them with it.
+        low, high = max(base, ifd - _BEFORE_IFD), min(limit, ifd + _AFTER_IFD)
         if low < high:
             buf.get(low, high - low)
     (n,) = struct.unpack(order + count_fmt, within(ifd, count_size, "IFD0 entry count"))

@@ -1,9 +1,9 @@
 """Image and other-container corpus, generated once per session (ffmpeg, Pillow, hand-built).
 
-``CORPUS`` maps a file name to how it is made and what the probe must report for it. Files are
-small (67x41) except where size is the point (SOF behind big APP segments, TIFF IFD after
-90 KiB of strips). Every image's expectations are also compared with ffprobe in
-``test_image_ffprobe.py``.
+``IMAGES`` maps a file name to how it is made and what the probe must report for it. Files
+are small (67x41) except where size is the point (SOF behind big APP segments, TIFF IFD after
+230 KB of strips, a 1080p ffmpeg TIFF). Every image's expectations are also compared with
+ffprobe in ``test_image_ffprobe.py``.
 """
 
 from __future__ import annotations
@@ -134,8 +134,8 @@ def bmp_core(path: Path) -> None:
     path.write_bytes(header + pixels)
 
 
-def tiff_ifd_at_end(order: str, size: tuple[int, int] = (200, 150)) -> Callable[[Path], None]:
-    """Uncompressed RGB TIFF: header, 90 KB of strip data, then IFD0 (past a 64 KiB head)."""
+def tiff_ifd_at_end(order: str, size: tuple[int, int] = (320, 240)) -> Callable[[Path], None]:
+    """Uncompressed RGB TIFF: header, 230 KB of strip data, then IFD0 (far past a 64 KiB head)."""
 
     def make(path: Path) -> None:
         e = "<" if order == "II" else ">"
@@ -171,6 +171,15 @@ PNG = {**IMG, "container": "png", "mime_type": "image/png", "codec": "deflate"}
 BMP = {**IMG, "container": "bmp", "mime_type": "image/bmp"}
 TIFF = {**IMG, "container": "tiff", "mime_type": "image/tiff"}
 WEBP = {**IMG, "container": "webp", "mime_type": "image/webp", "bit_depth": 8}
+LATE_IFD = {
+    **TIFF,
+    "width": 320,
+    "height": 240,
+    "codec": "raw",
+    "channels": 3,
+    "bit_depth": 8,
+    "orientation": 6,
+}
 BASELINE3 = {**JPEG, "codec": "jpeg-baseline", "channels": 3}
 
 # ffmpeg's lossless JPEG of RGB declares 9-bit samples (its colour transform needs the extra bit).
@@ -230,35 +239,13 @@ IMAGES: dict[str, Spec] = {
     "deflate.tiff": (ffmpeg("-compression_algo", "deflate"), {**TIFF, "codec": "deflate", "channels": 3}),
     "lzw.tiff": (ffmpeg("-compression_algo", "lzw"), {**TIFF, "codec": "lzw", "channels": 3}),
     # 640x480: IFD0 after 900 KB of strips, BitsPerSample stored just before it
-    "vga.tiff": (
+    "hd.tiff": (
         ffmpeg(size="640x480"),
         {**TIFF, "width": 640, "height": 480, "codec": "packbits", "channels": 3},
     ),
     "big.tiff": (pillow("RGB", big_tiff=True), {**TIFF, "codec": "raw", "channels": 3, "bit_depth": 8}),
-    "ifdend.tiff": (
-        tiff_ifd_at_end("II"),
-        {
-            **TIFF,
-            "width": 200,
-            "height": 150,
-            "codec": "raw",
-            "channels": 3,
-            "bit_depth": 8,
-            "orientation": 6,
-        },
-    ),
-    "ifdend-mm.tiff": (
-        tiff_ifd_at_end("MM"),
-        {
-            **TIFF,
-            "width": 200,
-            "height": 150,
-            "codec": "raw",
-            "channels": 3,
-            "bit_depth": 8,
-            "orientation": 6,
-        },
-    ),
+    "ifdend.tiff": (tiff_ifd_at_end("II"), LATE_IFD),
+    "ifdend-mm.tiff": (tiff_ifd_at_end("MM"), LATE_IFD),
 }
 
 # Frame headers no encoder here writes (ffprobe cannot decode them either): probe only.

@@ -38,7 +38,7 @@ MAGICS: list[tuple[Any, bytes]] = [
     (others.parse, b"\x47"),
     (others.parse, bytes(128) + b"DICM\x02\x00"),
 ]
-LARGE_HEADERS = {"icc100k.jpg", "bigapp.jpg", "ifdend.tiff", "ifdend-mm.tiff", "vga.tiff"}
+LARGE_HEADERS = {"icc100k.jpg", "bigapp.jpg", "ifdend.tiff", "ifdend-mm.tiff", "hd.tiff"}
 Outcome = tuple[str, Any]
 
 
