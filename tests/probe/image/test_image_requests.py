@@ -3,6 +3,8 @@ read when the header lies beyond it, and never the whole image."""
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,34 @@ async def test_file_reader_small_head(corpus: dict[str, tuple[Path, dict[str, An
         reader.close()
     assert (info.valid, info.width, info.height, info.requests) == (True, 67, 41, 2)
     assert info.bytes_read < 4096 + 4096
+
+
+def riff_chunk(kind: bytes, data: bytes) -> bytes:
+    return kind + struct.pack("<I", len(data)) + data + b"\x00" * (len(data) & 1)
+
+
+def test_webp_exif_after_a_large_bitstream_costs_one_more_read() -> None:
+    """A still VP8X image flags Exif: the bitstream chunk is hopped and the EXIF chunk read."""
+    vp8 = b"\x10\x02\x00\x9d\x01\x2a" + struct.pack("<HH", 67, 41) + bytes(150_000)
+    exif = b"MM\x00*" + struct.pack(">IH", 8, 1) + struct.pack(">HHIHH", 0x112, 3, 1, 7, 0) + bytes(4)
+    vp8x = riff_chunk(
+        b"VP8X", bytes([0x08, 0, 0, 0]) + (66).to_bytes(3, "little") + (40).to_bytes(3, "little")
+    )
+    body = b"WEBP" + vp8x + riff_chunk(b"VP8 ", vp8) + riff_chunk(b"EXIF", exif)
+    info = probe_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    assert (info.valid, info.codec, info.width, info.height, info.orientation) == (True, "vp8", 67, 41, 7)
+    assert info.requests == 2 and info.bytes_read <= DEFAULT_HEAD_BYTES + 4096
+
+
+def test_png_large_chunk_before_image_data_is_hopped() -> None:
+    """acTL after a 100 KB iTXt is still found: the iTXt is hopped with one targeted read."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 67, 41, 8, 6, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"iTXt", bytes(100_000))
+    data += chunk(b"acTL", struct.pack(">II", 12, 0)) + chunk(b"IDAT", bytes(50_000)) + chunk(b"IEND", b"")
+    info = probe_bytes(data)
+    assert (info.valid, info.frames, info.channels, info.requests) == (True, 12, 4, 2)
+    assert info.bytes_read <= DEFAULT_HEAD_BYTES + 4096
