@@ -121,7 +121,7 @@ def scan(buf: Sparse) -> JpegHeader:
         if marker in _STANDALONE:
             pos += 2
             continue
-        if marker in (_SOS, _EOI, _SOI):
+        if marker in (_SOS, _EOI, _SOI, 0x00):
             raise ProbeError(f"jpeg: marker FF{marker:02X} at offset {pos} before any frame header (SOFn)")
         if len(head) < 4:
             raise ProbeError(f"jpeg: segment header FF{marker:02X} at offset {pos} truncated by end of file")

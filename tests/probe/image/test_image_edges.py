@@ -206,3 +206,9 @@ def test_bmp_with_embedded_png_has_no_bit_count() -> None:
         None,
         None,
     )
+
+
+def test_stuffed_zero_outside_entropy_data_is_an_error() -> None:
+    """FF00 only exists inside scan data; before the frame header it means damage."""
+    info = probe_bytes(SOI + b"\xff\x00\x00\x10" + SOF0)
+    assert not info.valid and "marker FF00 at offset 2" in (info.error or "")
