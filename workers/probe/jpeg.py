@@ -1,10 +1,12 @@
 """JPEG: walk the markers from SOI to the frame header (SOFn), hopping every segment by length.
 
 A segment is never read whole unless we use it: at each marker only its 4-byte header
-(``FF xx`` + length) is asked for, so a JPEG whose SOF sits behind a 100 KiB APP2 (ICC profile)
-costs one targeted read after the head. Image data is never read: the walk stops at the first
-SOF; reaching SOS or EOI first is an error. An Exif thumbnail is a complete JPEG *inside* APP1,
-so hopping APP1 by its length never sees the thumbnail's SOF.
+(``FF xx`` + length) is asked for, so a JPEG whose SOF sits behind a 64 KiB APP segment costs
+one targeted read after the head. An ICC profile larger than one segment is split over several
+APP2 chunks; its first chunk gives the profile size, so the rest of the chunks (and 2 KiB of
+tables after them) are asked for in one read rather than one read per chunk. Image data is
+never read: the walk stops at the first SOF; reaching SOS or EOI first is an error. An Exif
+thumbnail is a complete JPEG *inside* APP1, so hopping APP1 by its length never sees its SOF.
 
 Reported:
 
