@@ -169,8 +169,8 @@ def parse(buf: Sparse) -> MediaInfo:
     """Recognise the container from its first bytes and report what its header says."""
     fmt = sniff(exact(buf, 0, min(buf.size, 4096), "header"))
     if fmt == "matroska":
-        kind, fields = streams.matroska(buf)
-        return result(kind, "video", buf, **fields)
+        container, fields = streams.matroska(buf)
+        return result(container, "video", buf, **fields)
     if fmt == "avi":
         return result("avi", "video", buf, **streams.avi(buf))
     if fmt == "mpegts":

@@ -142,7 +142,8 @@ def avi(buf: Sparse) -> dict[str, object]:
     if avih[:4] != b"avih":
         raise ProbeError(f"avi: hdrl starts with {avih[:4]!r}, expected avih")
     fields: dict[str, object] = {}
-    fields["width"], fields["height"] = struct.unpack_from("<II", avih, 8 + 32)
+    width, height = struct.unpack_from("<II", avih, 8 + 32)
+    fields["width"], fields["height"] = width or None, height or None
     pos = 24 + 8 + struct.unpack_from("<I", avih, 4)[0]
     while pos + 12 <= end:
         kind, size, form = struct.unpack("<4sI4s", exact(buf, pos, 12, f"avi chunk at offset {pos}"))
@@ -155,7 +156,7 @@ def avi(buf: Sparse) -> dict[str, object]:
                 if strf[:4] != b"strf":
                     raise ProbeError(f"avi: video strl has {strf[:4]!r} after strh, expected strf")
                 width, height = struct.unpack_from("<ii", strf, 12)
-                fields["width"], fields["height"] = width, abs(height)
+                fields["width"], fields["height"] = width or None, abs(height) or None
                 fields["codec"] = _fourcc(strf[24:28]) or _fourcc(strh[12:16])
                 fields["frames"] = length
                 if scale and rate:
