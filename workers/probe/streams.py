@@ -156,7 +156,7 @@ def avi(buf: Sparse) -> dict[str, object]:
                 if strf[:4] != b"strf":
                     raise ProbeError(f"avi: video strl has {strf[:4]!r} after strh, expected strf")
                 width, height = struct.unpack_from("<ii", strf, 12)
-                fields["width"], fields["height"] = width or None, abs(height) or None
+                fields["width"], fields["height"] = (width if width > 0 else None), (abs(height) or None)
                 fields["codec"] = _fourcc(strf[24:28]) or _fourcc(strh[12:16])
                 fields["frames"] = length
                 if scale and rate:
