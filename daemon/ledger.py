@@ -75,6 +75,13 @@ def fold(key: str) -> str:
     return key.casefold()
 
 
+class Claimed(msgspec.Struct, frozen=True):
+    """Casefolded keys to skip: ``known`` (final already) and ``busy`` (another instance has them)."""
+
+    known: set[str]
+    busy: set[str]
+
+
 class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
     key: str
     global_key: str | None = None

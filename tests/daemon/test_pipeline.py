@@ -17,6 +17,7 @@ import pytest
 from daemon.build import Builder
 from daemon.jobs import Job, ObjectRef
 from daemon.ledger import Ledger
+from daemon.ledger_store import SqliteStore
 from daemon.logs import configure
 from daemon.pipeline import Pipeline, Settings
 from daemon.sinks.base import Batch, BatchItem
@@ -114,6 +115,7 @@ class Script:
 
 def make(tmp: Path, source: ListSource, prober: Script, **kw: object) -> tuple[Pipeline, Ledger]:
     ledger = Ledger(tmp / "ledger.db").open()
+    store = SqliteStore(ledger)
     s = Settings(
         probe_workers=4,
         deliver_workers=1,
@@ -129,7 +131,7 @@ def make(tmp: Path, source: ListSource, prober: Script, **kw: object) -> tuple[P
     p = Pipeline(
         source=source,
         deliverer=FilesSink(tmp / "out", "labelbox"),
-        ledger=ledger,
+        ledger=store,
         prober=prober,
         builder=Builder(
             platform="labelbox", accept_kinds=["image", "video"], strict=False, make_url=lambda r: r.url or ""

@@ -74,7 +74,7 @@ def sniff(head: bytes) -> str:
         return "gif"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
-    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE",):
+    if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE":
         return "wav"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "avi"
