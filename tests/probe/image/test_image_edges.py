@@ -212,3 +212,28 @@ def test_stuffed_zero_outside_entropy_data_is_an_error() -> None:
     """FF00 only exists inside scan data; before the frame header it means damage."""
     info = probe_bytes(SOI + b"\xff\x00\x00\x10" + SOF0)
     assert not info.valid and "marker FF00 at offset 2" in (info.error or "")
+
+
+@pytest.mark.parametrize(
+    ("dib_size", "compression", "codec"),
+    [
+        (16, 0, "raw"),
+        (40, 0, "raw"),
+        (52, 3, "bitfields"),
+        (56, 3, "bitfields"),
+        (64, 3, "huffman1d"),
+        (108, 3, "bitfields"),
+        (124, 0, "raw"),
+    ],
+)
+def test_every_dib_header_version(dib_size: int, compression: int, codec: str) -> None:
+    """OS/2 2.x (16..64), INFO (40), V2/V3 (52/56), V4 (108), V5 (124): sizes and compression by version."""
+    bpp = 1 if codec == "huffman1d" else 32
+    fields = struct.pack("<iiHH", 67, -41, 1, bpp) + (
+        struct.pack("<I", compression) if dib_size >= 20 else b""
+    )
+    dib = struct.pack("<I", dib_size) + fields + bytes(dib_size - 4 - len(fields))
+    offset = 14 + dib_size
+    data = b"BM" + struct.pack("<IHHI", 0, 0, 0, offset) + dib + bytes(67 * 41 * 4)
+    info = probe_bytes(data)
+    assert (info.valid, info.width, info.height, info.codec) == (True, 67, 41, codec)
