@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-PIL = pytest.importorskip("PIL")
-from PIL import Image  # noqa: E402  (after importorskip: Pillow is a test-only dependency)
+from PIL import Image  # test-only dependency: writes progressive/CMYK/Exif/ICC JPEGs, BigTIFF
 
 W, H = 67, 41
 
