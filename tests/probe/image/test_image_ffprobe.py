@@ -1,6 +1,7 @@
 """The probe against ffprobe, field by field, on every corpus image.
 
-Compared: width, height, and the number of stored components derived from ffprobe's pix_fmt.
+Compared: width, height, the number of stored components derived from ffprobe's pix_fmt, and
+the sample precision where ffprobe reports one (``bits_per_raw_sample``, JPEG).
 Where ffprobe is wrong (ffmpeg 5.1, the version CI installs), the test pins ffprobe's answer
 and the probe's, and this is why the probe is right:
 
@@ -63,7 +64,7 @@ def ffprobe(path: Path) -> dict[str, Any]:
             "-select_streams",
             "v:0",
             "-show_entries",
-            "stream=width,height,pix_fmt,nb_frames",
+            "stream=width,height,pix_fmt,nb_frames,bits_per_raw_sample",
             "-of",
             "json",
             str(path),
@@ -95,6 +96,8 @@ def test_matches_ffprobe(corpus: dict[str, tuple[Path, dict[str, Any]]], image_n
         assert pix_fmt == "bgra" and ours.channels == 1
     else:
         assert ours.channels == COMPONENTS[pix_fmt], pix_fmt
+    bits = theirs.get("bits_per_raw_sample", "N/A")  # reported for JPEG: the SOF precision
+    assert bits == "N/A" or ours.bit_depth == int(bits)
 
 
 def ffprobe_orientation(path: Path) -> int | None:
