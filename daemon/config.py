@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -220,6 +221,10 @@ def _check(cfg: Config) -> None:
     if not 1 <= t.url_expires <= 7 * 24 * 3600:
         raise bad("target.url_expires", f"must be 1..604800 seconds, got {t.url_expires}")
     try:
+        for _, field, _, _ in string.Formatter().parse(t.global_key_template):
+            if field is not None and field not in _TemplateProbe._ALLOWED:
+                # also refuses positional ({}, {0}), attribute ({key.x}) and index ({key[0]}) fields
+                raise KeyError(f"unknown field {{{field}}}; use {sorted(_TemplateProbe._ALLOWED)}")
         t.global_key_template.format_map(_TemplateProbe())
     except (KeyError, ValueError, IndexError) as e:
         raise bad("target.global_key_template", f"invalid template: {e}") from None
