@@ -239,7 +239,15 @@ class TestRanges:
 class TestGlobalKeyTemplate:
     @pytest.mark.parametrize(
         "template",
-        ["{key}", "{bucket}/{key}", "{bucket}/{key}@{version}", "x-{etag}-{origin}", "{path}", "{url}", "fixed"],
+        [
+            "{key}",
+            "{bucket}/{key}",
+            "{bucket}/{key}@{version}",
+            "x-{etag}-{origin}",
+            "{path}",
+            "{url}",
+            "fixed",
+        ],
     )
     def test_known_fields_are_accepted(self, template: str) -> None:
         """Templates built from the documented identity fields load."""
@@ -303,7 +311,9 @@ class TestFileLoading:
         """Relative paths in the file are resolved against the file's folder, absolute ones kept."""
         conf = tmp_path / "etc" / "ingestd.toml"
         conf.parent.mkdir()
-        conf.write_text('[source]\npath = "media"\n[ledger]\npath = "/var/lib/x.db"\n[sink]\npath = "../out"\n')
+        conf.write_text(
+            '[source]\npath = "media"\n[ledger]\npath = "/var/lib/x.db"\n[sink]\npath = "../out"\n'
+        )
         cfg = load(conf, environ={})
         assert resolve(cfg, cfg.source.path) == tmp_path / "etc" / "media"
         assert resolve(cfg, cfg.sink.path) == tmp_path / "etc" / ".." / "out"

@@ -74,7 +74,9 @@ class TestInvalidInput:
         assert info.error == "unrecognised format (first bytes 0001020304050607)"
         assert info.kind == "other"
 
-    async def test_format_without_parser_is_invalid(self, use_parser: Callable[[Parser | None], None]) -> None:
+    async def test_format_without_parser_is_invalid(
+        self, use_parser: Callable[[Parser | None], None]
+    ) -> None:
         """A sniffed format whose parser is not installed is named in the error."""
         use_parser(None)
         info = await probe(BytesReader(png_object(1000)))
@@ -117,7 +119,9 @@ class TestReadPolicy:
         assert info.requests == 3
         assert info.bytes_read == 4096 + 2 * MIN_READ
 
-    async def test_widened_read_serves_nearby_needs(self, use_parser: Callable[[Parser | None], None]) -> None:
+    async def test_widened_read_serves_nearby_needs(
+        self, use_parser: Callable[[Parser | None], None]
+    ) -> None:
         """A second Need inside the widened first read costs nothing more."""
         use_parser(needs_at(100_000, 100_100, 100_200))
         reader = CountingReader(png_object(200_000))
@@ -125,7 +129,9 @@ class TestReadPolicy:
         assert info.requests == 2
         assert len(reader.reads) == 2
 
-    async def test_large_need_is_read_in_one_request(self, use_parser: Callable[[Parser | None], None]) -> None:
+    async def test_large_need_is_read_in_one_request(
+        self, use_parser: Callable[[Parser | None], None]
+    ) -> None:
         """A Need larger than MIN_READ is read whole in one request."""
         use_parser(needs_at(50_000, length=70_000))
         reader = CountingReader(png_object(200_000))
@@ -133,7 +139,9 @@ class TestReadPolicy:
         assert reader.reads[1] == (50_000, 70_000)
         assert info.bytes_read == 4096 + 70_000
 
-    async def test_read_is_clipped_at_end_of_object(self, use_parser: Callable[[Parser | None], None]) -> None:
+    async def test_read_is_clipped_at_end_of_object(
+        self, use_parser: Callable[[Parser | None], None]
+    ) -> None:
         """A Need near the end is not widened past the object's size."""
         data = png_object(10_000)
         use_parser(needs_at(len(data) - 4, length=4))

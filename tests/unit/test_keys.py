@@ -15,7 +15,10 @@ ALLOWED = string.ascii_letters + string.digits + "!_.*'()&$@=;/:+ ,?-"
 
 field_values = st.dictionaries(st.sampled_from(FIELDS), st.text(max_size=120), min_size=1)
 templates = st.lists(
-    st.one_of(st.sampled_from([f"{{{f}}}" for f in FIELDS]), st.text(alphabet=st.characters(exclude_characters="{}"))),
+    st.one_of(
+        st.sampled_from([f"{{{f}}}" for f in FIELDS]),
+        st.text(alphabet=st.characters(exclude_characters="{}")),
+    ),
     min_size=1,
     max_size=5,
 ).map("".join)

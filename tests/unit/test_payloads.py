@@ -140,7 +140,9 @@ class TestEncordItems:
 
     def test_audio_metadata_omits_unknown_fields(self) -> None:
         """Unknown optional audio values are left out rather than sent as null."""
-        meta = json.loads(msgspec.json.encode(AudioMetadata(duration=2.0, file_size=5, mime_type="audio/wav")))
+        meta = json.loads(
+            msgspec.json.encode(AudioMetadata(duration=2.0, file_size=5, mime_type="audio/wav"))
+        )
         assert meta == {"duration": 2.0, "file_size": 5, "mime_type": "audio/wav"}
 
     def test_spec_item_input_accepts_the_documented_keys(self) -> None:
@@ -176,7 +178,9 @@ class TestRegistrationJson:
     def test_any_mix_is_valid_json_with_order_kept_per_group(self, kinds: list[str]) -> None:
         """For any mix of kinds the document is valid JSON holding every item once, in order per group."""
         items = [item_of(k, n) for n, k in enumerate(kinds)]
-        doc = json.loads(enc.registration_json([(k, enc.encode(i)) for k, i in zip(kinds, items, strict=True)]))
+        doc = json.loads(
+            enc.registration_json([(k, enc.encode(i)) for k, i in zip(kinds, items, strict=True)])
+        )
         assert doc.pop("skip_duplicate_urls") is True
         for kind, group in enc.GROUP.items():
             expected = [json.loads(enc.encode(i)) for k, i in zip(kinds, items, strict=True) if k == kind]

@@ -39,7 +39,13 @@ def video(**changes: Any) -> MediaInfo:
 
 def image(**changes: Any) -> MediaInfo:
     base = MediaInfo(
-        valid=True, kind="image", container="jpeg", mime_type="image/jpeg", file_size=MIB, width=800, height=600
+        valid=True,
+        kind="image",
+        container="jpeg",
+        mime_type="image/jpeg",
+        file_size=MIB,
+        width=800,
+        height=600,
     )
     return msgspec.structs.replace(base, **changes)
 
@@ -221,7 +227,9 @@ class TestLabelboxOther:
 
     def test_non_media_is_refused(self) -> None:
         """Documents and other files are not importable media."""
-        v = only(labelbox.check(MediaInfo(valid=True, kind="other", container="text")).errors, "labelbox.kind")
+        v = only(
+            labelbox.check(MediaInfo(valid=True, kind="other", container="text")).errors, "labelbox.kind"
+        )
         assert v.actual == "text"
 
     def test_invalid_media_is_refused_with_the_probe_error(self) -> None:
@@ -260,7 +268,9 @@ class TestEncordVideo:
             ({"width": None}, "encord.video.metadata"),
         ],
     )
-    def test_untrustworthy_metadata_is_omitted_with_a_warning(self, changes: dict[str, Any], rule: str) -> None:
+    def test_untrustworthy_metadata_is_omitted_with_a_warning(
+        self, changes: dict[str, Any], rule: str
+    ) -> None:
         """Without strict access, doubtful or missing values are not sent and a warning says why."""
         r = encord.check(video(**changes))
         assert not r.errors
