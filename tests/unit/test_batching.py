@@ -64,7 +64,7 @@ class TestLimitsProperty:
     def test_batches_respect_limits_and_keep_order(
         self, framing: Framing, max_items: int, max_bytes: int, program: list[tuple[str, float]]
     ) -> None:
-        """Every batch is within max_items and max_bytes (framed and real body); items come out once, in order."""
+        """Batches keep max_items and max_bytes (framed and real body); items come out once, in order."""
         b, clock = make(framing, max_items=max_items, max_bytes=max_bytes, linger=1.0)
         added: list[bytes] = []
         out: list[list[bytes]] = []

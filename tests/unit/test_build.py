@@ -86,7 +86,7 @@ class TestLabelbox:
         assert j.kind == kind
 
     def test_manifest_metadata_and_attachments_pass_through(self) -> None:
-        """Metadata fields (by name or schema id), attachments and external_id from a manifest reach the row."""
+        """Metadata fields (by name or schema id), attachments and external_id from a manifest pass."""
         meta = {
             "metadata_fields": [
                 {"name": "tag", "value": "x"},

@@ -32,7 +32,7 @@ class TestMakeKeyProperties:
     @settings(max_examples=200, deadline=None)
     @given(template=templates, fields=field_values)
     def test_result_is_always_a_valid_labelbox_key(self, template: str, fields: dict[str, str]) -> None:
-        """Any template and any unicode field values give a key check_key accepts, or a ValueError if blank."""
+        """Any template and unicode field values give a key check_key accepts, or ValueError if blank."""
         try:
             key = make_key(template, fields)
         except ValueError as e:

@@ -41,7 +41,7 @@ class TestAgainstReference:
     def test_get_is_the_reference_slice_or_a_precise_missing(
         self, case: tuple[bytes, list[tuple[int, bytes]]], queries: list[tuple[int, int]]
     ) -> None:
-        """get returns exactly the reference bytes (clipped at EOF) or raises Missing inside the unknown part."""
+        """get returns the reference bytes (clipped at EOF) or raises Missing inside the unknown part."""
         ref, chunks = case
         buf = Sparse(len(ref), chunks)
         known = known_set(len(ref), chunks)
