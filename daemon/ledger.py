@@ -239,9 +239,13 @@ class Ledger:
         if keys:
             where.append(f"key IN ({','.join('?' * len(keys))})")
             args.extend(fold(k) for k in keys)
-        if rule:
-            where.append("(rule = ? OR rule LIKE ?)")
-            args.extend([rule, rule.rstrip("*") + "%" if rule.endswith("*") else rule])
+        if rule and rule.endswith("*"):
+            # a literal prefix: LIKE would treat '_' as a wildcard and ignore case
+            where.append("substr(rule, 1, ?) = ?")
+            args.extend([len(rule) - 1, rule[:-1]])
+        elif rule:
+            where.append("rule = ?")
+            args.append(rule)
         if stage:
             where.append("stage = ?")
             args.append(stage)
