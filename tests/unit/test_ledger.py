@@ -136,11 +136,12 @@ class TestBatches:
             from daemon.ledger import Ledger
             from daemon.sinks.base import Batch, BatchItem
             led = Ledger({str(path)!r}).open()
-            led.begin_batch(Batch.of([BatchItem("k1", "IMAGE", b"{{}}"), BatchItem("k2", "VIDEO", b"[1]")]), "files")
+            items = [BatchItem("k1", "IMAGE", b"{{}}"), BatchItem("k2", "VIDEO", b"[1]")]
+            led.begin_batch(Batch.of(items), "files")
             os.kill(os.getpid(), signal.SIGKILL)
             """
         )
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=False)
         assert proc.returncode == -9, proc.stderr
         with Ledger(path) as led:
             assert led.pending_batches() == [
@@ -269,7 +270,14 @@ class TestDeadLetters:
         rej = Rejection(stage="validate", rule="r", message="m", expected=1, actual=2)
         ref = ObjectRef(origin="file", key="a")
         d = dead_letter_for("a", ref, rej)
-        assert (d.global_key, d.stage, d.rule, d.expected, d.actual, d.object) == ("a", "validate", "r", 1, 2, ref)
+        assert (d.global_key, d.stage, d.rule, d.expected, d.actual, d.object) == (
+            "a",
+            "validate",
+            "r",
+            1,
+            2,
+            ref,
+        )
         assert dead_letter_for("msg:m1", None, rej, raw=b"x").global_key is None
 
 

@@ -64,7 +64,8 @@ def _sar_square(info: MediaInfo) -> bool | None:
 
 def _non_square(info: MediaInfo) -> str | None:
     """The SAR that is not square (pasp, then VUI): ``sar`` alone may be a square pasp over a VUI."""
-    return next((s for s in (info.sar_pasp, info.sar_vui, info.sar) if s is not None and not _is_one(s)), None)
+    candidates = (info.sar_pasp, info.sar_vui, info.sar)
+    return next((s for s in candidates if s is not None and not _is_one(s)), None)
 
 
 def _is_one(sar: str) -> bool:
