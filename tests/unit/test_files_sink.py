@@ -84,7 +84,7 @@ class TestAtomicity:
     async def test_final_name_appears_only_when_complete(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """While bytes are written and synced, only a hidden temp file exists; the rename publishes it whole."""
+        """While bytes are written and synced only a hidden temp file exists; the rename publishes it."""
         sink = FilesSink(tmp_path, "labelbox")
         batch = Batch.of(LB_ITEMS)
         final = sink.path_for(batch)
