@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon.jobs import ObjectRef
 from daemon.sources.local import LocalMessage
@@ -318,3 +322,59 @@ class TestAcknowledgement:
                 await m.ack()
         assert max(sizes) <= 256 and sum(sizes) == n
         assert keys == [f"https://h/{i}" for i in range(n)]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+entries = st.one_of(
+    json_values,
+    st.sampled_from(["https://h/a.mp4", "s3://b/k", "rel/p.jpg"]),
+    st.fixed_dictionaries({"url": st.text(max_size=30)}, optional={"title": st.text(max_size=5)}),
+)
+
+
+def drain_sync(path: Path, fmt: str = "auto") -> list[LocalMessage]:
+    return asyncio.run(drain(ManifestSource(path, fmt=fmt)))
+
+
+class TestRobustness:
+    @settings(max_examples=120, deadline=None)
+    @given(values=st.lists(entries, min_size=1, max_size=12))
+    def test_each_ndjson_line_is_exactly_one_message(self, values: list[Any]) -> None:
+        """Any JSON values as NDJSON give one message per line: a ref, or an error with the raw line."""
+        with tempfile.TemporaryDirectory() as d:
+            lines = [json.dumps(v) for v in values]
+            p = Path(d) / "m.ndjson"
+            p.write_text("\n".join(lines) + "\n")
+            msgs = drain_sync(p)
+        assert len(msgs) == len(values)
+        for line, m in zip(lines, msgs, strict=True):
+            assert (m.error is None) == (len(m.refs) == 1)
+            if m.error is not None:
+                assert m.raw == line.encode() and m.error.startswith("m.ndjson entry ")
+
+    @settings(max_examples=120, deadline=None)
+    @given(rows=st.lists(st.lists(st.text(max_size=12), min_size=1, max_size=4), max_size=10))
+    def test_csv_never_raises(self, rows: list[list[str]]) -> None:
+        """Arbitrary CSV cells after a header give one message per non-blank row, never an exception."""
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "m.csv"
+            with p.open("w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["url", "title"])
+                w.writerows(rows)
+            msgs = drain_sync(p)
+            with p.open(newline="", encoding="utf-8") as f:
+                data_rows = [r for r in list(csv.reader(f))[1:] if any(c.strip() for c in r)]
+        headers = [
+            r
+            for r in data_rows
+            if any(c.strip().lower() in ("url", "path", "row_data", "objecturl") for c in r)
+        ]
+        assert len(msgs) == len(data_rows) - len(headers)
+        assert all(m.error is not None or len(m.refs) == 1 for m in msgs)
