@@ -29,7 +29,7 @@ def key_of(raw: str) -> str:
 
 
 class TestMakeKeyProperties:
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=200, deadline=None, derandomize=True)
     @given(template=templates, fields=field_values)
     def test_result_is_always_a_valid_labelbox_key(self, template: str, fields: dict[str, str]) -> None:
         """Any template and unicode field values give a key check_key accepts, or ValueError if blank."""
@@ -42,21 +42,21 @@ class TestMakeKeyProperties:
         assert check_key(key) is None, key
         assert 0 < len(key) <= MAX_LEN
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=200, deadline=None, derandomize=True)
     @given(template=templates, fields=field_values)
     def test_deterministic(self, template: str, fields: dict[str, str]) -> None:
         """The same identity always gives the same key."""
         assume(render(template, fields).strip())
         assert make_key(template, fields) == make_key(template, dict(fields))
 
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=150, deadline=None, derandomize=True)
     @given(raw=st.text(alphabet=ALLOWED, min_size=1, max_size=MAX_LEN))
     def test_valid_keys_are_returned_unchanged(self, raw: str) -> None:
         """A key that already satisfies Labelbox is used as it is."""
         assume(raw == raw.strip())
         assert key_of(raw) == raw
 
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=150, deadline=None, derandomize=True)
     @given(a=st.text(min_size=1, max_size=260), b=st.text(min_size=1, max_size=260))
     def test_distinct_identities_get_distinct_keys(self, a: str, b: str) -> None:
         """Two different raw keys never share a global key, even when they sanitise to the same text."""

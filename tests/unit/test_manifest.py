@@ -343,7 +343,7 @@ def drain_sync(path: Path, fmt: str = "auto") -> list[LocalMessage]:
 
 
 class TestRobustness:
-    @settings(max_examples=120, deadline=None)
+    @settings(max_examples=120, deadline=None, derandomize=True)
     @given(values=st.lists(entries, min_size=1, max_size=12))
     def test_each_ndjson_line_is_exactly_one_message(self, values: list[Any]) -> None:
         """Any JSON values as NDJSON give one message per line: a ref, or an error with the raw line."""
@@ -358,7 +358,7 @@ class TestRobustness:
             if m.error is not None:
                 assert m.raw == line.encode() and m.error.startswith("m.ndjson entry ")
 
-    @settings(max_examples=120, deadline=None)
+    @settings(max_examples=120, deadline=None, derandomize=True)
     @given(rows=st.lists(st.lists(st.text(max_size=12), min_size=1, max_size=4), max_size=10))
     def test_csv_never_raises(self, rows: list[list[str]]) -> None:
         """Arbitrary CSV cells after a header give one message per non-blank row, never an exception."""
