@@ -31,7 +31,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accepted (
     key TEXT PRIMARY KEY,          -- casefolded global key
     global_key TEXT NOT NULL,
-    status TEXT NOT NULL,          -- accepted | duplicate
+    status TEXT NOT NULL,          -- accepted | duplicate | purged (refused, dead letter dropped)
     batch_id TEXT,
     at REAL NOT NULL
 ) WITHOUT ROWID;
@@ -301,7 +301,26 @@ class Ledger:
 
     def purge(self, keys: Sequence[str]) -> int:
         """Drop dead letters for good (the objects stay skipped: recorded as refused)."""
-        return self.requeue(keys)
+        folded = [fold(k) for k in keys]
+        n = 0
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for i in range(0, len(folded), 500):
+                chunk = folded[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                db.execute(
+                    "INSERT OR IGNORE INTO accepted(key, global_key, status, batch_id, at)"
+                    f" SELECT key, coalesce(global_key, key), 'purged', NULL, ? FROM dead_letters"
+                    f" WHERE key IN ({marks})",
+                    [time.time(), *chunk],
+                )
+                n += db.execute(f"DELETE FROM dead_letters WHERE key IN ({marks})", chunk).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return n
 
     # -- checkpoints (resumable sources) ------------------------------------------------------
     async def get_checkpoint(self, name: str) -> str | None:
@@ -324,7 +343,7 @@ class Ledger:
         )
         pending = db.execute("SELECT count(*) FROM batches WHERE state='pending'").fetchone()[0]
         batches = db.execute("SELECT count(*), coalesce(sum(n),0) FROM batches WHERE state='done'").fetchone()
-        last = db.execute("SELECT max(at) FROM accepted").fetchone()[0]
+        last = db.execute("SELECT max(at) FROM accepted WHERE status != 'purged'").fetchone()[0]
         return {
             "accepted": int(accepted.get("accepted", 0)),
             "duplicates": int(accepted.get("duplicate", 0)),

@@ -256,14 +256,12 @@ class TestDeadLetters:
         assert filled.purge(["clips/b.mp4"]) == 1
         assert "clips/b.mp4" not in self.keys(filled.dead_letters())
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="Ledger.purge is the same as requeue: the docstring says purged objects stay skipped",
-    )
     def test_purged_objects_stay_skipped(self, filled: Ledger) -> None:
-        """After a purge the object is still recognised at intake (recorded as refused)."""
-        filled.purge(["clips/b.mp4"])
-        assert filled.known(["clips/b.mp4"]) == {"clips/b.mp4"}
+        """After a purge the object is still recognised at intake, unlike after a requeue."""
+        assert filled.purge(["Clips/B.mp4", "nope"]) == 1
+        assert filled.known(["clips/b.mp4", "nope"]) == {"clips/b.mp4"}
+        stats = filled.stats()
+        assert (stats["accepted"], stats["dead_letters"], stats["last_accepted_at"]) == (0, 4, None)
 
     def test_dead_letter_for_a_rejection(self) -> None:
         """A rejection becomes a dead letter with its values; message ids have no global key."""
