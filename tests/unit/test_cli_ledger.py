@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from daemon.commands.common import CommandError, parse_time
 from daemon.ledger import DeadLetter, Ledger
 from daemon.sinks.base import Batch, BatchItem, ItemResult
 
@@ -182,3 +183,22 @@ class TestDlqRequeuePurge:
         """purge --all drops every dead letter."""
         assert ok(cli("dlq", "-c", str(config), "purge", "--all")).strip() == "purged 5 dead letter(s)"
         assert dlq_keys(cli, config) == []
+
+
+class TestParseTime:
+    @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("2h", 7200), ("1.5d", 129600)])
+    def test_durations_are_ago(self, text: str, seconds: float) -> None:
+        """A duration means that long before now."""
+        now = datetime.now(UTC).timestamp()
+        assert abs(parse_time(text) - (now - seconds)) < 60
+
+    def test_naive_iso_is_utc(self) -> None:
+        """An ISO time without a zone is taken as UTC; with a zone it is honoured."""
+        assert parse_time("2025-03-01T12:00:00") == T0
+        assert parse_time("2025-03-01T13:00:00+01:00") == T0
+
+    @pytest.mark.parametrize("text", ["", "yesterday", "5x", "-5m", "m"])
+    def test_other_text_is_refused(self, text: str) -> None:
+        """Anything else is a CommandError that quotes the text."""
+        with pytest.raises(CommandError, match="not a time"):
+            parse_time(text)
