@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -226,10 +227,8 @@ def _check(cfg: Config) -> None:
     t = cfg.target
     if not 1 <= t.url_expires <= 7 * 24 * 3600:
         raise bad("target.url_expires", f"must be 1..604800 seconds, got {t.url_expires}")
-    try:
-        t.global_key_template.format_map(_TemplateProbe())
-    except (KeyError, ValueError, IndexError) as e:
-        raise bad("target.global_key_template", f"invalid template: {e}") from None
+    if (problem := _template_problem(t.global_key_template)) is not None:
+        raise bad("target.global_key_template", f"invalid template: {problem}")
     k = cfg.sink
     if k.type == "http" and not k.url.startswith(("http://", "https://")):
         raise bad("sink.url", f"required http(s) URL for sink type 'http', got {k.url!r}")
@@ -256,6 +255,19 @@ def _check(cfg: Config) -> None:
         raise bad("ledger.dsn", "must not contain a password: use dsn_secret or PGPASSFILE")
     if cfg.http.listen and not re.fullmatch(r"\[?[0-9A-Za-z.:]+\]?:\d{1,5}", cfg.http.listen):
         raise bad("http.listen", f"must be HOST:PORT, got {cfg.http.listen!r}")
+
+
+def _template_problem(template: str) -> str | None:
+    allowed = sorted(_TemplateProbe._ALLOWED)
+    try:
+        for _, field, _, _ in string.Formatter().parse(template):
+            # plain names only: no positional ({}, {0}), attribute ({key.x}) or index ({key[0]}) fields
+            if field is not None and field not in _TemplateProbe._ALLOWED:
+                return f"unknown field {{{field}}}; use {allowed}"
+        template.format_map(_TemplateProbe())
+    except (KeyError, ValueError, IndexError) as e:
+        return str(e)
+    return None
 
 
 class _TemplateProbe(dict[str, str]):

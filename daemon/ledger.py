@@ -31,7 +31,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accepted (
     key TEXT PRIMARY KEY,          -- casefolded global key
     global_key TEXT NOT NULL,
-    status TEXT NOT NULL,          -- accepted | duplicate
+    status TEXT NOT NULL,          -- accepted | duplicate | purged (refused, dead letter dropped)
     batch_id TEXT,
     at REAL NOT NULL
 ) WITHOUT ROWID;
@@ -246,9 +246,13 @@ class Ledger:
         if keys:
             where.append(f"key IN ({','.join('?' * len(keys))})")
             args.extend(fold(k) for k in keys)
-        if rule:
-            where.append("(rule = ? OR rule LIKE ?)")
-            args.extend([rule, rule.rstrip("*") + "%" if rule.endswith("*") else rule])
+        if rule and rule.endswith("*"):
+            # a literal prefix: LIKE would treat '_' as a wildcard and ignore case
+            where.append("substr(rule, 1, ?) = ?")
+            args.extend([len(rule) - 1, rule[:-1]])
+        elif rule:
+            where.append("rule = ?")
+            args.append(rule)
         if stage:
             where.append("stage = ?")
             args.append(stage)
@@ -304,7 +308,26 @@ class Ledger:
 
     def purge(self, keys: Sequence[str]) -> int:
         """Drop dead letters for good (the objects stay skipped: recorded as refused)."""
-        return self.requeue(keys)
+        folded = [fold(k) for k in keys]
+        n = 0
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for i in range(0, len(folded), 500):
+                chunk = folded[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                db.execute(
+                    "INSERT OR IGNORE INTO accepted(key, global_key, status, batch_id, at)"
+                    f" SELECT key, coalesce(global_key, key), 'purged', NULL, ? FROM dead_letters"
+                    f" WHERE key IN ({marks})",
+                    [time.time(), *chunk],
+                )
+                n += db.execute(f"DELETE FROM dead_letters WHERE key IN ({marks})", chunk).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return n
 
     # -- checkpoints (resumable sources) ------------------------------------------------------
     async def get_checkpoint(self, name: str) -> str | None:
@@ -327,7 +350,7 @@ class Ledger:
         )
         pending = db.execute("SELECT count(*) FROM batches WHERE state='pending'").fetchone()[0]
         batches = db.execute("SELECT count(*), coalesce(sum(n),0) FROM batches WHERE state='done'").fetchone()
-        last = db.execute("SELECT max(at) FROM accepted").fetchone()[0]
+        last = db.execute("SELECT max(at) FROM accepted WHERE status != 'purged'").fetchone()[0]
         return {
             "accepted": int(accepted.get("accepted", 0)),
             "duplicates": int(accepted.get("duplicate", 0)),

@@ -54,8 +54,8 @@ def _is_text(head: bytes) -> bool:
     try:
         sample.decode("utf-8")
     except UnicodeDecodeError as e:
-        # a multi-byte character cut at the end of the sample is still text
-        if e.start < len(sample) - 3:
+        # a multi-byte character cut at the end of the sample is still text; nothing else is
+        if e.reason != "unexpected end of data" or e.start < len(sample) - 3:
             return False
     return True
 
