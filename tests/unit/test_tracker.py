@@ -44,11 +44,14 @@ class TestAcknowledgement:
         """Three jobs: the message is acknowledged once, after the third settles."""
         msg = FakeMessage("m")
         tracker.add(msg, 3)
-        await tracker.settle("m", "delivered")
-        await tracker.settle("m", "dead")
+        tracker.settle("m", "delivered")
+        tracker.settle("m", "dead")
+        await tracker.flush()
         assert msg.calls == [] and len(tracker) == 1
-        await tracker.settle("m", "duplicate")
+        tracker.settle("m", "duplicate")
+        await tracker.flush()
         assert msg.calls == [("ack", None)]
+        await tracker.flush()
         assert len(tracker) == 0 and tracker.counters.acked == 1
 
     @pytest.mark.parametrize("outcome", ["delivered", "duplicate", "dead", "gone"])
@@ -56,7 +59,8 @@ class TestAcknowledgement:
         """Delivered, duplicate, dead-lettered and gone are all final."""
         msg = FakeMessage("m")
         tracker.add(msg, 1)
-        await tracker.settle("m", outcome)  # type: ignore[arg-type]
+        tracker.settle("m", outcome)  # type: ignore[arg-type]
+        await tracker.flush()
         assert msg.calls == [("ack", None)]
 
     async def test_messages_are_independent(self, tracker: Tracker) -> None:
@@ -64,8 +68,9 @@ class TestAcknowledgement:
         a, b = FakeMessage("a"), FakeMessage("b")
         tracker.add(a, 1)
         tracker.add(b, 2)
-        await tracker.settle("b", "delivered")
-        await tracker.settle("a", "delivered")
+        tracker.settle("b", "delivered")
+        tracker.settle("a", "delivered")
+        await tracker.flush()
         assert a.calls == [("ack", None)] and b.calls == []
 
 
@@ -74,26 +79,30 @@ class TestRetry:
         """One retried job makes the whole message come back, after the largest delay asked."""
         msg = FakeMessage("m")
         tracker.add(msg, 4)
-        await tracker.settle("m", "retry", delay=2.0)
-        await tracker.settle("m", "delivered")
-        await tracker.settle("m", "retry", delay=7.5)
-        await tracker.settle("m", "retry", delay=1.0)
+        tracker.settle("m", "retry", delay=2.0)
+        tracker.settle("m", "delivered")
+        tracker.settle("m", "retry", delay=7.5)
+        tracker.settle("m", "retry", delay=1.0)
+        await tracker.flush()
         assert msg.calls == [("retry_later", 7.5)]
+        await tracker.flush()
         assert tracker.counters.acked == 0
 
     async def test_retry_without_delay_uses_the_default(self, tracker: Tracker) -> None:
         """A retry with no delay given waits retry_delay."""
         msg = FakeMessage("m")
         tracker.add(msg, 1)
-        await tracker.settle("m", "retry")
+        tracker.settle("m", "retry")
+        await tracker.flush()
         assert msg.calls == [("retry_later", 5.0)]
 
     async def test_release_gives_back_at_once(self, tracker: Tracker) -> None:
         """Jobs released at shutdown give the message back with no delay."""
         msg = FakeMessage("m")
         tracker.add(msg, 2)
-        await tracker.settle("m", "delivered")
-        await tracker.settle("m", "release")
+        tracker.settle("m", "delivered")
+        tracker.settle("m", "release")
+        await tracker.flush()
         assert msg.calls == [("retry_later", 0.0)]
 
     @pytest.mark.parametrize("order", [("release", "retry"), ("retry", "release")])
@@ -102,7 +111,8 @@ class TestRetry:
         msg = FakeMessage("m")
         tracker.add(msg, 2)
         for outcome in order:
-            await tracker.settle("m", outcome, delay=3.0)  # type: ignore[arg-type]
+            tracker.settle("m", outcome, delay=3.0)  # type: ignore[arg-type]
+        await tracker.flush()
         assert msg.calls == [("retry_later", 3.0)]
 
     async def test_release_all_gives_back_every_unsettled_message(self, tracker: Tracker) -> None:
@@ -111,11 +121,12 @@ class TestRetry:
         tracker.add(a, 2)
         tracker.add(b, 1)
         tracker.add(done, 1)
-        await tracker.settle("a", "delivered")
-        await tracker.settle("c", "delivered")
+        tracker.settle("a", "delivered")
+        tracker.settle("c", "delivered")
         await tracker.release_all()
         assert a.calls == [("retry_later", 0.0)] and b.calls == [("retry_later", 0.0)]
         assert done.calls == [("ack", None)]
+        await tracker.flush()
         assert len(tracker) == 0
 
 
@@ -125,11 +136,14 @@ class TestFailures:
         msg = FakeMessage("m-1", fail=True)
         tracker.add(msg, 1)
         with capture_logs() as logs:
-            await tracker.settle("m-1", "delivered")
+            tracker.settle("m-1", "delivered")
+            await tracker.flush()
+        await tracker.flush()
         assert msg.calls == [("ack", None)]
         (entry,) = [e for e in logs if e["event"] == "acknowledgement failed"]
         assert entry["log_level"] == "warning"
         assert entry["message_id"] == "m-1" and entry["reason"] == "sqs unreachable"
+        await tracker.flush()
         assert tracker.counters.acked == 0
 
     async def test_release_failure_is_logged_not_raised(self, tracker: Tracker) -> None:
@@ -144,7 +158,8 @@ class TestFailures:
 
     async def test_unknown_message_is_counted_but_not_acked(self, tracker: Tracker) -> None:
         """A settle for a message that is not tracked (already released) changes only the counters."""
-        await tracker.settle("ghost", "delivered")
+        tracker.settle("ghost", "delivered")
+        await tracker.flush()
         assert tracker.counters.delivered == 1 and tracker.counters.acked == 0
 
 
@@ -157,6 +172,7 @@ class TestCounters:
         outcomes = ["delivered", "delivered", "duplicate", "dead", "gone", "retry", "release"]
         t.add(msg, len(outcomes))
         for o in outcomes:
-            await t.settle("m", o, delay=0.0)  # type: ignore[arg-type]
+            t.settle("m", o, delay=0.0)  # type: ignore[arg-type]
         assert (c.delivered, c.duplicates, c.dead, c.gone, c.retried, c.released) == (2, 1, 1, 1, 1, 1)
+        await t.flush()
         assert c.acked == 0 and msg.calls == [("retry_later", 0.0)]
