@@ -101,7 +101,24 @@ class Intake:
         if job.state == "dead":
             await p.slots.acquire()
             await p.dead_q.put(job)
-        elif folded in claimed.known or folded in p.in_flight_keys:
+        elif (recorded := claimed.known.get(folded, p.in_flight_keys.get(folded))) not in (
+            None,
+            job.global_key,
+        ):
+            # Labelbox compares global keys case-insensitively; object keys are case-sensitive
+            job.rejection = Rejection(
+                stage="intake",
+                rule="global_key.case_collision",
+                message="another object's global key differs from this one only in case; the platform "
+                "would treat them as one (include {etag} or {version} in global_key_template)",
+                expected="a key unique without regard to case",
+                actual={"key": job.global_key, "existing": recorded},
+            )
+            job.state = "dead"
+            job.global_key = f"{job.global_key}#case-collision"
+            await p.slots.acquire()
+            await p.dead_q.put(job)
+        elif recorded is not None:
             # known, or in flight in this process (whose own message stays unacknowledged until
             # that work is final): a duplicate, acknowledged.
             job.state = "duplicate"
@@ -111,5 +128,5 @@ class Intake:
             p.tracker.settle(job.message_id, "retry", delay=p.s.retry_delay)
         else:
             await p.slots.acquire()
-            p.in_flight_keys.add(folded)
+            p.in_flight_keys[folded] = job.global_key
             await p.probe_q.put(job)

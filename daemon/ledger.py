@@ -76,9 +76,10 @@ def fold(key: str) -> str:
 
 
 class Claimed(msgspec.Struct, frozen=True):
-    """Casefolded keys to skip: ``known`` (final already) and ``busy`` (another instance has them)."""
+    """Keys to skip: ``known`` (final already: casefolded key -> global key as recorded) and
+    ``busy`` (casefolded keys another instance holds)."""
 
-    known: set[str]
+    known: dict[str, str]
     busy: set[str]
 
 
@@ -134,15 +135,24 @@ class Ledger:
     # -- intake -----------------------------------------------------------------------------
     def known(self, keys: Sequence[str]) -> set[str]:
         """The casefolded keys among ``keys`` that are accepted or dead-lettered."""
-        out: set[str] = set()
+        return set(self.known_as(keys))
+
+    def known_as(self, keys: Sequence[str]) -> dict[str, str]:
+        """For each of ``keys`` already recorded: casefolded key -> the global key as recorded
+        (its exact spelling tells a rerun of the same object from a case-only collision)."""
+        out: dict[str, str] = {}
         folded = [fold(k) for k in keys]
         for i in range(0, len(folded), 500):
             chunk = folded[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for (k,) in self.db.execute(f"SELECT key FROM accepted WHERE key IN ({marks})", chunk):
-                out.add(k)
-            for (k,) in self.db.execute(f"SELECT key FROM dead_letters WHERE key IN ({marks})", chunk):
-                out.add(k)
+            for k, gk in self.db.execute(
+                f"SELECT key, global_key FROM accepted WHERE key IN ({marks})", chunk
+            ):
+                out[k] = gk
+            for k, gk in self.db.execute(
+                f"SELECT key, coalesce(global_key, key) FROM dead_letters WHERE key IN ({marks})", chunk
+            ):
+                out.setdefault(k, gk)
         return out
 
     # -- batches ----------------------------------------------------------------------------

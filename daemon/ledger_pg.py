@@ -125,15 +125,17 @@ class PostgresStore:
     async def claim(self, keys: Sequence[str]) -> Claimed:
         folded = list({fold(k) for k in keys})
         if not folded:
-            return Claimed(set(), set())
+            return Claimed({}, set())
         now = time.time()
         async with self._lock, self._conn.transaction():
             cur = await self._conn.execute(
-                "SELECT key FROM accepted WHERE key = ANY(%s)"
-                " UNION SELECT key FROM dead_letters WHERE key = ANY(%s)",
+                "SELECT key, global_key FROM accepted WHERE key = ANY(%s)"
+                " UNION ALL SELECT key, coalesce(global_key, key) FROM dead_letters WHERE key = ANY(%s)",
                 (folded, folded),
             )
-            known = {r[0] for r in await cur.fetchall()}
+            known: dict[str, str] = {}
+            for k, gk in await cur.fetchall():
+                known.setdefault(k, gk)
             rest = [k for k in folded if k not in known]
             cur = await self._conn.execute(
                 "INSERT INTO claims(key, owner, until) SELECT k, %s, %s FROM unnest(%s::text[]) AS k"

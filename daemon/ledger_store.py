@@ -73,7 +73,7 @@ class SqliteStore:
         self.ledger = ledger
 
     async def claim(self, keys: Sequence[str]) -> Claimed:
-        return Claimed(self.ledger.known(keys), set())
+        return Claimed(self.ledger.known_as(keys), set())
 
     async def release(self, keys: Sequence[str]) -> None:
         return None

@@ -136,7 +136,7 @@ class Pipeline:
         self._batch_added = asyncio.Event()
         self._lingering: list[Job] = []
         self.slots = asyncio.Semaphore(settings.max_in_flight)
-        self.in_flight_keys: set[str] = set()
+        self.in_flight_keys: dict[str, str] = {}  # casefolded -> exact global key
         self._stopping = asyncio.Event()
         self._intake_task: asyncio.Task[None] | None = None
         self._deadline: asyncio.Timeout | None = None
@@ -385,7 +385,7 @@ class Pipeline:
                 return
 
     def _final(self, job: Job, outcome: Outcome, delay: float | None = None) -> None:
-        self.in_flight_keys.discard(fold(job.global_key))
+        self.in_flight_keys.pop(fold(job.global_key), None)
         self.slots.release()
         self.tracker.settle(job.message_id, outcome, delay=delay)
         self._count(job, outcome)

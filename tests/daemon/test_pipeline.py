@@ -224,6 +224,21 @@ class TestFlow:
         assert d.raw == b'{"Records": [oops' and "byte 13" in d.message
         assert ("ack", "junk", None) in log and output_keys(tmp_path / "out") == ["img1.jpg"]
 
+    async def test_case_only_collision_is_dead_lettered(self, tmp_path: Path) -> None:
+        """Two objects whose keys differ only in case: the platform would see one, so the second
+        is dead-lettered naming both keys (in the same run and in a later one); a rerun of the
+        first is still a plain duplicate."""
+        p, ledger = make(tmp_path, ListSource(msgs(["img/Cat.jpg", "img/cat.jpg"], [])), Script())
+        c = await p.run()
+        assert (c.delivered, c.dead) == (1, 1)
+        (d,) = ledger.dead_letters(rule="global_key.case_collision")
+        assert d.actual == {"key": "img/cat.jpg", "existing": "img/Cat.jpg"}
+        ledger.close()
+        p2, _ = make(tmp_path, ListSource(msgs(["img/Cat.jpg", "img/CAT.jpg"], [])), Script())
+        c2 = await p2.run()
+        assert (c2.duplicates, c2.dead, c2.delivered) == (1, 1, 0)
+        assert output_keys(tmp_path / "out") == ["img/Cat.jpg"]
+
 
 class TestBounds:
     async def test_in_flight_never_exceeds_the_bound_and_source_waits(self, tmp_path: Path) -> None:

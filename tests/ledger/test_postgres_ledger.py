@@ -33,9 +33,9 @@ class TestContract:
             await a.begin_batch(batch, "files")
             await a.finish_batch(batch.id, [ItemResult(key="Done.jpg", status="accepted")])
             first = await a.claim(["done.JPG", "x.jpg", "y.jpg"])
-            assert first.known == {"done.jpg"} and first.busy == set()
+            assert first.known == {"done.jpg": "Done.jpg"} and first.busy == set()
             second = await b.claim(["x.jpg", "z.jpg"])
-            assert second.known == set() and second.busy == {"x.jpg"}
+            assert second.known == {} and second.busy == {"x.jpg"}
             await a.release(["x.jpg"])
             assert (await b.claim(["x.jpg"])).busy == set()
         finally:
@@ -98,7 +98,7 @@ class TestContract:
             assert got.attempts == 2 and got.actual == "4:3" and got.object == {"key": "vid/a.mp4"}
             (raw,) = await s.dead_letters(prefix="IMG/")
             assert raw.raw == b"\x00\x01"
-            assert (await s.claim(["vid/a.mp4"])).known == {"vid/a.mp4"}
+            assert (await s.claim(["vid/a.mp4"])).known == {"vid/a.mp4": "Vid/A.mp4"}
             assert await s.requeue(["VID/A.MP4"]) == 1
             stats = await s.stats()
             assert stats["dead_letters"] == 1 and stats["dead_letters_by_rule"] == {"media.invalid": 1}

@@ -79,14 +79,10 @@ class TestMakeKeyProperties:
         assert ka != kb
         assert check_key(ka) is None and check_key(kb) is None
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="Labelbox compares global keys case-insensitively: S3 keys differing only in case collide "
-        "(the second object would be recorded as a duplicate and never imported)",
-    )
-    def test_keys_differing_only_in_case_do_not_collide_case_insensitively(self) -> None:
-        """Two objects whose names differ only in case get keys that differ after casefolding."""
-        assert key_of("Cat.jpg").casefold() != key_of("cat.jpg").casefold()
+    def test_keys_keep_their_case(self) -> None:
+        """Keys keep the object's spelling; case-only collisions are caught at intake (see
+        tests/daemon/test_pipeline.py::TestFlow::test_case_only_collision_is_dead_lettered)."""
+        assert key_of("Cat.jpg") == "Cat.jpg" and key_of("cat.jpg") == "cat.jpg"
 
 
 class TestMakeKeyExamples:
