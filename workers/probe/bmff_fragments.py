@@ -1,0 +1,145 @@
+"""Fragmented MP4: ``mvex``/``trex`` defaults and the samples of each ``moof``'s ``trun``s.
+
+Cost: a fragmented file's sample count is only in its ``moof`` boxes, spread through the
+file between ``mdat``s. Each ``moof`` past the head costs one read (the next header plus
+``FRAGMENT_WINDOW`` bytes, which holds a typical ``moof`` whole); ``mdat`` bodies are hopped.
+The walk is bounded: once more than ``MAX_FRAGMENT_READS`` fragments start past
+``HEAD_HINT`` (the driver's default head), the walk stops and the result says the sample
+tables are incomplete, so frames are reported unknown rather than guessed; the duration then
+comes from ``mehd`` when the writer filled it. The bound counts fragment offsets, not reads
+actually made, so the result does not depend on what happened to be buffered.
+
+Bytes that cannot be a box header after the last fragment (trailing data) end the walk; an
+``mfra`` ends it too (it indexes what was walked).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+
+from workers.probe.bmff_boxes import Box, children, find, full_box, need_bytes, top_level_header
+from workers.probe.media import ProbeError
+from workers.probe.sparse import Sparse
+
+HEAD_HINT = 64 * 1024
+MAX_FRAGMENT_READS = 16  # the driver allows 24 reads per probe in all
+FRAGMENT_WINDOW = 4 * 1024
+_U32 = struct.Struct(">I")
+_I32 = struct.Struct(">i")
+
+
+class Trex(msgspec.Struct, frozen=True):
+    """Per-track defaults from ``mvex/trex``."""
+
+    duration: int
+    size: int
+
+
+class FragmentRuns(msgspec.Struct, kw_only=True):
+    """Samples found in fragments for one track, run-length encoded like stts/ctts."""
+
+    stts: list[tuple[int, int]] = []
+    ctts: list[tuple[int, int]] = []
+    has_cto: bool = False
+
+
+class Fragments(msgspec.Struct, kw_only=True):
+    """The walk's result: runs per track id, whether every fragment was seen."""
+
+    tracks: dict[int, FragmentRuns] = {}
+    count: int = 0
+    complete: bool = True
+
+
+def parse_mvex(data: bytes, mvex: Box, base: int) -> tuple[dict[int, Trex], int]:
+    """``trex`` defaults by track id, and ``mehd``'s fragment duration (0 if absent)."""
+    defaults: dict[int, Trex] = {}
+    duration = 0
+    for box in children(data, mvex.payload, mvex.end, base, "mvex"):
+        if box.type == "trex":
+            _, _, p = full_box(data, box, base, 20)
+            track_id, _sdi, dur, size = struct.unpack_from(">IIII", data, p)
+            defaults[track_id] = Trex(dur, size)
+        elif box.type == "mehd":
+            version, _, p = full_box(data, box, base, 4)
+            if version == 1:
+                need_bytes(box, base, p, 8, "mehd v1 duration")
+                duration = struct.unpack_from(">Q", data, p)[0]
+            else:
+                duration = _U32.unpack_from(data, p)[0]
+    return defaults, duration
+
+
+def _append(runs: list[tuple[int, int]], count: int, value: int) -> None:
+    if runs and runs[-1][1] == value:
+        runs[-1] = (runs[-1][0] + count, value)
+    else:
+        runs.append((count, value))
+
+
+def _trun(data: bytes, box: Box, base: int, default_duration: int, out: FragmentRuns) -> None:
+    _, flags, p = full_box(data, box, base, 4)
+    count = _U32.unpack_from(data, p)[0]
+    p += 4 + (4 if flags & 0x1 else 0) + (4 if flags & 0x4 else 0)
+    fields = [bit for bit in (0x100, 0x200, 0x400, 0x800) if flags & bit]
+    need_bytes(box, base, p, count * 4 * len(fields), f"trun with {count} samples")
+    if not fields or not flags & (0x100 | 0x800):
+        _append(out.stts, count, default_duration)
+        _append(out.ctts, count, 0)
+        return
+    stride = 4 * len(fields)
+    dur_at = 0 if flags & 0x100 else -1
+    cto_at = 4 * fields.index(0x800) if flags & 0x800 else -1
+    for i in range(count):
+        at = p + i * stride
+        dur = _U32.unpack_from(data, at + dur_at)[0] if dur_at >= 0 else default_duration
+        cto = _I32.unpack_from(data, at + cto_at)[0] if cto_at >= 0 else 0
+        _append(out.stts, 1, dur)
+        _append(out.ctts, 1, cto)
+    out.has_cto = out.has_cto or cto_at >= 0
+
+
+def _moof(data: bytes, moof: Box, base: int, trex: dict[int, Trex], into: Fragments) -> None:
+    for traf in children(data, moof.payload, moof.end, base, "moof"):
+        if traf.type != "traf":
+            continue
+        boxes = find(data, traf.payload, traf.end, base, "traf")
+        tfhd = boxes.get("tfhd")
+        if tfhd is None:
+            raise ProbeError(f"traf at offset {base + traf.start}: no tfhd")
+        _, flags, p = full_box(data, tfhd, base, 4)
+        track_id = _U32.unpack_from(data, p)[0]
+        p += 4 + (8 if flags & 0x1 else 0) + (4 if flags & 0x2 else 0)
+        defaults = trex.get(track_id, Trex(0, 0))
+        duration = defaults.duration
+        if flags & 0x8:
+            need_bytes(tfhd, base, p, 4, "tfhd default_sample_duration")
+            duration = _U32.unpack_from(data, p)[0]
+        runs = into.tracks.setdefault(track_id, FragmentRuns())
+        for box in children(data, traf.payload, traf.end, base, "traf"):
+            if box.type == "trun":
+                _trun(data, box, base, duration, runs)
+
+
+def walk_fragments(buf: Sparse, offset: int, trex: dict[int, Trex]) -> Fragments:
+    """Every ``moof`` from ``offset`` (the end of ``moov``) on, within the read bound."""
+    result = Fragments()
+    beyond_head = 0
+    while offset < buf.size:
+        box = top_level_header(buf, offset, after_media=False, window=FRAGMENT_WINDOW, junk_ok=True)
+        if box is None or box.type == "mfra":
+            break
+        if box.type == "moof":
+            if box.start >= HEAD_HINT:
+                beyond_head += 1
+                if beyond_head > MAX_FRAGMENT_READS:
+                    result.complete = False
+                    break
+            data = buf.get(box.start, box.size)
+            shifted = Box(box.type, 0, box.payload - box.start, box.size)
+            _moof(data, shifted, box.start, trex, result)
+            result.count += 1
+        offset = box.end
+    return result

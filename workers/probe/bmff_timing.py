@@ -1,0 +1,148 @@
+"""Frame timing of one track: frames presented, duration, fps, nominal fps, VFR, negative PTS.
+
+Definitions (see :mod:`workers.probe.media`), in the track's media timescale:
+
+* a sample's decode time is the sum of the ``stts`` deltas before it; its presentation time
+  (PTS) adds its ``ctts`` offset;
+* a non-empty edit ``(duration, media_time)`` presents media times
+  ``[media_time, media_time + duration * timescale / movie_timescale)``. The edit duration is
+  rounded to the movie timescale by writers (often milliseconds), so an edit that ends within
+  one movie tick of the media's end (the end of its last presented sample) is taken to end
+  exactly there: otherwise 29.97 fps would come out as 29.96 or 29.98;
+* ``duration`` is the sum of the non-empty edits' spans (empty edits only delay the start, they
+  present nothing); without an edit list it is ``mdhd``'s duration, or the sum of the deltas
+  when ``mdhd`` says 0 (fragmented files);
+* presented frames are the samples whose PTS falls inside some edit (all samples with a PTS
+  >= 0 without an edit list); ``fps`` is presented frames / duration, exact as a Fraction;
+* ``negative_pts``: some sample's PTS lies before the first edit's ``media_time`` (or below
+  0 without an edit list), so it maps before the start of the timeline and is discarded;
+* ``nominal_fps`` is ``timescale / the most common delta`` (ties go to the shorter delta);
+* ``vfr``: more than one distinct delta among all samples but the last.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from fractions import Fraction
+
+import msgspec
+
+from workers.probe.bmff_track import Edit
+
+
+class Timing(msgspec.Struct, kw_only=True):
+    """Derived timing of one track."""
+
+    frames: int
+    presented: int
+    duration: Fraction | None  # seconds
+    fps: Fraction | None
+    nominal_fps: Fraction | None
+    vfr: bool
+    negative_pts: bool
+
+
+def _count_runs_in(stts: list[tuple[int, int]], lo: Fraction | int, hi: Fraction | int) -> int:
+    """Samples with decode time in ``[lo, hi)`` when PTS == DTS (no composition offsets)."""
+    total, t = 0, 0
+    for n, d in stts:
+        if d == 0:
+            total += n if lo <= t < hi else 0
+            continue
+        # k in [0, n) with lo <= t + k*d < hi
+        first = max(0, -((t - lo) // d))  # ceil((lo - t) / d)
+        last = min(n, -((t - hi) // d))  # ceil((hi - t) / d), exclusive
+        total += max(0, int(last) - int(first))
+        t += n * d
+    return total
+
+
+def _pts_list(stts: list[tuple[int, int]], ctts: list[tuple[int, int]]) -> tuple[list[int], int]:
+    """Every sample's PTS, sorted, and the media end (max PTS + the sample's delta)."""
+    pts: list[int] = []
+    end = 0
+    dts = 0
+    offsets = iter(ctts)
+    left, off = 0, 0
+    for n, d in stts:
+        for _ in range(n):
+            while left == 0:
+                left, off = next(offsets, (1 << 62, 0))
+            left -= 1
+            p = dts + off
+            pts.append(p)
+            end = max(end, p + d)
+            dts += d
+    pts.sort()
+    return pts, end
+
+
+def _deltas(stts: list[tuple[int, int]]) -> tuple[Fraction | None, bool]:
+    """``(most common delta as a rate divisor, vfr)``."""
+    weights: Counter[int] = Counter()
+    for n, d in stts:
+        weights[d] += n
+    if not weights:
+        return None, False
+    delta = min(weights, key=lambda d: (-weights[d], d))
+    head = [(n, d) for n, d in stts[:-1]] + [(stts[-1][0] - 1, stts[-1][1])]
+    vfr = len({d for n, d in head if n > 0}) > 1
+    return (Fraction(delta) if delta > 0 else None), vfr
+
+
+def track_timing(
+    *,
+    stts: list[tuple[int, int]],
+    ctts: list[tuple[int, int]],
+    timescale: int,
+    media_duration: int,
+    edits: list[Edit] | None,
+    movie_timescale: int,
+) -> Timing:
+    """Timing of a track from its (possibly fragment-extended) tables."""
+    frames = sum(n for n, _ in stts)
+    with_cto = any(off != 0 for _, off in ctts)
+    if with_cto:
+        pts, media_end = _pts_list(stts, ctts)
+        first_pts = pts[0] if pts else 0
+
+        def count(lo: Fraction | int, hi: Fraction | int) -> int:
+            return bisect_left(pts, hi) - bisect_left(pts, lo)
+    else:
+        media_end = sum(n * d for n, d in stts)
+        first_pts = 0
+
+        def count(lo: Fraction | int, hi: Fraction | int) -> int:
+            return _count_runs_in(stts, lo, hi)
+
+    spans = [e for e in edits or () if e.media_time >= 0]
+    if spans:
+        tick = Fraction(timescale, movie_timescale)
+        total: Fraction = Fraction(0)
+        presented = 0
+        for e in spans:
+            lo = e.media_time
+            hi = lo + e.duration * tick
+            if e.duration == 0 or abs(hi - media_end) <= tick:
+                hi = Fraction(media_end)
+            if hi > lo:
+                total += hi - lo
+                presented += count(lo, hi)
+        negative = frames > 0 and first_pts < spans[0].media_time
+        units: Fraction | None = total
+    else:
+        presented = count(0, 1 << 62) if with_cto else frames
+        negative = frames > 0 and first_pts < 0
+        units = Fraction(media_duration or media_end)
+    duration = units / timescale if units else None
+    delta, vfr = _deltas(stts)
+    return Timing(
+        frames=frames,
+        presented=presented,
+        duration=duration,
+        fps=Fraction(presented) / duration if duration else None,
+        nominal_fps=Fraction(timescale) / delta if delta else None,
+        vfr=vfr,
+        negative_pts=negative,
+    )
