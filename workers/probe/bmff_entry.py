@@ -31,6 +31,8 @@ AUDIO_CODECS = {
 }  # fmt: skip
 # MPEG-4 objectTypeIndication (esds DecoderConfigDescriptor) -> codec
 _ESDS_OTI = {0x40: "aac", 0x66: "aac", 0x67: "aac", 0x68: "aac", 0x69: "mp3", 0x6B: "mp3", 0xA5: "ac3"}
+# AudioSpecificConfig channelConfiguration -> channel count (0 = in the program config element)
+_AAC_CHANNELS = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 8}
 _VISUAL_FIXED = 78
 _AUDIO_FIXED = 28
 _U16 = struct.Struct(">H")
@@ -95,37 +97,42 @@ def _hvcc_sar(data: bytes, box: Box, base: int) -> tuple[int, int] | None:
     return None
 
 
-def _esds_codec(data: bytes, box: Box) -> str | None:
-    """objectTypeIndication from the DecoderConfigDescriptor (tag 4) inside ``esds``."""
-    at = box.payload + 4
+def _esds(data: bytes, box: Box) -> tuple[str | None, int | None]:
+    """``(codec, channels)`` from ``esds``: the DecoderConfigDescriptor's objectTypeIndication
+    and, for AAC, the AudioSpecificConfig's channelConfiguration (the sample entry's channel
+    count is a fixed template value of 2 in MP4 files)."""
+    at, codec, channels = box.payload + 4, None, None
     while at < box.end:
-        tag = data[at]
-        at += 1
+        tag, at = data[at], at + 1
         length = 0
         for _ in range(4):
             if at >= box.end:
-                return None
-            b = data[at]
-            at += 1
+                return codec, channels
+            b, at = data[at], at + 1
             length = (length << 7) | (b & 0x7F)
             if not b & 0x80:
                 break
-        if tag == 3:  # ES_Descriptor: ES_ID(2) flags(1) + optional fields
+        if tag == 3:  # ES_Descriptor: ES_ID(2) flags(1) [dependsOn(2)] [URL] [OCR_ES_Id(2)], children
             if at + 3 > box.end:
-                return None
+                break
             flags = data[at + 2]
-            at += 3
-            if flags & 0x80:
-                at += 2
+            at += 3 + (2 if flags & 0x80 else 0)
             if flags & 0x40 and at < box.end:
                 at += 1 + data[at]
-            if flags & 0x20:
-                at += 2
+            at += 2 if flags & 0x20 else 0
             continue
-        if tag == 4:
-            return _ESDS_OTI.get(data[at]) if at < box.end else None
+        if tag == 4:  # DecoderConfigDescriptor: OTI(1) stream(1) buffer(3) rates(8), children
+            codec = _ESDS_OTI.get(data[at]) if at < box.end else None
+            at += 13
+            continue
+        if tag == 5 and codec == "aac" and length >= 2 and at + 2 <= box.end:
+            asc = int.from_bytes(data[at : at + 2], "big")
+            object_type, rate_index = asc >> 11, (asc >> 7) & 15
+            config = (asc >> 3) & 15
+            if object_type != 31 and rate_index != 15:
+                channels = _AAC_CHANNELS.get(config)
         at += length
-    return None
+    return codec, channels
 
 
 def _visual(data: bytes, box: Box, base: int, kind: str) -> SampleEntry:
@@ -170,7 +177,10 @@ def _audio(data: bytes, box: Box, base: int, kind: str) -> SampleEntry:
     if kind == "mp4a" and body < box.end:
         esds = find(data, body, box.end, base, f"{box.type} sample entry").get("esds")
         if esds is not None:
-            codec = _esds_codec(data, esds) or codec
+            esds_codec, esds_channels = _esds(data, esds)
+            codec, channels = esds_codec or codec, esds_channels or channels
+            if codec == "mp3":
+                channels = None  # the entry holds the template 2; the mode is only in mdat frames
     return SampleEntry(
         fourcc=kind,
         codec=codec,
