@@ -37,6 +37,27 @@ RATES = ["24000/1001", "24", "25", "30000/1001", "30", "50", "60000/1001", "60"]
 N = 30  # frames per rate clip
 
 
+INVALID_CLIPS = ("truncated_mdat", "truncated_moov", "no_moov", "truncated_header", "garbage", "no_tracks")
+VALID_CLIPS = (
+    *(f"h264_{r.replace('/', '_')}_{'first' if i % 2 == 0 else 'last'}" for i, r in enumerate(RATES)),
+    "hevc_hvc1", "hevc_hev1", "mpeg4", "vp9", "av1", "mov", "3gp", "vfr", "bframes_editlist",
+    "bframes_no_editlist", "sar_sps_only", "sar_sps_only_hevc", "sar_none", "sar_both", "sar_cqm",
+    "audio_first", "fragmented", "fragmented_av", "m4a_aac", "m4a_alac", "mp4_mp3", "big_first",
+    "big_last", "cut_src", "fragmented_many", "cut_editlist", "itsoffset", "rotation_90",
+    "rotation_180", "rotation_270", "rotation_tag", "sar_pasp_only", "preamble_free",
+    "preamble_udta", "mdat_64bit",
+)  # fmt: skip
+ALL_CLIPS = (*VALID_CLIPS, *INVALID_CLIPS)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``clip_name`` runs a test over every corpus file, ``valid_clip`` over the valid ones."""
+    if "clip_name" in metafunc.fixturenames:
+        metafunc.parametrize("clip_name", ALL_CLIPS)
+    if "valid_clip" in metafunc.fixturenames:
+        metafunc.parametrize("valid_clip", VALID_CLIPS)
+
+
 @dataclass
 class Clip:
     """One corpus file and what is known about it."""
@@ -132,7 +153,7 @@ def set_rotation_matrix(data: bytes, a: int, b: int, c: int, d: int) -> bytes:
     return bytes(out)
 
 
-def _make(tmp: Path) -> dict[str, Clip]:  # noqa: C901 - one table of recipes
+def _make(tmp: Path) -> dict[str, Clip]:
     clips: dict[str, Clip] = {}
     jobs: list[tuple[Clip, list[str]]] = []
 
@@ -157,7 +178,9 @@ def _make(tmp: Path) -> dict[str, Clip]:  # noqa: C901 - one table of recipes
     add("hevc_hvc1", [*std, *X265, "-tag:v", "hvc1"], truth={"codec": "hevc", **t25})
     add("hevc_hev1", [*std, *X265, "-tag:v", "hev1"], truth={"codec": "hevc", **t25})
     add("mpeg4", [*std, "-c:v", "mpeg4"], truth={"codec": "mpeg4", **t25})
-    add("vp9", [*std, "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"], truth={"codec": "vp9"})
+    add(
+        "vp9", [*std, "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"], truth={"codec": "vp9"}
+    )
     add(
         "av1",
         [*std, "-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8"],
@@ -182,12 +205,26 @@ def _make(tmp: Path) -> dict[str, Clip]:  # noqa: C901 - one table of recipes
         [*std, "-c:v", "libx264", "-bf", "3", "-use_editlist", "0"],
         truth={"codec": "h264", "frames": N, "negative_pts": False},
     )
-    add("sar_sps_only", [*std, "-vf", "setsar=0", *FAST264, "-bsf:v", "h264_metadata=sample_aspect_ratio=4/3"],
-        truth={"sar": "4:3", "sar_vui": "4:3", "sar_pasp": None})  # fmt: skip
-    add("sar_sps_only_hevc", [*std, "-vf", "setsar=0", *X265, "-bsf:v", "hevc_metadata=sample_aspect_ratio=4/3"],
-        truth={"sar": "4:3", "sar_vui": "4:3", "sar_pasp": None})  # fmt: skip
-    add("sar_none", [*std, "-vf", "setsar=0", *FAST264], truth={"sar": None, "sar_vui": None, "sar_pasp": None})
-    add("sar_both", [*std, "-vf", "setsar=4/3", *FAST264], truth={"sar": "4:3", "sar_vui": "4:3", "sar_pasp": "4:3"})
+    sps_only = {"sar": "4:3", "sar_vui": "4:3", "sar_pasp": None}
+    h264_sar = ["-bsf:v", "h264_metadata=sample_aspect_ratio=4/3"]
+    hevc_sar = ["-bsf:v", "hevc_metadata=sample_aspect_ratio=4/3"]
+    add("sar_sps_only", [*std, "-vf", "setsar=0", *FAST264, *h264_sar], truth=sps_only)
+    add("sar_sps_only_hevc", [*std, "-vf", "setsar=0", *X265, *hevc_sar], truth=sps_only)
+    add(
+        "sar_none",
+        [*std, "-vf", "setsar=0", *FAST264],
+        truth={"sar": None, "sar_vui": None, "sar_pasp": None},
+    )
+    add(
+        "sar_both",
+        [*std, "-vf", "setsar=4/3", *FAST264],
+        truth={"sar": "4:3", "sar_vui": "4:3", "sar_pasp": "4:3"},
+    )
+    add(
+        "sar_cqm",
+        [*std, "-vf", "setsar=4/3", *FAST264, "-x264-params", "cqm=jvt"],
+        truth={"sar": "4:3", "sar_vui": "4:3", **t25},
+    )
     av = [*_lavfi(SRC.format(rate=25)), *_lavfi(SINE.format(dur=2)), *frn]
     add(
         "audio_first",
@@ -216,12 +253,33 @@ def _make(tmp: Path) -> dict[str, Clip]:  # noqa: C901 - one table of recipes
         truth={"kind": "audio", "container": "m4a", "codec": "alac", "sample_rate": 44100})  # fmt: skip
     add("mp4_mp3", [*_lavfi(SINE.format(dur=1)), "-c:a", "libmp3lame"],
         truth={"kind": "audio", "container": "m4a", "codec": "mp3", "sample_rate": 44100})  # fmt: skip
-    big = [*_lavfi(BIG), *_lavfi(SINE.format(dur=2)), "-frames:v", "50", "-t", "2", *FAST264, "-qp", "0", "-c:a", "aac"]
+    big = [
+        *_lavfi(BIG),
+        *_lavfi(SINE.format(dur=2)),
+        "-frames:v",
+        "50",
+        "-t",
+        "2",
+        *FAST264,
+        "-qp",
+        "0",
+        "-c:a",
+        "aac",
+    ]
     tbig = {"codec": "h264", "width": 160, "height": 120, "frames": 50, "audio_codec": "aac"}
     add("big_first", [*big, "-movflags", "+faststart"], truth=tbig)
     add("big_last", big, truth=tbig, moov_at_end=True)
     src = add("cut_src", [*_lavfi(SRC.format(rate=25)), "-frames:v", "75", *FAST264, "-g", "25"], truth={})
-    many = [*_lavfi(BIG), "-frames:v", "120", *FAST264, "-qp", "0", "-movflags", "frag_every_frame+empty_moov"]
+    many = [
+        *_lavfi(BIG),
+        "-frames:v",
+        "120",
+        *FAST264,
+        "-qp",
+        "0",
+        "-movflags",
+        "frag_every_frame+empty_moov",
+    ]
     add("fragmented_many", many, truth={"fragmented": True, "frames": None}, trailing_ok=False)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -235,6 +293,9 @@ def _make(tmp: Path) -> dict[str, Clip]:  # noqa: C901 - one table of recipes
 
     _ffmpeg(["-ss", "0.5", "-i", str(src.path), "-c", "copy", str(tmp / "cut_editlist.mp4")])
     clips["cut_editlist"] = Clip("cut_editlist", tmp / "cut_editlist.mp4", truth={"negative_pts": True})
+    _ffmpeg(["-itsoffset", "0.4", "-i", str(clips["h264_25_first"].path), "-c", "copy",
+             str(tmp / "itsoffset.mp4")])  # fmt: skip
+    clips["itsoffset"] = Clip("itsoffset", tmp / "itsoffset.mp4", truth=t25)
     plain = clips["h264_25_first"].data
     for deg, abcd in {90: (0, 1, -1, 0), 180: (-1, 0, 0, -1), 270: (0, -1, 1, 0)}.items():
         m = [v * 65536 for v in abcd]
@@ -242,7 +303,9 @@ def _make(tmp: Path) -> dict[str, Clip]:  # noqa: C901 - one table of recipes
     _ffmpeg(["-i", str(clips["h264_25_first"].path), "-c", "copy", "-metadata:s:v:0", "rotate=90",
              str(tmp / "rotation_tag.mp4")])  # fmt: skip
     clips["rotation_tag"] = Clip("rotation_tag", tmp / "rotation_tag.mp4", truth={"frames": N})
-    _ffmpeg(["-i", str(clips["sar_none"].path), "-c", "copy", "-aspect", "16:9", str(tmp / "sar_pasp_only.mp4")])
+    _ffmpeg(
+        ["-i", str(clips["sar_none"].path), "-c", "copy", "-aspect", "16:9", str(tmp / "sar_pasp_only.mp4")]
+    )
     clips["sar_pasp_only"] = Clip("sar_pasp_only", tmp / "sar_pasp_only.mp4",
                                   truth={"sar": "4:3", "sar_pasp": "4:3", "sar_vui": None})  # fmt: skip
     first, last = clips["big_first"].data, clips["big_last"].data
@@ -261,10 +324,13 @@ def _make(tmp: Path) -> dict[str, Clip]:  # noqa: C901 - one table of recipes
     derived("truncated_header", first[:20], valid=False, error="offset", truth={})
     rng = random.Random(7)
     derived("garbage", first[:32] + rng.randbytes(5000), valid=False, error="offset", truth={})
-    patched = first[: moov_first[1]] + first[moov_first[1] : moov_first[3]].replace(b"vide", b"xxxx").replace(
-        b"soun", b"yyyy"
-    ) + first[moov_first[3] :]
+    patched = (
+        first[: moov_first[1]]
+        + first[moov_first[1] : moov_first[3]].replace(b"vide", b"xxxx").replace(b"soun", b"yyyy")
+        + first[moov_first[3] :]
+    )
     derived("no_tracks", patched, valid=False, error="no video or audio track", truth={})
+    assert set(clips) == set(ALL_CLIPS), set(clips) ^ set(ALL_CLIPS)
     return clips
 
 
