@@ -40,7 +40,7 @@ N = 30  # frames per rate clip
 INVALID_CLIPS = ("truncated_mdat", "truncated_moov", "no_moov", "truncated_header", "garbage", "no_tracks")
 VALID_CLIPS = (
     *(f"h264_{r.replace('/', '_')}_{'first' if i % 2 == 0 else 'last'}" for i, r in enumerate(RATES)),
-    "hevc_hvc1", "hevc_hev1", "mpeg4", "vp9", "av1", "mov", "3gp", "vfr", "bframes_editlist",
+    "hevc_hvc1", "hevc_hev1", "mpeg4", "vp9", "av1", "mov", "3gp", "vfr", "bframes_editlist", "bframes_5994",
     "bframes_no_editlist", "sar_sps_only", "sar_sps_only_hevc", "sar_none", "sar_both", "sar_cqm",
     "audio_first", "fragmented", "fragmented_av", "m4a_aac", "m4a_alac", "mp4_mp3", "big_first",
     "big_last", "cut_src", "fragmented_many", "cut_editlist", "itsoffset", "rotation_90",
@@ -200,6 +200,11 @@ def _make(tmp: Path) -> dict[str, Clip]:
         },
     )
     add("bframes_editlist", [*std, "-c:v", "libx264", "-bf", "3"], truth={"codec": "h264", **t25})
+    add(
+        "bframes_5994",
+        [*_lavfi(SRC.format(rate="60000/1001")), "-frames:v", "31", "-c:v", "libx264", "-bf", "3"],
+        truth={"codec": "h264", **_rate_truth("60000/1001", 31)},
+    )
     add(
         "bframes_no_editlist",
         [*std, "-c:v", "libx264", "-bf", "3", "-use_editlist", "0"],
