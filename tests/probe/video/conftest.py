@@ -364,3 +364,9 @@ def ffprobe_json(path: Path) -> dict[str, Any]:
 def ffprobe() -> Callable[[Path], dict[str, Any]]:
     """Run ffprobe on a path."""
     return ffprobe_json
+
+
+@pytest.fixture(scope="session", name="boxes")
+def boxes_fixture() -> Callable[..., list[tuple[str, int, int, int]]]:
+    """The test-side box lister (independent of the probe's)."""
+    return boxes
