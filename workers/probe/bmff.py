@@ -131,7 +131,8 @@ def parse(buf: Sparse) -> MediaInfo:
     top = find(data, moov.payload - base, moov.size, base, "moov")
     if "mvhd" not in top:
         raise ProbeError(f"moov at offset {base}: no mvhd")
-    movie_ts, movie_duration = mdhd_or_mvhd_times(data, top["mvhd"], base)
+    movie_ts, _ = mdhd_or_mvhd_times(data, top["mvhd"], base)
+    fragment_duration = 0
     tracks = [
         parse_trak(data, b, base)
         for b in children(data, moov.payload - base, moov.size, base, "moov")
@@ -141,7 +142,6 @@ def parse(buf: Sparse) -> MediaInfo:
     if "mvex" in top:
         trex, fragment_duration = parse_mvex(data, top["mvex"], base)
         fragments = walk_fragments(buf, moov.end, trex)
-        movie_duration = max(movie_duration, fragment_duration)
     else:
         for t in tracks:
             if t.media_end > buf.size:
@@ -175,6 +175,11 @@ def parse(buf: Sparse) -> MediaInfo:
         return info
     info.audio = audio_info
     _fill_video(info, video, _timing(video, fragments, movie_ts), fragments)
+    if fragments is not None and not fragments.complete:
+        declared = fragments.sidx_duration.get(video.track_id)
+        if declared is None and fragment_duration:  # mehd: the whole fragmented movie
+            declared = Fraction(fragment_duration, movie_ts)
+        info.duration = _float(declared)
     return info
 
 

@@ -6,7 +6,8 @@ file between ``mdat``s. Each ``moof`` past the head costs one read (the next hea
 The walk is bounded: once more than ``MAX_FRAGMENT_READS`` fragments start past
 ``HEAD_HINT`` (the driver's default head), the walk stops and the result says the sample
 tables are incomplete, so frames are reported unknown rather than guessed; the duration then
-comes from ``mehd`` when the writer filled it. The bound counts fragment offsets, not reads
+comes from a ``sidx`` in front of the fragments (the sum of its subsegment durations) or from
+``mehd``, when the writer wrote one. The bound counts fragment offsets, not reads
 actually made, so the result does not depend on what happened to be buffered.
 
 Bytes that cannot be a box header after the last fragment (trailing data) end the walk; an
@@ -16,6 +17,7 @@ Bytes that cannot be a box header after the last fragment (trailing data) end th
 from __future__ import annotations
 
 import struct
+from fractions import Fraction
 
 import msgspec
 
@@ -51,6 +53,7 @@ class Fragments(msgspec.Struct, kw_only=True):
     tracks: dict[int, FragmentRuns] = {}
     count: int = 0
     complete: bool = True
+    sidx_duration: dict[int, Fraction] = {}  # seconds indexed by each track's top-level sidx
 
 
 def parse_mvex(data: bytes, mvex: Box, base: int) -> tuple[dict[int, Trex], int]:
@@ -123,6 +126,20 @@ def _moof(data: bytes, moof: Box, base: int, trex: dict[int, Trex], into: Fragme
                 _trun(data, box, base, duration, runs)
 
 
+def _sidx(data: bytes, box: Box, base: int) -> tuple[int, Fraction] | None:
+    """``(reference_ID, total duration in seconds)`` of a segment index."""
+    version, _, p = full_box(data, box, base, 20)
+    track_id, timescale = struct.unpack_from(">II", data, p)
+    p += 8 + (16 if version == 1 else 8) + 2
+    need_bytes(box, base, p, 2, "sidx reference_count")
+    count = struct.unpack_from(">H", data, p)[0]
+    need_bytes(box, base, p + 2, count * 12, f"sidx with {count} references")
+    if timescale == 0:
+        return None
+    total = sum(struct.unpack_from(">I", data, p + 2 + 12 * i + 4)[0] for i in range(count))
+    return track_id, Fraction(total, timescale)
+
+
 def walk_fragments(buf: Sparse, offset: int, trex: dict[int, Trex]) -> Fragments:
     """Every ``moof`` from ``offset`` (the end of ``moov``) on, within the read bound."""
     result = Fragments()
@@ -141,5 +158,12 @@ def walk_fragments(buf: Sparse, offset: int, trex: dict[int, Trex]) -> Fragments
             shifted = Box(box.type, 0, box.payload - box.start, box.size)
             _moof(data, shifted, box.start, trex, result)
             result.count += 1
+        elif box.type == "sidx" and result.count == 0:
+            indexed = _sidx(
+                buf.get(box.start, box.size), Box(box.type, 0, box.payload - box.start, box.size), box.start
+            )
+            if indexed is not None:
+                result.sidx_duration.setdefault(indexed[0], Fraction(0))
+                result.sidx_duration[indexed[0]] += indexed[1]
         offset = box.end
     return result

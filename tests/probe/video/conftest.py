@@ -43,7 +43,7 @@ VALID_CLIPS = (
     "hevc_hvc1", "hevc_hev1", "mpeg4", "vp9", "av1", "mov", "3gp", "vfr", "bframes_editlist", "bframes_5994",
     "bframes_no_editlist", "sar_sps_only", "sar_sps_only_hevc", "sar_none", "sar_both", "sar_cqm",
     "audio_first", "fragmented", "fragmented_av", "m4a_aac", "m4a_alac", "mp4_mp3", "big_first",
-    "big_last", "cut_src", "fragmented_many", "cut_editlist", "itsoffset", "rotation_90",
+    "big_last", "cut_src", "fragmented_many", "fragmented_sidx", "cut_editlist", "itsoffset", "rotation_90",
     "rotation_180", "rotation_270", "rotation_tag", "sar_pasp_only", "preamble_free",
     "preamble_udta", "mdat_64bit",
 )  # fmt: skip
@@ -285,7 +285,19 @@ def _make(tmp: Path) -> dict[str, Clip]:
         "-movflags",
         "frag_every_frame+empty_moov",
     ]
-    add("fragmented_many", many, truth={"fragmented": True, "frames": None}, trailing_ok=False)
+    add(
+        "fragmented_many",
+        many,
+        truth={"fragmented": True, "frames": None, "duration": None},
+        trailing_ok=False,
+    )
+    many[-1] += "+global_sidx"
+    add(
+        "fragmented_sidx",
+        many,
+        truth={"fragmented": True, "frames": None, "duration": 4.8},
+        trailing_ok=False,
+    )
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         for f in [pool.submit(_ffmpeg, args) for _, args in jobs]:

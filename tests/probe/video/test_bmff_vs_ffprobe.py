@@ -40,7 +40,8 @@ Where ffprobe is right and the probe does not say:
    so it reports channels unknown (``None``) rather than a wrong 2.
 7. ``fragmented_many`` (120 fragments over 400 KiB): ffprobe reads the whole file; the probe
    stops after 16 fragments past the head (its read bound) and reports frames, fps and
-   duration unknown rather than guessed.
+   duration unknown rather than guessed. With a ``sidx`` in front (``fragmented_sidx``,
+   ``+global_sidx``) the duration comes from the index and agrees with ffprobe (4.8 s).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ FFPROBE_DIFFERS: dict[str, set[str]] = {
     "fragmented_av": {"nb_frames"},  # 3
     "mp4_mp3": {"channels"},  # 6
     "fragmented_many": {"frames", "fps", "nominal_fps", "duration"},  # 7 (ffprobe: nb_frames N/A too)
+    "fragmented_sidx": {"frames", "fps", "nominal_fps"},  # 7, duration from the sidx agrees
 }
 # clip -> (probe, truth) checks for each disagreement above
 TRUTH: dict[str, dict[str, Any]] = {
@@ -68,6 +70,7 @@ TRUTH: dict[str, dict[str, Any]] = {
     "fragmented_av": {"frames": 30},
     "mp4_mp3": {"channels": None},
     "fragmented_many": {"frames": None, "fps": None, "duration": None},
+    "fragmented_sidx": {"frames": None, "fps": None, "duration": 4.8},
 }
 
 
