@@ -105,6 +105,9 @@ class PipelineConfig(_Base):
     queue_size: int = 1024  # bound of every queue between stages (objects)
     max_in_flight: int = 4096  # objects received but not final
     drain_timeout: float = 30.0
+    # a stage holding work without finishing anything for this long is wedged: the watchdog
+    # pings stop (keep it below the unit's WatchdogSec)
+    stall_seconds: float = 45.0
 
 
 class LogConfig(_Base):
