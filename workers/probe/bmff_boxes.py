@@ -24,6 +24,7 @@ REMAINDER_LIMIT = 16 * 1024 * 1024  # ask for the whole rest of the file when at
 WINDOW = 64 * 1024  # otherwise the next header plus this much
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+_HEAD = struct.Struct(">I4s")
 
 
 class Box(NamedTuple):
@@ -111,22 +112,33 @@ def top_level_header(
 
 
 def children(data: bytes, start: int, end: int, base: int, where: str) -> Iterator[Box]:
-    """The boxes in ``data[start:end]``; offsets in the result are absolute (``base`` + index).
+    """The boxes in ``data[start:end]``.
 
-    ``Box`` offsets returned are indexes into ``data``; ``base`` is only used for messages.
+    ``Box`` offsets are indexes into ``data``; ``base`` (the file offset of ``data[0]``) is only
+    used in error messages, which give file offsets.
     """
     pos = start
     while pos < end:
         if end - pos < 8:
             raise ProbeError(f"{where}: {end - pos} stray bytes at offset {base + pos} (box header is 8)")
-        need = _header_length(data[pos : pos + 8])
-        if end - pos < need:
-            raise ProbeError(f"{where}: box header at offset {base + pos} truncated")
-        box = _decode_header(data[pos : pos + need], pos, end, where)
-        if box.end > end:  # pragma: no cover - _decode_header checks against end
-            raise ProbeError(f"{where}: box at {base + pos} runs past {base + end}")
-        yield box
-        pos = box.end
+        size, raw = _HEAD.unpack_from(data, pos)
+        header = 8
+        if size == 1:
+            if end - pos < 16:
+                raise ProbeError(f"{where}: 64-bit box header at offset {base + pos} truncated")
+            size, header = _U64.unpack_from(data, pos + 8)[0], 16
+        elif size == 0:
+            size = end - pos
+        kind = raw.decode("latin-1")
+        if kind == "uuid":
+            header += 16
+        if size < header or pos + size > end:
+            raise ProbeError(
+                f"box {kind!r} at offset {base + pos} in {where}: size {size} "
+                + (f"< header size {header}" if size < header else f"runs past its end at {base + end}")
+            )
+        yield Box(kind, pos, pos + header, pos + size)
+        pos += size
 
 
 def find(data: bytes, start: int, end: int, base: int, where: str) -> dict[str, Box]:

@@ -25,6 +25,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from fractions import Fraction
+from itertools import accumulate
+from operator import add
 
 import msgspec
 
@@ -58,22 +60,22 @@ def _count_runs_in(stts: list[tuple[int, int]], lo: Fraction | int, hi: Fraction
     return total
 
 
+def _expand(runs: list[tuple[int, int]]) -> list[int]:
+    out: list[int] = []
+    for n, value in runs:
+        out += [value] * n
+    return out
+
+
 def _pts_list(stts: list[tuple[int, int]], ctts: list[tuple[int, int]]) -> tuple[list[int], int]:
     """Every sample's PTS, sorted, and the media end (max PTS + the sample's delta)."""
-    pts: list[int] = []
-    end = 0
-    dts = 0
-    offsets = iter(ctts)
-    left, off = 0, 0
-    for n, d in stts:
-        for _ in range(n):
-            while left == 0:
-                left, off = next(offsets, (1 << 62, 0))
-            left -= 1
-            p = dts + off
-            pts.append(p)
-            end = max(end, p + d)
-            dts += d
+    deltas = _expand(stts)
+    offsets = _expand(ctts)
+    if len(offsets) < len(deltas):  # fragments without offsets after a moov with them
+        offsets += [0] * (len(deltas) - len(offsets))
+    dts = accumulate(deltas, initial=0)
+    pts = list(map(add, dts, offsets[: len(deltas)]))
+    end = max(map(add, pts, deltas), default=0)
     pts.sort()
     return pts, end
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
+from array import array
 
 import msgspec
 
@@ -114,6 +116,16 @@ def _runs(data: bytes, box: Box, base: int, signed: bool) -> list[tuple[int, int
     return list(struct.iter_unpack(">Ii" if signed else ">II", data[p + 4 : p + 4 + count * 8]))
 
 
+def _u32_array(data: bytes, at: int, count: int) -> list[int]:
+    """``count`` big-endian u32 values at ``at`` (``array`` is ~10x faster than ``struct``)."""
+    if array("I").itemsize != 4:  # pragma: no cover - no mainstream platform
+        return list(struct.unpack_from(f">{count}I", data, at))
+    arr = array("I", data[at : at + 4 * count])
+    if sys.byteorder == "little":
+        arr.byteswap()
+    return arr.tolist()
+
+
 def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, int, list[int]]:
     """``(count, constant_size, last sizes)``: the sample count and enough sizes for the end."""
     if "stsz" in stbl:
@@ -123,7 +135,7 @@ def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, in
         if const:
             return count, const, []
         need_bytes(box, base, p + 8, count * 4, f"stsz with {count} sizes")
-        return count, 0, list(struct.unpack_from(f">{count}I", data, p + 8))
+        return count, 0, _u32_array(data, p + 8, count)
     if "stz2" in stbl:
         box = stbl["stz2"]
         _, _, p = full_box(data, box, base, 8)
