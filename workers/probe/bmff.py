@@ -133,16 +133,16 @@ def parse(buf: Sparse) -> MediaInfo:
         raise ProbeError(f"moov at offset {base}: no mvhd")
     movie_ts, _ = mdhd_or_mvhd_times(data, top["mvhd"], base)
     fragment_duration = 0
+    fragments = None
+    if "mvex" in top:  # first, so the re-runs after each fragment read skip the track parsing
+        trex, fragment_duration = parse_mvex(data, top["mvex"], base)
+        fragments = walk_fragments(buf, moov.end, trex)
     tracks = [
         parse_trak(data, b, base)
         for b in children(data, moov.payload - base, moov.size, base, "moov")
         if b.type == "trak"
     ]
-    fragments = None
-    if "mvex" in top:
-        trex, fragment_duration = parse_mvex(data, top["mvex"], base)
-        fragments = walk_fragments(buf, moov.end, trex)
-    else:
+    if fragments is None:
         for t in tracks:
             if t.media_end > buf.size:
                 raise ProbeError(

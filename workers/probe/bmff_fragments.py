@@ -17,7 +17,10 @@ Bytes that cannot be a box header after the last fragment (trailing data) end th
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from fractions import Fraction
+from itertools import groupby
 
 import msgspec
 
@@ -29,7 +32,6 @@ HEAD_HINT = 64 * 1024
 MAX_FRAGMENT_READS = 16  # the driver allows 24 reads per probe in all
 FRAGMENT_WINDOW = 4 * 1024
 _U32 = struct.Struct(">I")
-_I32 = struct.Struct(">i")
 
 
 class Trex(msgspec.Struct, frozen=True):
@@ -92,16 +94,24 @@ def _trun(data: bytes, box: Box, base: int, default_duration: int, out: Fragment
         _append(out.stts, count, default_duration)
         _append(out.ctts, count, 0)
         return
-    stride = 4 * len(fields)
-    dur_at = 0 if flags & 0x100 else -1
-    cto_at = 4 * fields.index(0x800) if flags & 0x800 else -1
-    for i in range(count):
-        at = p + i * stride
-        dur = _U32.unpack_from(data, at + dur_at)[0] if dur_at >= 0 else default_duration
-        cto = _I32.unpack_from(data, at + cto_at)[0] if cto_at >= 0 else 0
-        _append(out.stts, 1, dur)
-        _append(out.ctts, 1, cto)
-    out.has_cto = out.has_cto or cto_at >= 0
+    nf = len(fields)
+    table = array("i", data[p : p + 4 * nf * count])
+    if sys.byteorder == "little":
+        table.byteswap()
+    if flags & 0x100:
+        durations = (
+            [d & 0xFFFFFFFF for d in table[0::nf]] if min(table[0::nf], default=0) < 0 else table[0::nf]
+        )
+    else:
+        durations = array("i", [default_duration]) * count
+    for value, group in groupby(durations):
+        _append(out.stts, len(list(group)), value)
+    if flags & 0x800:
+        for value, group in groupby(table[fields.index(0x800) :: nf]):
+            _append(out.ctts, len(list(group)), value)
+        out.has_cto = True
+    else:
+        _append(out.ctts, count, 0)
 
 
 def _moof(data: bytes, moof: Box, base: int, trex: dict[int, Trex], into: Fragments) -> None:
@@ -141,9 +151,14 @@ def _sidx(data: bytes, box: Box, base: int) -> tuple[int, Fraction] | None:
 
 
 def walk_fragments(buf: Sparse, offset: int, trex: dict[int, Trex]) -> Fragments:
-    """Every ``moof`` from ``offset`` (the end of ``moov``) on, within the read bound."""
+    """Every ``moof`` from ``offset`` (the end of ``moov``) on, within the read bound.
+
+    The walk gathers the boxes' bytes first and parses them after the last read, so the
+    re-runs that follow each read only repeat the cheap header hops.
+    """
     result = Fragments()
     beyond_head = 0
+    gathered: list[tuple[Box, bytes]] = []
     while offset < buf.size:
         box = top_level_header(buf, offset, after_media=False, window=FRAGMENT_WINDOW, junk_ok=True)
         if box is None or box.type == "mfra":
@@ -154,16 +169,18 @@ def walk_fragments(buf: Sparse, offset: int, trex: dict[int, Trex]) -> Fragments
                 if beyond_head > MAX_FRAGMENT_READS:
                     result.complete = False
                     break
-            data = buf.get(box.start, box.size)
-            shifted = Box(box.type, 0, box.payload - box.start, box.size)
+            gathered.append((box, buf.get(box.start, box.size)))
+        elif box.type == "sidx" and not any(b.type == "moof" for b, _ in gathered):
+            gathered.append((box, buf.get(box.start, box.size)))
+        offset = box.end
+    for box, data in gathered:
+        shifted = Box(box.type, 0, box.payload - box.start, box.size)
+        if box.type == "moof":
             _moof(data, shifted, box.start, trex, result)
             result.count += 1
-        elif box.type == "sidx" and result.count == 0:
-            indexed = _sidx(
-                buf.get(box.start, box.size), Box(box.type, 0, box.payload - box.start, box.size), box.start
-            )
-            if indexed is not None:
-                result.sidx_duration.setdefault(indexed[0], Fraction(0))
-                result.sidx_duration[indexed[0]] += indexed[1]
-        offset = box.end
+            continue
+        indexed = _sidx(data, shifted, box.start)
+        if indexed is not None:
+            result.sidx_duration.setdefault(indexed[0], Fraction(0))
+            result.sidx_duration[indexed[0]] += indexed[1]
     return result
