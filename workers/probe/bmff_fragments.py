@@ -1,8 +1,9 @@
 """Fragmented MP4: ``mvex``/``trex`` defaults and the samples of each ``moof``'s ``trun``s.
 
 Cost: a fragmented file's sample count is only in its ``moof`` boxes, spread through the
-file between ``mdat``s. Each ``moof`` past the head costs one read (the next header plus
-``FRAGMENT_WINDOW`` bytes, which holds a typical ``moof`` whole); ``mdat`` bodies are hopped.
+file between ``mdat``s. Each ``moof`` past the head costs one read (the next header plus a
+window of ``FRAGMENT_WINDOW`` bytes, or twice the largest ``moof`` seen so far, so that the
+next ``moof`` arrives whole); ``mdat`` bodies are hopped.
 The walk is bounded: once more than ``MAX_FRAGMENT_READS`` fragments start past
 ``HEAD_HINT`` (the driver's default head), the walk stops and the result says the sample
 tables are incomplete, so frames are reported unknown rather than guessed; the duration then
@@ -159,8 +160,9 @@ def walk_fragments(buf: Sparse, offset: int, trex: dict[int, Trex]) -> Fragments
     result = Fragments()
     beyond_head = 0
     gathered: list[tuple[Box, bytes]] = []
+    window = FRAGMENT_WINDOW
     while offset < buf.size:
-        box = top_level_header(buf, offset, after_media=False, window=FRAGMENT_WINDOW, junk_ok=True)
+        box = top_level_header(buf, offset, after_media=False, window=window, junk_ok=True)
         if box is None or box.type == "mfra":
             break
         if box.type == "moof":
@@ -170,6 +172,7 @@ def walk_fragments(buf: Sparse, offset: int, trex: dict[int, Trex]) -> Fragments
                     result.complete = False
                     break
             gathered.append((box, buf.get(box.start, box.size)))
+            window = max(window, 2 * box.size)  # fragments are alike: the next moof arrives whole
         elif box.type == "sidx" and not any(b.type == "moof" for b, _ in gathered):
             gathered.append((box, buf.get(box.start, box.size)))
         offset = box.end

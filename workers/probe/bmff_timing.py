@@ -11,7 +11,7 @@ Definitions (see :mod:`workers.probe.media`), in the track's media timescale:
   exactly there: otherwise 29.97 fps would come out as 29.96 or 29.98;
 * ``duration`` is the sum of the non-empty edits' spans (empty edits only delay the start, they
   present nothing); without an edit list it is ``mdhd``'s duration, or the sum of the deltas
-  when ``mdhd`` says 0 (fragmented files);
+  when ``mdhd`` says 0 (fragmented files), never shifted by composition offsets;
 * presented frames are the samples whose PTS falls inside some edit (all samples with a PTS
   >= 0 without an edit list); ``fps`` is presented frames / duration, exact as a Fraction;
 * ``negative_pts``: some sample's PTS lies before the first edit's ``media_time`` (or below
@@ -136,7 +136,7 @@ def track_timing(
     else:
         presented = count(0, 1 << 62) if with_cto else frames
         negative = frames > 0 and first_pts < 0
-        units = Fraction(media_duration or media_end)
+        units = Fraction(media_duration or sum(n * d for n, d in stts))
     duration = units / timescale if units else None
     delta, vfr = _deltas(stts)
     return Timing(

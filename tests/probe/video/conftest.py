@@ -43,7 +43,8 @@ VALID_CLIPS = (
     "hevc_hvc1", "hevc_hev1", "mpeg4", "vp9", "av1", "mov", "3gp", "vfr", "bframes_editlist", "bframes_5994",
     "bframes_no_editlist", "sar_sps_only", "sar_sps_only_hevc", "sar_none", "sar_both", "sar_cqm",
     "audio_first", "fragmented", "fragmented_av", "m4a_aac", "m4a_alac", "mp4_mp3", "big_first",
-    "big_last", "cut_src", "fragmented_many", "fragmented_sidx", "cut_editlist", "itsoffset", "rotation_90",
+    "big_last", "cut_src", "fragmented_many", "fragmented_sidx", "fragmented_big_moofs", "cut_editlist",
+    "itsoffset", "rotation_90",
     "rotation_180", "rotation_270", "rotation_tag", "sar_pasp_only", "preamble_free",
     "preamble_udta", "mdat_64bit",
 )  # fmt: skip
@@ -275,6 +276,13 @@ def _make(tmp: Path) -> dict[str, Clip]:
     add("big_first", [*big, "-movflags", "+faststart"], truth=tbig)
     add("big_last", big, truth=tbig, moov_at_end=True)
     src = add("cut_src", [*_lavfi(SRC.format(rate=25)), "-frames:v", "75", *FAST264, "-g", "25"], truth={})
+    add(
+        "fragmented_big_moofs",  # 3 fragments of 600 B-frame samples: moofs larger than a minimum read
+        [*_lavfi("testsrc2=size=128x96:rate=60:duration=40"), "-frames:v", "1800", "-c:v", "libx264",
+         "-preset", "superfast", "-qp", "5", "-g", "600", "-movflags", "frag_keyframe+empty_moov"],
+        truth={"fragmented": True, **_rate_truth("60", 1800)},
+        trailing_ok=False,
+    )  # fmt: skip
     many = [
         *_lavfi(BIG),
         "-frames:v",

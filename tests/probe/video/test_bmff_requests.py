@@ -94,3 +94,12 @@ async def test_local_file_reader_gives_the_same_result(corpus: dict[str, Any]) -
         finally:
             reader.close()
         assert info == probe_bytes(corpus[name].data), name
+
+
+def test_fragments_past_the_head_cost_one_read_each(corpus: dict[str, Any]) -> None:
+    """Two 4.9 KiB moofs past the head: one read each (sized by the first moof), one for the mfra.
+
+    The box after the last fragment's mdat must be read to know that no fragment follows.
+    """
+    info = probe_bytes(corpus["fragmented_big_moofs"].data)
+    assert (info.frames, info.fps_rational, info.requests) == (1800, "60/1", 4)
