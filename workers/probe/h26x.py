@@ -103,6 +103,16 @@ def _vui_sar(r: BitReader) -> tuple[int, int] | None:
     return None  # 0 = unspecified, 17..254 reserved
 
 
+def _chroma_format(r: BitReader) -> int:
+    """``chroma_format_idc`` and, for 4:4:4, ``separate_colour_plane_flag`` (same in both codecs)."""
+    chroma = r.ue("chroma_format_idc")
+    if chroma > 3:
+        raise ProbeError(f"{r.what}: chroma_format_idc {chroma} > 3")
+    if chroma == 3:
+        r.skip(1, "separate_colour_plane_flag")
+    return chroma
+
+
 def _h264_scaling_list(r: BitReader, size: int) -> None:
     last, nxt = 8, 8
     for _ in range(size):
@@ -123,11 +133,7 @@ def h264_sps_sar(nal: bytes) -> tuple[int, int] | None:
     r.skip(16, "constraint flags and level_idc")
     r.ue("seq_parameter_set_id")
     if profile in _H264_HIGH_PROFILES:
-        chroma = r.ue("chroma_format_idc")
-        if chroma > 3:
-            raise ProbeError(f"avcC SPS: chroma_format_idc {chroma} > 3")
-        if chroma == 3:
-            r.skip(1, "separate_colour_plane_flag")
+        chroma = _chroma_format(r)
         r.ue("bit_depth_luma_minus8")
         r.ue("bit_depth_chroma_minus8")
         r.skip(1, "qpprime_y_zero_transform_bypass_flag")
@@ -230,11 +236,7 @@ def hevc_sps_sar(nal: bytes) -> tuple[int, int] | None:
     r.skip(1, "sps_temporal_id_nesting_flag")
     _hevc_profile_tier_level(r, max_sub_layers_minus1)
     r.ue("sps_seq_parameter_set_id")
-    chroma = r.ue("chroma_format_idc")
-    if chroma > 3:
-        raise ProbeError(f"hvcC SPS: chroma_format_idc {chroma} > 3")
-    if chroma == 3:
-        r.skip(1, "separate_colour_plane_flag")
+    _chroma_format(r)
     r.ue("pic_width_in_luma_samples")
     r.ue("pic_height_in_luma_samples")
     if r.flag("conformance_window_flag"):
