@@ -4,7 +4,7 @@ Theory of operation: walk the top-level boxes from offset 0, hopping over each b
 (32-bit, 64-bit ``largesize``, or 0 = to the end of the file) without reading bodies, until
 ``moov``; then read the whole ``moov`` and parse every ``trak`` in memory. Read economy
 (:mod:`workers.probe.bmff_boxes`): a ``moov``-first file is done within the driver's head
-read; after a large ``mdat`` the whole remainder of the file is asked for in one read (the
+read; after an ``mdat`` the whole remainder of the file is asked for in one read (the
 ``moov`` runs to the end there); after a large ``free``/``udta`` preamble the next header and
 a 64 KiB window are asked for. A fragmented file (``moov/mvex``) then has its ``moof``s
 walked (:mod:`workers.probe.bmff_fragments`, bounded).
@@ -93,7 +93,9 @@ def _pick(tracks: list[Track], handler: str) -> Track | None:
 
 def _timing(track: Track, fragments: Fragments | None, movie_ts: int) -> Timing:
     stts, ctts = list(track.stts), list(track.ctts)
+    media_duration = track.media_duration
     if fragments is not None and track.track_id in fragments.tracks:
+        media_duration = 0  # mdhd covers the samples in moov only: sum every sample's delta
         runs = fragments.tracks[track.track_id]
         if not ctts and runs.has_cto:
             ctts = [(sum(n for n, _ in stts), 0)] if stts else []
@@ -104,7 +106,7 @@ def _timing(track: Track, fragments: Fragments | None, movie_ts: int) -> Timing:
         stts=stts,
         ctts=ctts,
         timescale=track.timescale,
-        media_duration=track.media_duration,
+        media_duration=media_duration,
         edits=track.edits,
         movie_timescale=movie_ts,
     )
