@@ -42,7 +42,8 @@ VALID_CLIPS = (
     *(f"h264_{r.replace('/', '_')}_{'first' if i % 2 == 0 else 'last'}" for i, r in enumerate(RATES)),
     "hevc_hvc1", "hevc_hev1", "mpeg4", "vp9", "av1", "mov", "3gp", "vfr", "bframes_editlist", "bframes_5994",
     "bframes_no_editlist", "sar_sps_only", "sar_sps_only_hevc", "sar_none", "sar_both", "sar_cqm",
-    "audio_first", "fragmented", "fragmented_av", "m4a_aac", "m4a_alac", "mp4_mp3", "big_first",
+    "audio_first", "fragmented", "fragmented_moov_samples", "fragmented_av", "m4a_aac", "m4a_alac",
+    "mp4_mp3", "big_first",
     "big_last", "cut_src", "fragmented_many", "fragmented_sidx", "fragmented_big_moofs", "cut_editlist",
     "itsoffset", "rotation_90",
     "rotation_180", "rotation_270", "rotation_tag", "sar_pasp_only", "preamble_free",
@@ -240,6 +241,12 @@ def _make(tmp: Path) -> dict[str, Clip]:
     add(
         "fragmented",
         [*std, *FAST264, "-g", "10", "-movflags", "frag_keyframe+empty_moov"],
+        truth={"codec": "h264", "fragmented": True, **t25},
+        trailing_ok=False,
+    )
+    add(
+        "fragmented_moov_samples",  # first GOP in moov's tables, the rest in fragments
+        [*std, *FAST264, "-g", "10", "-movflags", "frag_keyframe"],
         truth={"codec": "h264", "fragmented": True, **t25},
         trailing_ok=False,
     )

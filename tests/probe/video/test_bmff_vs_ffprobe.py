@@ -21,7 +21,10 @@ was told to make (and, for presented frames, from ffmpeg's own decoder), not aga
 3. Fragmented MP4: ffprobe reports ``nb_frames=N/A`` (it only counts ``trun`` samples by
    reading every packet, ``-count_packets``). The probe counts them from the ``moof``
    headers: 30, equal to ``nb_read_packets`` and to the 30 frames encoded (1800 for the
-   three 600-frame fragments of ``fragmented_big_moofs``).
+   three 600-frame fragments of ``fragmented_big_moofs``). Worse, when the first fragment's
+   samples sit in ``moov``'s own tables (``-movflags frag_keyframe`` without ``empty_moov``),
+   ffprobe reports ``nb_frames=10``: only the ``stsz`` count, ignoring the 20 samples in the
+   ``moof``s. Truth: 30 frames encoded, 30 packets read; the probe says 30.
 4. Container vs stream duration: ffprobe's ``format.duration`` is the container's (mvhd,
    rounded to its millisecond timescale and covering the longest track and empty edits):
    2.0 s for ``audio_first`` (2 s audio, 1.2 s video), 1.6 s for ``itsoffset`` (0.4 s empty
@@ -61,6 +64,7 @@ FFPROBE_DIFFERS: dict[str, set[str]] = {
     "fragmented": {"nb_frames"},  # 3
     "fragmented_av": {"nb_frames"},  # 3
     "fragmented_big_moofs": {"nb_frames"},  # 3
+    "fragmented_moov_samples": {"nb_frames"},  # 3
     "mp4_mp3": {"channels"},  # 6
     "fragmented_many": {"frames", "fps", "nominal_fps", "duration"},  # 7 (ffprobe: nb_frames N/A too)
     "fragmented_sidx": {"frames", "fps", "nominal_fps"},  # 7, duration from the sidx agrees
@@ -71,6 +75,7 @@ TRUTH: dict[str, dict[str, Any]] = {
     "fragmented": {"frames": 30},
     "fragmented_av": {"frames": 30},
     "fragmented_big_moofs": {"frames": 1800},
+    "fragmented_moov_samples": {"frames": 30},
     "mp4_mp3": {"channels": None},
     "fragmented_many": {"frames": None, "fps": None, "duration": None},
     "fragmented_sidx": {"frames": None, "fps": None, "duration": 4.8},
