@@ -31,6 +31,12 @@ from operator import add
 import msgspec
 
 from workers.probe.bmff_track import Edit
+from workers.probe.media import ProbeError
+
+# Per-sample timestamps are only built for varying composition offsets (B-frames); a table
+# that claims more samples than any real movie (24 h at 60 fps is 5.2 million) is refused
+# rather than expanded into gigabytes.
+MAX_EXPANDED_SAMPLES = 20_000_000
 
 
 class Timing(msgspec.Struct, kw_only=True):
@@ -104,19 +110,25 @@ def track_timing(
 ) -> Timing:
     """Timing of a track from its (possibly fragment-extended) tables."""
     frames = sum(n for n, _ in stts)
-    with_cto = any(off != 0 for _, off in ctts)
-    if with_cto:
+    shifts = {off for _, off in ctts}
+    if len(shifts) > 1:
+        if frames > MAX_EXPANDED_SAMPLES:
+            raise ProbeError(
+                f"track has {frames} samples with varying composition offsets; the probe expands "
+                f"at most {MAX_EXPANDED_SAMPLES}"
+            )
         pts, media_end = _pts_list(stts, ctts)
         first_pts = pts[0] if pts else 0
 
         def count(lo: Fraction | int, hi: Fraction | int) -> int:
             return bisect_left(pts, hi) - bisect_left(pts, lo)
-    else:
-        media_end = sum(n * d for n, d in stts)
-        first_pts = 0
+    else:  # PTS = DTS + one constant offset: count by arithmetic over the stts runs
+        shift = shifts.pop() if shifts else 0
+        media_end = sum(n * d for n, d in stts) + shift
+        first_pts = shift if frames else 0
 
         def count(lo: Fraction | int, hi: Fraction | int) -> int:
-            return _count_runs_in(stts, lo, hi)
+            return _count_runs_in(stts, lo - shift, hi - shift)
 
     spans = [e for e in edits or () if e.media_time >= 0]
     if spans:
@@ -134,7 +146,7 @@ def track_timing(
         negative = frames > 0 and first_pts < spans[0].media_time
         units: Fraction | None = total
     else:
-        presented = count(0, 1 << 62) if with_cto else frames
+        presented = count(0, 1 << 62)
         negative = frames > 0 and first_pts < 0
         units = Fraction(media_duration or sum(n * d for n, d in stts))
     duration = units / timescale if units else None

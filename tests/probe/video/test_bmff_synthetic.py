@@ -13,6 +13,7 @@ import struct
 import pytest
 
 from workers.probe.bmff import parse
+from workers.probe.bmff_timing import track_timing
 from workers.probe.engine import probe_bytes
 from workers.probe.media import MediaInfo, ProbeError
 from workers.probe.sparse import Sparse
@@ -263,3 +264,20 @@ def test_child_box_past_its_parent() -> None:
         and f"box 'mdhd' at offset {at}" in info.error
         and "runs past its end" in info.error
     )
+
+
+def test_huge_sample_counts_are_not_expanded() -> None:
+    """Tables claiming 4 billion samples are computed by arithmetic, or refused, never expanded."""
+    n = 4_000_000_000
+    data = mp4(trak(1, b"vide", stbl(avc1(), n, 1, ctts=[(n, 2)])))
+    info = probe_bytes(data)  # 4e9 samples of 10 bytes cannot be in a 4.5 KB file
+    assert info.error is not None and "sample data ends at offset 40000000100" in info.error
+    timing = track_timing(
+        stts=[(n, 1)], ctts=[(n, 2)], timescale=1, media_duration=n, edits=None, movie_timescale=1
+    )
+    assert (timing.frames, timing.presented, timing.negative_pts) == (n, n, False)
+    with pytest.raises(ProbeError, match="varying composition offsets"):
+        track_timing(
+            stts=[(n, 1)], ctts=[(n // 2, 2), (n // 2, 0)], timescale=1, media_duration=n, edits=None,
+            movie_timescale=1,
+        )  # fmt: skip
