@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workers.probe import bmff
+from workers.probe.engine import probe_bytes
 from workers.probe.media import MediaInfo, ProbeError
 from workers.probe.sparse import Need, Sparse, run_parser
 
@@ -56,6 +57,8 @@ def test_arbitrary_bytes_raise_only_probe_error(data: bytes) -> None:
     """Random bytes, with or without a valid ftyp in front, never raise anything else."""
     parse_whole(data)
     parse_whole(FTYP + data)
+    info = probe_bytes(FTYP + data)  # through the driver: always a result, never an exception
+    assert info.valid or info.error
 
 
 @SETTINGS
