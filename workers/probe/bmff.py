@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from math import gcd
+from operator import itemgetter
 
 from workers.probe.bmff_boxes import Box, children, find, top_level_header
 from workers.probe.bmff_fragments import Fragments, parse_mvex, walk_fragments
@@ -98,7 +99,7 @@ def _timing(track: Track, fragments: Fragments | None, movie_ts: int) -> Timing:
         media_duration = 0  # mdhd covers the samples in moov only: sum every sample's delta
         runs = fragments.tracks[track.track_id]
         if not ctts and runs.has_cto:
-            ctts = [(sum(n for n, _ in stts), 0)] if stts else []
+            ctts = [(sum(map(itemgetter(0), stts)), 0)] if stts else []
         stts += runs.stts
         if ctts or runs.has_cto:
             ctts += runs.ctts

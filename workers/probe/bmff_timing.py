@@ -25,8 +25,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from fractions import Fraction
-from itertools import accumulate
-from operator import add
+from itertools import accumulate, starmap
+from operator import add, itemgetter, mul
 
 import msgspec
 
@@ -109,7 +109,7 @@ def track_timing(
     movie_timescale: int,
 ) -> Timing:
     """Timing of a track from its (possibly fragment-extended) tables."""
-    frames = sum(n for n, _ in stts)
+    frames = sum(map(itemgetter(0), stts))
     shifts = {off for _, off in ctts}
     if len(shifts) > 1:
         if frames > MAX_EXPANDED_SAMPLES:
@@ -124,7 +124,7 @@ def track_timing(
             return bisect_left(pts, hi) - bisect_left(pts, lo)
     else:  # PTS = DTS + one constant offset: count by arithmetic over the stts runs
         shift = shifts.pop() if shifts else 0
-        media_end = sum(n * d for n, d in stts) + shift
+        media_end = sum(starmap(mul, stts)) + shift
         first_pts = shift if frames else 0
 
         def count(lo: Fraction | int, hi: Fraction | int) -> int:
@@ -148,7 +148,7 @@ def track_timing(
     else:
         presented = count(0, 1 << 62)
         negative = frames > 0 and first_pts < 0
-        units = Fraction(media_duration or sum(n * d for n, d in stts))
+        units = Fraction(media_duration or sum(starmap(mul, stts)))
     duration = units / timescale if units else None
     delta, vfr = _deltas(stts)
     return Timing(

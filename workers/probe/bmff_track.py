@@ -13,6 +13,7 @@ import math
 import struct
 import sys
 from array import array
+from operator import itemgetter
 
 import msgspec
 
@@ -218,10 +219,10 @@ def parse_trak(data: bytes, trak: Box, base: int) -> Track:
         track.ctts = _runs(data, stbl["ctts"], base, signed=True)
     count, const, sizes = _sample_sizes(data, stbl, base)
     track.sample_count = count
-    stts_total = sum(n for n, _ in track.stts)
+    stts_total = sum(map(itemgetter(0), track.stts))
     if stts_total != count and (track.stts or count):
         raise ProbeError(f"{where}: stts covers {stts_total} samples but the size table has {count}")
-    ctts_total = sum(n for n, _ in track.ctts)
+    ctts_total = sum(map(itemgetter(0), track.ctts))
     if track.ctts and ctts_total != count:
         raise ProbeError(f"{where}: ctts covers {ctts_total} samples but the size table has {count}")
     track.media_end = _media_end(data, stbl, base, const, sizes)
