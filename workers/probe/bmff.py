@@ -154,7 +154,9 @@ def parse(buf: Sparse) -> MediaInfo:
                 )
     video, audio = _pick(tracks, "vide"), _pick(tracks, "soun")
     if video is None and audio is None:
-        handlers = ", ".join(t.handler for t in tracks) or "none"
+        handlers = (
+            ", ".join(t.handler + ("" if t.entry else " without sample entry") for t in tracks) or "none"
+        )
         raise ProbeError(f"moov at offset {base}: no video or audio track (track handlers: {handlers})")
     container = _container(brand, video is not None)
     kind: Kind = "video" if video is not None else "audio"
