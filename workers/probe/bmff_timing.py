@@ -51,7 +51,7 @@ class Timing(msgspec.Struct, kw_only=True):
     negative_pts: bool
 
 
-def _count_runs_in(stts: list[tuple[int, int]], lo: Fraction | int, hi: Fraction | int) -> int:
+def _count_runs_in(stts: list[tuple[int, int]], lo: int, hi: int) -> int:
     """Samples with decode time in ``[lo, hi)`` when PTS == DTS (no composition offsets)."""
     total, t = 0, 0
     for n, d in stts:
@@ -61,7 +61,7 @@ def _count_runs_in(stts: list[tuple[int, int]], lo: Fraction | int, hi: Fraction
         # k in [0, n) with lo <= t + k*d < hi
         first = max(0, -((t - lo) // d))  # ceil((lo - t) / d)
         last = min(n, -((t - hi) // d))  # ceil((hi - t) / d), exclusive
-        total += max(0, int(last) - int(first))
+        total += max(0, last - first)
         t += n * d
     return total
 
@@ -86,17 +86,17 @@ def _pts_list(stts: list[tuple[int, int]], ctts: list[tuple[int, int]]) -> tuple
     return pts, end
 
 
-def _deltas(stts: list[tuple[int, int]]) -> tuple[Fraction | None, bool]:
-    """``(most common delta as a rate divisor, vfr)``."""
+def _deltas(stts: list[tuple[int, int]]) -> tuple[int, bool]:
+    """``(most common delta, vfr)``; delta 0 when there is none."""
     weights: Counter[int] = Counter()
     for n, d in stts:
         weights[d] += n
     if not weights:
-        return None, False
+        return 0, False
     delta = min(weights, key=lambda d: (-weights[d], d))
     head = [(n, d) for n, d in stts[:-1]] + [(stts[-1][0] - 1, stts[-1][1])]
     vfr = len({d for n, d in head if n > 0}) > 1
-    return (Fraction(delta) if delta > 0 else None), vfr
+    return max(delta, 0), vfr
 
 
 def track_timing(
@@ -120,43 +120,44 @@ def track_timing(
         pts, media_end = _pts_list(stts, ctts)
         first_pts = pts[0] if pts else 0
 
-        def count(lo: Fraction | int, hi: Fraction | int) -> int:
+        def count(lo: int, hi: int) -> int:
             return bisect_left(pts, hi) - bisect_left(pts, lo)
     else:  # PTS = DTS + one constant offset: count by arithmetic over the stts runs
         shift = shifts.pop() if shifts else 0
         media_end = sum(starmap(mul, stts)) + shift
         first_pts = shift if frames else 0
 
-        def count(lo: Fraction | int, hi: Fraction | int) -> int:
+        def count(lo: int, hi: int) -> int:
             return _count_runs_in(stts, lo - shift, hi - shift)
 
+    # Edit arithmetic in integers of 1 / (timescale * movie_timescale) s: media time t is
+    # t * movie_timescale, an edit duration d (movie timescale) is d * timescale.
     spans = [e for e in edits or () if e.media_time >= 0]
     if spans:
-        tick = Fraction(timescale, movie_timescale)
-        total: Fraction = Fraction(0)
-        presented = 0
+        scale = movie_timescale
+        end_scaled, total, presented = media_end * scale, 0, 0
         for e in spans:
-            lo = e.media_time
-            hi = lo + e.duration * tick
-            if e.duration == 0 or abs(hi - media_end) <= tick:
-                hi = Fraction(media_end)
+            lo = e.media_time * scale
+            hi = lo + e.duration * timescale
+            if e.duration == 0 or abs(hi - end_scaled) <= timescale:
+                hi = end_scaled
             if hi > lo:
                 total += hi - lo
-                presented += count(lo, hi)
+                presented += count(e.media_time, -(-hi // scale))  # PTS < hi/scale <=> PTS < ceil
         negative = frames > 0 and first_pts < spans[0].media_time
-        units: Fraction | None = total
     else:
+        scale = 1
         presented = count(0, 1 << 62)
         negative = frames > 0 and first_pts < 0
-        units = Fraction(media_duration or sum(starmap(mul, stts)))
-    duration = units / timescale if units else None
+        total = media_duration or sum(starmap(mul, stts))
+    duration = Fraction(total, timescale * scale) if total else None
     delta, vfr = _deltas(stts)
     return Timing(
         frames=frames,
         presented=presented,
         duration=duration,
-        fps=Fraction(presented) / duration if duration else None,
-        nominal_fps=Fraction(timescale) / delta if delta else None,
+        fps=Fraction(presented * timescale * scale, total) if total else None,
+        nominal_fps=Fraction(timescale, delta) if delta else None,
         vfr=vfr,
         negative_pts=negative,
     )
