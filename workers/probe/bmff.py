@@ -28,7 +28,7 @@ from operator import itemgetter
 from workers.probe.bmff_boxes import Box, children, find, top_level_header
 from workers.probe.bmff_fragments import Fragments, parse_mvex, walk_fragments
 from workers.probe.bmff_timing import Timing, track_timing
-from workers.probe.bmff_track import Track, mdhd_or_mvhd_times, parse_trak
+from workers.probe.bmff_track import MEDIA_HANDLERS, Track, mdhd_or_mvhd_times, parse_trak
 from workers.probe.media import AudioInfo, Kind, MediaInfo, ProbeError
 from workers.probe.sparse import Sparse
 
@@ -155,7 +155,10 @@ def parse(buf: Sparse) -> MediaInfo:
     video, audio = _pick(tracks, "vide"), _pick(tracks, "soun")
     if video is None and audio is None:
         handlers = (
-            ", ".join(t.handler + ("" if t.entry else " without sample entry") for t in tracks) or "none"
+            ", ".join(
+                t.handler + (" without sample entry" if t.handler in MEDIA_HANDLERS else "") for t in tracks
+            )
+            or "none"
         )
         raise ProbeError(f"moov at offset {base}: no video or audio track (track handlers: {handlers})")
     container = _container(brand, video is not None)

@@ -26,6 +26,7 @@ _I32 = struct.Struct(">i")
 _U64 = struct.Struct(">Q")
 _I64 = struct.Struct(">q")
 _FIXED = 65536.0
+MEDIA_HANDLERS = frozenset({"vide", "soun"})
 
 
 class Edit(msgspec.Struct, frozen=True):
@@ -199,6 +200,8 @@ def parse_trak(data: bytes, trak: Box, base: int) -> Track:
         timescale=timescale,
         media_duration=media_duration,
     )
+    if handler not in MEDIA_HANDLERS:
+        return track  # timecode, metadata, subtitle ... tracks: their tables are not ours to judge
     edts = boxes.get("edts")
     if edts is not None:
         elst = find(data, edts.payload, edts.end, base, f"{where} edts").get("elst")

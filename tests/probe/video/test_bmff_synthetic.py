@@ -214,6 +214,13 @@ def test_first_enabled_video_track_wins() -> None:
     assert (info.codec, info.frames, info.rotation) == ("h264", 25, 90)
 
 
+def test_other_tracks_are_not_judged() -> None:
+    """A timecode track with inconsistent tables beside a good video track does not spoil the file."""
+    tmcd = trak(2, b"tmcd", stbl(visual(b"tmcd"), 5, 512, ctts=[(1, 0)]))
+    info = probe(mp4(video(), tmcd))
+    assert (info.codec, info.frames) == ("h264", 25)
+
+
 def test_protected_entry_reports_original_format() -> None:
     """encv with sinf/frma avc1 is reported as h264."""
     sinf = box(b"sinf", box(b"frma", b"avc1"))
