@@ -11,6 +11,11 @@ comes from a ``sidx`` in front of the fragments (the sum of its subsegment durat
 ``mehd``, when the writer wrote one. The bound counts fragment offsets, not reads
 actually made, so the result does not depend on what happened to be buffered.
 
+Why not read ``mfra``/``sidx`` instead: both index fragments by time and byte offset but not
+by sample count, so neither can replace the ``moof`` walk for ``frames`` (``tfra`` would only
+say where the ``moof``s are, each still one read). A ``sidx`` ahead of the fragments is used
+for the duration when the walk is bounded.
+
 Bytes that cannot be a box header after the last fragment (trailing data) end the walk; an
 ``mfra`` ends it too (it indexes what was walked).
 """
