@@ -346,6 +346,13 @@ class Pipeline:
         if retried:
             await self.ledger.release(retried)
         for job, outcome, delay in outcomes:
+            log.debug(
+                "object settled",
+                key=job.ref.key,
+                global_key=job.global_key,
+                outcome=outcome,
+                batch_id=batch.id,
+            )
             if outcome == "dead" and job.rejection is not None:
                 log.warning(
                     "object rejected by sink",

@@ -124,6 +124,12 @@ class TestUnderSystemd:
         systemd.wait_for(lambda m: m.startswith("RELOADING=1") and "MONOTONIC_USEC=" in m)
         systemd.wait_for(lambda m: m.startswith("READY=1") and "reloaded" in m)
         assert len(systemd.messages) > n_before
+        # work after the reload is logged at the new level
+        shutil.copy(cfg.parent / "media" / "images" / "chart.jpg", cfg.parent / "media" / "late.jpg")
+        deadline = time.monotonic() + 30
+        while _objects_total(port).get(("deliver", "ok"), 0) < 7:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
 
         proc.send_signal(signal.SIGTERM)
         systemd.wait_for(lambda m: m.startswith("STOPPING=1"))
@@ -132,7 +138,9 @@ class TestUnderSystemd:
         events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
         reload = next(e for e in events if e["event"] == "configuration reloaded")
         assert reload["log_level"] == "debug"
-        assert any(e["level"] == "debug" for e in events), "the new log level is in force after SIGHUP"
+        debug = [e for e in events if e["level"] == "debug"]
+        assert any(e.get("global_key") == "demo/late.jpg" for e in debug), "debug level in force after SIGHUP"
+        assert not any(e["level"] == "debug" for e in events[: events.index(reload)])
         assert events[-1]["event"] == "run finished"
 
     def test_readyz_reports_draining(self, daemon) -> None:  # type: ignore[no-untyped-def]
