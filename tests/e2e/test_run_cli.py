@@ -211,10 +211,13 @@ class TestCrashes:
         def final_count() -> int:
             if not db.exists():
                 return 0
-            with sqlite3.connect(db) as c:
-                n = c.execute(
-                    "SELECT (SELECT count(*) FROM accepted) + (SELECT count(*) FROM dead_letters)"
-                ).fetchone()
+            try:  # the daemon may be creating the schema or holding a write lock: ask again later
+                with sqlite3.connect(db, timeout=1) as c:
+                    n = c.execute(
+                        "SELECT (SELECT count(*) FROM accepted) + (SELECT count(*) FROM dead_letters)"
+                    ).fetchone()
+            except sqlite3.OperationalError:
+                return 0
             return int(n[0])
 
         _wait_for(lambda: final_count() == 9)

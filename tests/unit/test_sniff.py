@@ -16,7 +16,7 @@ HEADS: dict[str, bytes] = {
     "bmff": struct.pack(">I", 24) + b"ftypisom\x00\x00\x02\x00isomiso2",
     "jpeg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
     "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
-    "bmp": b"BM" + b"\x00" * 30,
+    "bmp": b"BM" + b"\x00" * 12 + (40).to_bytes(4, "little") + b"\x00" * 14,
     "gif": b"GIF89a\x01\x00\x01\x00",
     "webp": b"RIFF\x24\x00\x00\x00WEBPVP8 ",
     "wav": b"RIFF\x24\x00\x00\x00WAVEfmt ",
@@ -29,9 +29,19 @@ HEADS: dict[str, bytes] = {
     "dicom": b"\x00" * 128 + b"DICM\x02\x00",
     "mp3": b"ID3\x04\x00\x00\x00\x00\x00\x00" + MP3_FRAME,
     "adts": b"\xff\xf1\x50\x80\x02\x1f\xfc" + b"\x00" * 20,
-    "mpegts": (b"\x47\x40\x00\x10" + b"\xff" * 184) * 2,
+    "mpegts": (b"\x47\x40\x00\x10" + b"\xff" * 184) * 3,
     "text": b"https://example.com/a.mp4\nhttps://example.com/b.mp4\n",
 }
+
+
+class TestStrictMagics:
+    def test_text_starting_with_bm_is_not_a_bitmap(self) -> None:
+        """ "BMW..." text is not taken for a BMP: the DIB header size must be one BMP knows."""
+        assert sniff(b"BMW drivers: 120\nAudi drivers: 80\n" * 3) == "text"
+
+    def test_two_sync_bytes_are_not_enough_for_mpegts(self) -> None:
+        """MPEG-TS needs the sync byte at three packet starts."""
+        assert sniff((b"\x47" + b"\x00" * 187) * 2 + b"\x00" * 10) != "mpegts"
 
 
 class TestMagic:

@@ -62,7 +62,7 @@ def exif_app1(body: bytes) -> bytes:
             + bytes(30),
             "pixel data needs bytes up to 8418, file ends at 64 (truncated)",
         ),
-        (b"BM" + struct.pack("<IHHII", 100, 0, 0, 54, 200) + bytes(80), "DIB header size 200"),
+        (b"BM" + struct.pack("<IHHII", 100, 0, 0, 54, 200) + bytes(80), "unrecognised format"),
         (
             b"BM"
             + struct.pack("<IHHII", 100, 0, 0, 54, 40)
