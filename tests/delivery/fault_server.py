@@ -7,7 +7,7 @@ dedupe, like a platform's global keys), so tests can assert exactly-once storage
 Faults, taken one per request from :attr:`FaultServer.faults` (a script) or from
 :attr:`FaultServer.plan` (a function of the request number and arrival time):
 
-``429`` | ``429:<Retry-After value>`` | ``500`` | ``502`` | ``503`` | ``html502`` (an HTML error
+``409`` | ``429`` | ``429:<Retry-After value>`` | ``500`` | ``502`` | ``503`` | ``html502`` (an HTML error
 page) | ``html200`` (a captive-portal page with 200) | ``hang`` (no answer until the test ends) |
 ``reset`` (connection aborted, nothing stored) | ``lost`` (items stored, then the connection is
 aborted: the answer is lost) | ``badjson`` (200 claiming JSON, not JSON).
@@ -56,6 +56,11 @@ class FaultServer:
     stored: dict[str, bytes] = field(default_factory=dict)
     deliveries: Counter[str] = field(default_factory=Counter)  # key -> times it arrived and was new
     lost_keys: set[str] = field(default_factory=set)  # stored by a request whose answer was lost
+    delay: float = 0.0  # seconds each answer takes (to observe concurrency)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    last_headers: dict[str, str] = field(default_factory=dict)
+    last_body: bytes = b""
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -90,8 +95,19 @@ class FaultServer:
         return web.Response(status=204)
 
     async def _ingest(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()
         body = await request.read()
+        self.last_headers, self.last_body = dict(request.headers), body
+        if self.delay:
+            await asyncio.sleep(self.delay)
         fault = self._next_fault()
         lines = [ln for ln in body.split(b"\n") if ln]
         ikey = request.headers.get("Idempotency-Key", "")
@@ -129,13 +145,17 @@ class FaultServer:
 
     async def _fault(self, request: web.Request, fault: str, lines: list[bytes]) -> web.Response:
         name, _, arg = fault.partition(":")
-        if name in ("429", "500", "502", "503"):
+        if name in ("409", "429", "500", "502", "503"):
             headers = {"Retry-After": arg} if arg else {}
-            return web.json_response({"error": {"message": f"injected {name}"}}, status=int(name), headers=headers)
+            return web.json_response(
+                {"error": {"message": f"injected {name}"}}, status=int(name), headers=headers
+            )
         if name == "html502":
             return web.Response(status=502, body=_HTML_502, content_type="text/html")
         if name == "html200":
-            return web.Response(status=200, body=b"<html><body>Please log in</body></html>", content_type="text/html")
+            return web.Response(
+                status=200, body=b"<html><body>Please log in</body></html>", content_type="text/html"
+            )
         if name == "badjson":
             return web.Response(status=200, body=b'{"results": [', content_type="application/json")
         if name == "hang":
