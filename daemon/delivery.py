@@ -41,6 +41,9 @@ class DeliveryLimits(msgspec.Struct, frozen=True, kw_only=True):
 
     requests_per_second: float
     burst: float = 1.0  # requests released at once after idle; any 1 s window sees <= rate + burst
+    # the bucket runs this fraction below the configured rate, so arrival jitter between our clock
+    # and the server's windows (loopback: ~10 ms; WAN: more) does not push a window over the limit
+    headroom: float = 0.02
     items_per_second: float = 0.0  # 0 = unlimited
     max_concurrency: int = 8
     max_retries: int = 8
@@ -49,7 +52,8 @@ class DeliveryLimits(msgspec.Struct, frozen=True, kw_only=True):
     deadline: float = 120.0  # per batch, all attempts and waits included
     backoff_base: float = 0.1
     backoff_cap: float = 10.0
-    breaker_threshold: int = 10
+    breaker_threshold: int = 10  # consecutive failures ...
+    breaker_min_failing_seconds: float = 1.0  # ... lasting at least this long open the circuit
     breaker_open_seconds: float = 5.0
 
     @classmethod
@@ -68,7 +72,7 @@ class DeliveryLimits(msgspec.Struct, frozen=True, kw_only=True):
 def _endpoint_for(name: str, limits: DeliveryLimits, clock: Callable[[], float]) -> Endpoint:
     return Endpoint(
         name,
-        requests_per_second=limits.requests_per_second,
+        requests_per_second=limits.requests_per_second * (1 - limits.headroom),
         burst=limits.burst,
         items_per_second=limits.items_per_second,
         clock=clock,
@@ -96,7 +100,9 @@ class Deliverer:
         self._aimd = AdaptiveConcurrency(maximum=limits.max_concurrency)
         self._gate = AdaptiveGate(self._aimd)
         self._breaker = CircuitBreaker(
-            threshold=limits.breaker_threshold, open_seconds=limits.breaker_open_seconds
+            threshold=limits.breaker_threshold,
+            min_duration=limits.breaker_min_failing_seconds,
+            open_seconds=limits.breaker_open_seconds,
         )
         self._verdict = asyncio.Event()
         self.limits = limits
@@ -113,7 +119,7 @@ class Deliverer:
     def reload(self, limits: DeliveryLimits) -> None:
         """Apply new limits at runtime (SIGHUP); counters, baseline and breaker state are kept."""
         self.endpoint.reconfigure(
-            requests_per_second=limits.requests_per_second,
+            requests_per_second=limits.requests_per_second * (1 - limits.headroom),
             burst=limits.burst,
             items_per_second=limits.items_per_second,
         )

@@ -66,29 +66,42 @@ class Endpoint:
         self.stats = DeliveryStats(sink=name)
         self._requests = TokenBucket(requests_per_second, burst, last=now)
         self._items = self._items_bucket(items_per_second, now)
+        self._lock = asyncio.Lock()
 
     @staticmethod
     def _items_bucket(rate: float, now: float) -> TokenBucket | None:
         return TokenBucket(rate, max(1.0, rate), last=now) if rate > 0 else None
 
     async def request_slot(self, items: int = 0) -> None:
-        """Wait until one more request (carrying ``items`` items) may be sent."""
-        while True:
-            now = self._clock()
-            epoch = self._requests.epoch
-            wait = self._requests.acquire(now)
-            if self._items is not None and items:
-                wait = max(wait, self._items.acquire(now, items))
-            if wait <= 0:
-                return
-            self.stats.rate_limit_wait_seconds += wait
+        """Wait until one more request (carrying ``items`` items) may be sent.
+
+        Waiters queue FIFO on a lock and only the head holds a reservation, so each reservation is
+        made at or after the previous waiter was released: a late wake-up of the event loop cannot
+        release a bunch of overdue reservations together. Released requests therefore respect
+        ``burst + rate * w`` per window of ``w`` seconds, plus at most one request whose own
+        wake-up was late.
+        """
+        started = self._clock()
+        try:
+            async with self._lock:
+                while True:
+                    now = self._clock()
+                    epoch = self._requests.epoch
+                    wait = self._requests.acquire(now)
+                    if self._items is not None and items:
+                        wait = max(wait, self._items.acquire(now, items))
+                    if wait <= 0:
+                        return
+                    await asyncio.sleep(wait)
+                    if self._requests.epoch == epoch:
+                        return
+                    # a Retry-After pause began while we slept: our reservation is void, queue again
+        finally:
+            waited = self._clock() - started
+            self.stats.rate_limit_wait_seconds += waited
             acc = _waited.get()
             if acc is not None:
-                acc[0] += wait
-            await asyncio.sleep(wait)
-            if self._requests.epoch == epoch:
-                return
-            # a Retry-After pause began while we slept: our reservation is void, queue again
+                acc[0] += waited
 
     @staticmethod
     def track_waits() -> list[float]:

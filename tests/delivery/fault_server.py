@@ -1,5 +1,8 @@
 """A fault-injecting NDJSON ingest endpoint on 127.0.0.1, counting every request.
 
+The server runs its own event loop in a thread, so its arrival stamps are not delayed by the
+client's callbacks queued on the test's loop (that delay would blur the rate measurement).
+
 Each request is logged as a :class:`Hit` (arrival time, Idempotency-Key, items, bytes, answer).
 Items are stored by key at most once; a repeat is answered ``duplicate`` (the server's own
 dedupe, like a platform's global keys), so tests can assert exactly-once storage.
@@ -16,6 +19,8 @@ aborted: the answer is lost) | ``badjson`` (200 claiming JSON, not JSON).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -64,25 +69,42 @@ class FaultServer:
     url: str = ""
 
     def __post_init__(self) -> None:
-        self._release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._release: asyncio.Event | None = None
 
     async def start(self) -> str:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/ingest", self._ingest)
-        app.router.add_route("HEAD", "/ingest", self._head)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/ingest"
+        started: concurrent.futures.Future[str] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(started),), daemon=True)
+        self._thread.start()
+        self.url = await asyncio.wrap_future(started)
         return self.url
 
     async def stop(self) -> None:
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10)
+
+    async def _serve(self, started: concurrent.futures.Future[str]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping, self._release = asyncio.Event(), asyncio.Event()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/ingest", self._ingest)
+        app.router.add_route("HEAD", "/ingest", self._head)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        try:
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+        except BaseException as e:
+            started.set_exception(e)
+            raise
+        started.set_result(f"http://127.0.0.1:{runner.addresses[0][1]}/ingest")
+        await self._stopping.wait()
         self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await runner.cleanup()
 
     def _next_fault(self) -> str | None:
         if self.faults:
@@ -159,6 +181,7 @@ class FaultServer:
         if name == "badjson":
             return web.Response(status=200, body=b'{"results": [', content_type="application/json")
         if name == "hang":
+            assert self._release is not None
             await self._release.wait()
             return web.Response(status=599)
         if name == "lost":

@@ -6,7 +6,7 @@ import pytest
 
 from workers.classify import BodyKind, Verdict, body_kind, classify, parse_overrides
 
-J, H, O, E = BodyKind.JSON, BodyKind.HTML, BodyKind.OTHER, BodyKind.EMPTY
+J, H, OT, E = BodyKind.JSON, BodyKind.HTML, BodyKind.OTHER, BodyKind.EMPTY
 
 
 @pytest.mark.parametrize(
@@ -14,7 +14,7 @@ J, H, O, E = BodyKind.JSON, BodyKind.HTML, BodyKind.OTHER, BodyKind.EMPTY
     [
         (200, J, Verdict.ACCEPTED),
         (201, E, Verdict.ACCEPTED),
-        (204, O, Verdict.ACCEPTED),
+        (204, OT, Verdict.ACCEPTED),
         (200, H, Verdict.TRANSIENT),  # a captive portal / proxy page, not the endpoint
         (409, J, Verdict.DUPLICATE),
         (400, J, Verdict.SPLIT),
@@ -27,11 +27,11 @@ J, H, O, E = BodyKind.JSON, BodyKind.HTML, BodyKind.OTHER, BodyKind.EMPTY
         (429, E, Verdict.TRANSIENT),
         (405, J, Verdict.PERMANENT),  # the endpoint itself said no
         (405, H, Verdict.TRANSIENT),  # an intermediary's error page
-        (418, O, Verdict.TRANSIENT),
+        (418, OT, Verdict.TRANSIENT),
         (500, J, Verdict.TRANSIENT),
         (502, H, Verdict.TRANSIENT),
         (503, E, Verdict.TRANSIENT),
-        (599, O, Verdict.TRANSIENT),
+        (599, OT, Verdict.TRANSIENT),
         (301, H, Verdict.PERMANENT),  # redirects are not followed
         (101, E, Verdict.PERMANENT),
     ],
@@ -58,7 +58,7 @@ def test_overrides_win() -> None:
         ("text/html", b"<p>x</p>", H),
         ("application/octet-stream", b"<!DOCTYPE html><html>", H),
         ("", b"<HTML><BODY>", H),
-        ("text/plain", b"oops", O),
+        ("text/plain", b"oops", OT),
         ("application/json", b"   ", E),
         ("", b"", E),
     ],

@@ -92,7 +92,7 @@ async def test_413_html_page_is_permanent_with_the_server_text(server: FaultServ
 
 async def test_422_quotes_the_json_message(server: FaultServer, sink: HttpSink) -> None:
     server.bad_mode, server.bad_keys = "422", {"k2": "url: must be https"}
-    with pytest.raises(PermanentError, match="HTTP 422 .*: item k2: url: must be https") as e:
+    with pytest.raises(PermanentError, match=r"HTTP 422 .*: item k2: url: must be https") as e:
         await sink.deliver(batch(3))
     assert e.value.status == 422
 
@@ -169,7 +169,7 @@ async def test_check_reachable_and_unreachable(server: FaultServer, sink: HttpSi
             endpoint = Endpoint("http", requests_per_second=1000.0)
             cfg = sink_config(f"http://127.0.0.1:{port}/ingest")
             dead = await open_http_sink(cfg, endpoint, stack, environ=ENV)
-            with pytest.raises(TransientError, match=rf"127.0.0.1/ingest unreachable: ClientConnectorError"):
+            with pytest.raises(TransientError, match=r"127.0.0.1/ingest unreachable: ClientConnectorError"):
                 await dead.check()
 
 

@@ -82,7 +82,7 @@ def test_budget_outage_bounds_retries_to_the_fraction() -> None:
 
 
 def test_budget_rejects_bad_parameters() -> None:
-    with pytest.raises(ValueError, match="ratio must be within 0..1, got 1.5"):
+    with pytest.raises(ValueError, match=r"ratio must be within 0\.\.1, got 1\.5"):
         RetryBudget(ratio=1.5)
     with pytest.raises(ValueError, match="window must be >= 1 s"):
         RetryBudget(ratio=0.1, window=0)
