@@ -19,6 +19,7 @@ token from the shared :class:`~daemon.endpoint.Endpoint` before each request it 
 from __future__ import annotations
 
 import asyncio
+import operator
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ from workers.limits import AdaptiveConcurrency, CircuitBreaker, CircuitState
 from workers.retry import Backoff, RetryBudget
 
 log = structlog.get_logger()
+_status = operator.attrgetter("status")
 
 
 class DeliveryLimits(msgspec.Struct, frozen=True, kw_only=True):
@@ -161,8 +163,7 @@ class Deliverer:
         deadline = self._clock() + self.limits.deadline
         self._budget.record_request(self._clock())
         results = await self._run(batch, deadline)
-        for r in results:
-            self.endpoint.stats.count(self.endpoint.stats.items, r.status)
+        self.endpoint.stats.items.update(map(_status, results))
         return results
 
     async def _run(self, batch: Batch, deadline: float) -> list[ItemResult]:
@@ -176,12 +177,14 @@ class Deliverer:
             if isinstance(outcome, PermanentError):
                 return [*final, *await self._permanent(batch, outcome, deadline)]
             if isinstance(outcome, list):
-                again = {r.key for r in outcome if r.status == "retryable"}
-                final.extend(r for r in outcome if r.status != "retryable")
-                if not again:
+                retry = [r for r in outcome if r.status == "retryable"]
+                if not retry:
+                    final.extend(outcome)
                     return final
-                reason = next(r.reason for r in outcome if r.status == "retryable") or "retryable"
+                again = {r.key for r in retry}
+                final.extend(r for r in outcome if r.status != "retryable")
                 batch = Batch.of([i for i in batch.items if i.key in again])
+                reason = retry[0].reason or "retryable"
                 error = TransientError(f"sink marked {len(again)} item(s) retryable: {reason}")
             else:
                 error = outcome

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -32,7 +32,7 @@ class DeliveryStats:
 
     sink: str
     requests: dict[str, int] = field(default_factory=dict)  # outcome -> count
-    items: dict[str, int] = field(default_factory=dict)  # final item status -> count
+    items: Counter[str] = field(default_factory=Counter)  # final item status -> count
     retries: int = 0
     budget_denied: int = 0
     given_back: int = 0  # batches returned as retryable

@@ -125,7 +125,7 @@ class HttpSink:
         self._overrides = dict(overrides or {})
 
     async def deliver(self, batch: Batch) -> list[ItemResult]:
-        body = b"\n".join(i.body for i in batch.items) + b"\n"
+        body = b"\n".join([i.body for i in batch.items]) + b"\n"
         if len(body) > self._max_bytes:
             raise PermanentError(
                 f"batch {batch.id}: body of {len(body)} bytes exceeds sink.max_bytes={self._max_bytes}",
