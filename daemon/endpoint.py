@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -59,9 +59,11 @@ class Endpoint:
         burst: float = 1.0,
         items_per_second: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.name = name
         self._clock = clock
+        self._sleep = sleep
         now = clock()
         self.stats = DeliveryStats(sink=name)
         self._requests = TokenBucket(requests_per_second, burst, last=now)
@@ -92,7 +94,7 @@ class Endpoint:
                         wait = max(wait, self._items.acquire(now, items))
                     if wait <= 0:
                         return
-                    await asyncio.sleep(wait)
+                    await self._sleep(wait)
                     if self._requests.epoch == epoch:
                         return
                     # a Retry-After pause began while we slept: our reservation is void, queue again

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any, Literal
 
@@ -261,9 +261,10 @@ async def open_http_deliverer(
     environ: dict[str, str] | None = None,
     limits: DeliveryLimits | None = None,
     overrides: Mapping[int, Verdict] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Deliverer:
     """The whole ``[sink] type = "http"`` delivery path: endpoint, sink and the Deliverer around it."""
     limits = limits or DeliveryLimits.from_config(cfg)
-    endpoint = Deliverer.endpoint_for(name, limits)
+    endpoint = Deliverer.endpoint_for(name, limits, clock)
     sink = await open_http_sink(cfg, endpoint, stack, name=name, environ=environ, overrides=overrides)
-    return Deliverer(sink, endpoint, limits)
+    return Deliverer(sink, endpoint, limits, clock=clock)

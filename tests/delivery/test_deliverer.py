@@ -80,10 +80,13 @@ async def make() -> AsyncIterator[Callable[..., object]]:
     async with AsyncExitStack() as stack:
 
         async def factory(
-            server: FaultServer, limits: DeliveryLimits = FAST, timeout: float = 0.3
+            server: FaultServer,
+            limits: DeliveryLimits = FAST,
+            timeout: float = 0.3,
+            clock: Callable[[], float] = time.monotonic,
         ) -> Deliverer:
             cfg = SinkConfig(type="http", url=server.url, request_timeout=timeout)
-            return await open_http_deliverer(cfg, stack, limits=limits)
+            return await open_http_deliverer(cfg, stack, limits=limits, clock=clock)
 
         yield factory
 
@@ -243,7 +246,8 @@ async def test_circuit_opens_on_sustained_failure_then_probes_and_closes(server:
     limits = msgspec.structs.replace(
         FAST, breaker_threshold=3, breaker_min_failing_seconds=0.0, breaker_open_seconds=30.0, deadline=2.0
     )
-    d = await make(server, limits)
+    skew = [0.0]
+    d = await make(server, limits, clock=lambda: time.monotonic() + skew[0])
     assert d.ready()
     first = await d.deliver(Batch.of([item("c1")]))
     assert first[0].status == "retryable" and first[0].reason is not None
@@ -256,7 +260,7 @@ async def test_circuit_opens_on_sustained_failure_then_probes_and_closes(server:
     assert len(server.hits) == hits
 
     d.reload(msgspec.structs.replace(limits, deadline=5.0))
-    d._breaker.opened_at -= 30.0  # white-box: let the open period elapse without waiting 30 s
+    skew[0] = 30.0  # the open period elapses (injected clock: no 30 s wait)
     healthy = True
     results = await asyncio.gather(*(d.deliver(Batch.of([item(f"h{i}")])) for i in range(5)))
     assert all(rs[0].status == "accepted" for rs in results)
