@@ -10,8 +10,9 @@ dedupe, like a platform's global keys), so tests can assert exactly-once storage
 Faults, taken one per request from :attr:`FaultServer.faults` (a script) or from
 :attr:`FaultServer.plan` (a function of the request number and arrival time):
 
-``409`` | ``429`` | ``429:<Retry-After value>`` | ``500`` | ``502`` | ``503`` | ``html502`` (an HTML error
-page) | ``html200`` (a captive-portal page with 200) | ``hang`` (no answer until the test ends) |
+``400`` | ``401`` | ``409`` | ``422`` | ``429`` | ``500`` | ``502`` | ``503`` (a JSON error; any of
+them as ``<status>:<Retry-After value>`` adds the header) | ``html502`` (an HTML error page) |
+``html200`` (a captive-portal page with 200) | ``hang`` (no answer until the test ends) |
 ``reset`` (connection aborted, nothing stored) | ``lost`` (items stored, then the connection is
 aborted: the answer is lost) | ``badjson`` (200 claiming JSON, not JSON).
 """
@@ -23,7 +24,7 @@ import concurrent.futures
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -66,6 +67,7 @@ class FaultServer:
     max_in_flight: int = 0
     last_headers: dict[str, str] = field(default_factory=dict)
     last_body: bytes = b""
+    max_lag: float = 0.0  # worst lateness of the server loop's timers: how late a stamp can be
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -102,9 +104,15 @@ class FaultServer:
             started.set_exception(e)
             raise
         started.set_result(f"http://127.0.0.1:{runner.addresses[0][1]}/ingest")
+        lag = asyncio.create_task(self._watch_lag())
         await self._stopping.wait()
+        lag.cancel()
         self._release.set()
         await runner.cleanup()
+
+    async def _watch_lag(self) -> None:
+        async for late in loop_lag():
+            self.max_lag = max(self.max_lag, late)
 
     def _next_fault(self) -> str | None:
         if self.faults:
@@ -167,7 +175,7 @@ class FaultServer:
 
     async def _fault(self, request: web.Request, fault: str, lines: list[bytes]) -> web.Response:
         name, _, arg = fault.partition(":")
-        if name in ("409", "429", "500", "502", "503"):
+        if name in ("400", "401", "409", "422", "429", "500", "502", "503"):
             headers = {"Retry-After": arg} if arg else {}
             return web.json_response(
                 {"error": {"message": f"injected {name}"}}, status=int(name), headers=headers
@@ -203,3 +211,11 @@ def max_in_window(times: list[float], window: float) -> int:
             lo += 1
         best = max(best, hi - lo + 1)
     return best
+
+
+async def loop_lag(period: float = 0.002) -> AsyncIterator[float]:
+    """How late each of a stream of short timers fires on the running loop (seconds)."""
+    while True:
+        due = time.monotonic() + period
+        await asyncio.sleep(period)
+        yield max(0.0, time.monotonic() - due)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from workers.classify import BodyKind, Verdict, body_kind, classify, parse_overrides
 
@@ -76,3 +78,23 @@ def test_parse_overrides_from_config() -> None:
         parse_overrides({"abc": "transient"})
     with pytest.raises(ValueError, match="status override 404: 'later' is not one of accepted"):
         parse_overrides({"404": "later"})
+
+
+@given(
+    status=st.integers(100, 599),
+    kind=st.sampled_from(list(BodyKind)),
+    override=st.sampled_from(list(Verdict)),
+)
+def test_every_status_has_a_verdict_and_overrides_always_win(
+    status: int, kind: BodyKind, override: Verdict
+) -> None:
+    assert isinstance(classify(status, kind), Verdict)
+    assert classify(status, kind, {status: override}) is override
+    if status >= 500:
+        assert classify(status, kind) is Verdict.TRANSIENT
+
+
+@given(ctype=st.text(max_size=30), body=st.binary(max_size=64))
+def test_body_kind_is_total(ctype: str, body: bytes) -> None:
+    kind = body_kind(ctype, body)
+    assert (kind is BodyKind.EMPTY) == (body.strip() == b"")

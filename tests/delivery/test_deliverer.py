@@ -7,6 +7,7 @@ measured by the server (arrival times, request counts, stored keys).
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +25,7 @@ from daemon.sinks.http import open_http_deliverer
 from workers.batching import NDJSON, Batcher
 from workers.limits import CircuitState
 
-from .fault_server import FaultServer, max_in_window
+from .fault_server import FaultServer, loop_lag, max_in_window
 
 RPS = 200.0
 FAST = DeliveryLimits(
@@ -91,14 +92,45 @@ async def make() -> AsyncIterator[Callable[..., object]]:
         yield factory
 
 
-def assert_rate(server: FaultServer, rps: float, burst: float) -> None:
-    """The documented bound: any 1 s window sees at most rate + burst requests."""
-    arrivals = [h.t for h in server.hits]
-    assert max_in_window(arrivals, 1.0) <= rps + burst, max_in_window(arrivals, 1.0)
+class LagWatch:
+    """The worst lateness of this loop's timers while the test runs."""
+
+    def __init__(self) -> None:
+        self.max_lag = 0.0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for late in loop_lag():
+            self.max_lag = max(self.max_lag, late)
+
+    def stop(self) -> float:
+        self._task.cancel()
+        return self.max_lag
+
+
+@pytest.fixture
+async def lag() -> AsyncIterator[LagWatch]:
+    watch = LagWatch()
+    yield watch
+    watch.stop()
+
+
+def assert_rate(server: FaultServer, rps: float, burst: float, lag: LagWatch) -> None:
+    """Any 1 s window of server arrivals holds at most rate + burst requests.
+
+    Measurement allowance: a request released on time but written late by a stalled client
+    loop, or stamped late by a stalled server loop, shifts into a neighbour's window. Both loops'
+    worst stall is measured during the test (a few ms on an idle machine, tens of ms on a
+    loaded one); ``rate * stall`` requests are allowed for it. The bucket's 2 % headroom is not
+    counted on.
+    """
+    allowance = math.ceil(rps * (lag.max_lag + server.max_lag))
+    seen = max_in_window([h.t for h in server.hits], 1.0)
+    assert seen <= rps + burst + allowance, (seen, allowance)
 
 
 async def test_thousands_of_items_under_faults_end_exactly_once_or_rejected(
-    server: FaultServer, make
+    server: FaultServer, make, lag: LagWatch
 ) -> None:
     rng = random.Random(5)
     faults = [
@@ -139,14 +171,16 @@ async def test_thousands_of_items_under_faults_end_exactly_once_or_rejected(
     # "duplicate" only where the server stored the item and the answer was lost
     assert {k for k, r in results.items() if r.status == "duplicate"} <= server.lost_keys
     assert server.lost_keys, "the fault plan lost some answers"
-    assert_rate(server, RPS, FAST.burst)
+    assert_rate(server, RPS, FAST.burst, lag)
     s = d.stats
     assert s.retries > 0 and s.splits > 0 and s.pauses > 0
     assert s.items["rejected"] == len(server.bad_keys) + len(huge)
     assert s.in_flight == 0
 
 
-async def test_never_more_requests_per_second_than_configured(server: FaultServer, make) -> None:
+async def test_never_more_requests_per_second_than_configured(
+    server: FaultServer, make, lag: LagWatch
+) -> None:
     d = await make(server, msgspec.structs.replace(FAST, burst=5.0))
     items = [item(f"r{i}") for i in range(3000)]
     todo = batches(items, 5)  # 600 requests: 3 s at 200/s
@@ -155,31 +189,32 @@ async def test_never_more_requests_per_second_than_configured(server: FaultServe
     elapsed = time.monotonic() - started
     assert {r.status for r in results.values()} == {"accepted"}
     assert len(server.hits) == 600
-    assert_rate(server, RPS, 5.0)
+    assert_rate(server, RPS, 5.0, lag)
     assert elapsed >= (600 - 5) / RPS  # the bucket really paced them
     assert d.stats.rate_limit_wait_seconds > 0
 
 
 async def test_outage_retry_volume_stays_within_budget(server: FaultServer, make) -> None:
-    outage_end = time.monotonic() + 1.5
-    server.plan = lambda n, t: "503" if t < outage_end else None
+    outage = True
+    server.plan = lambda n, t: "503" if outage else None
     limits = msgspec.structs.replace(FAST, breaker_threshold=1000)  # measure the budget alone
     d = await make(server, limits)
-    todo = batches([item(f"o{i}") for i in range(1000)], 10)  # 100 batches, all during the outage
+    todo = batches([item(f"o{i}") for i in range(1000)], 10)  # 100 batches
 
-    first = await asyncio.gather(*(d.deliver(b) for b in todo))
+    first = await asyncio.gather(*(d.deliver(b) for b in todo))  # all of it during the outage
 
-    during = [h for h in server.hits if h.t < outage_end]
-    distinct = len({h.idempotency_key for h in during})
+    distinct = len({h.idempotency_key for h in server.hits})
     assert distinct == 100
     # retries <= ratio * requests + floor (1 retry/s over the 10 s window)
-    assert len(during) - distinct <= 0.2 * 100 + 10
+    assert len(server.hits) - distinct <= 0.2 * 100 + 10
     assert d.stats.budget_denied > 0  # without the budget there would be up to 8 retries each
     given_back = [r for rs in first for r in rs if r.status == "retryable"]
-    assert given_back and all("retry budget exhausted" in (r.reason or "") for r in given_back)
+    assert len(given_back) == 1000  # every item is handed back to the source for later
+    reasons = [r.reason or "" for r in given_back]
+    assert all(x.startswith(("retry budget exhausted", "gave up after 8 retries")) for x in reasons)
+    assert any(x.startswith("retry budget exhausted: HTTP 503") for x in reasons)
     # after the outage everything gets through, once
-    while time.monotonic() < outage_end:
-        await asyncio.sleep(0.05)  # the outage is wall-clock scripted; wait for it to end
+    outage = False
     results = await deliver_all(d, todo)
     assert {r.status for r in results.values()} == {"accepted"}
     assert len(server.stored) == 1000 and max(server.deliveries.values()) == 1
@@ -279,10 +314,10 @@ async def test_concurrency_never_exceeds_the_limit_and_shrinks_on_overload(serve
     assert d.stats.concurrency_limit < 4
 
 
-async def test_reload_changes_the_rate_at_runtime(server: FaultServer, make) -> None:
+async def test_reload_changes_the_rate_at_runtime(server: FaultServer, make, lag: LagWatch) -> None:
     d = await make(server)
     d.reload(msgspec.structs.replace(FAST, requests_per_second=50.0))
     todo = batches([item(f"z{i}") for i in range(600)], 6)  # 100 requests: 2 s at 50/s
     await deliver_all(d, todo)
-    assert_rate(server, 50.0, FAST.burst)
+    assert_rate(server, 50.0, FAST.burst, lag)
     assert len(server.stored) == 600

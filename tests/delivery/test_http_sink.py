@@ -11,11 +11,13 @@ from email.utils import format_datetime
 
 import msgspec
 import pytest
+import structlog
 
 from daemon.config import SinkConfig
+from daemon.delivery import DeliveryLimits
 from daemon.endpoint import Endpoint
 from daemon.sinks.base import Batch, BatchItem, PermanentError, TransientError
-from daemon.sinks.http import HttpSink, open_http_sink, sanitize
+from daemon.sinks.http import HttpSink, open_http_deliverer, open_http_sink, sanitize
 from workers.classify import Verdict
 
 from .fault_server import FaultServer
@@ -185,3 +187,17 @@ def test_sanitize_strips_markup_controls_and_truncates() -> None:
     assert sanitize("<html><script>x()</script><b>bad</b>\x00\r\n row</html>") == "bad row"
     assert len(sanitize("y" * 1000)) == 300
     assert sanitize("y" * 1000).endswith("...")
+
+
+async def test_logs_and_reasons_never_carry_the_secret(server: FaultServer) -> None:
+    limits = DeliveryLimits(requests_per_second=1000.0, max_retries=2, backoff_base=0.001, backoff_cap=0.01)
+    server.faults.extend(["503", "html502", "reset", "422"])
+    async with AsyncExitStack() as stack:
+        d = await open_http_deliverer(sink_config(server.url), stack, environ=ENV, limits=limits)
+        with structlog.testing.capture_logs() as logs:
+            first = await d.deliver(batch(2))
+            second = await d.deliver(batch(1, prefix="z"))
+    assert server.last_headers["Authorization"] == "s3cr3t-token"  # it was sent...
+    assert logs and not any("s3cr3t" in repr(e) for e in logs)  # ...and never logged
+    assert first[0].status == "retryable" and "s3cr3t" not in (first[0].reason or "")
+    assert second[0].status == "rejected" and "s3cr3t" not in (second[0].reason or "")
