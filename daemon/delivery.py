@@ -253,6 +253,7 @@ class Deliverer:
         self, batch: Batch, deadline: float
     ) -> list[ItemResult] | TransientError | PermanentError:
         stats = self.endpoint.stats
+        started, waited = self._clock(), [0.0]
         try:
             async with asyncio.timeout_at(self._loop_deadline(deadline)):
                 await self._gate.acquire()
@@ -265,8 +266,11 @@ class Deliverer:
                     self._gate.release()
         except TransientError as e:
             stats.count(stats.requests, f"transient_{e.status}" if e.status else "transient")
+            now = self._clock()
             if e.status in OVERLOAD_STATUSES:
-                self._aimd.on_overload(self._clock())
+                self._aimd.on_overload(now)
+            else:  # a timeout is the far end of rising latency
+                self._aimd.on_failure(now, max(0.0, now - started - waited[0]))
             if e.retry_after is not None:
                 self.endpoint.pause(min(e.retry_after, self.limits.retry_after_cap))
             if e.status == 429:  # throttling says the server is alive: no breaker verdict

@@ -130,6 +130,11 @@ class AdaptiveConcurrency:
             self.increases += 1
         self.baseline = latency if base is None else base + self.alpha * (latency - base)
 
+    def on_failure(self, now: float, latency: float) -> None:
+        """A request failed without an overload status: only its slowness (a timeout) counts."""
+        if self.baseline is not None and latency > self.tolerance * self.baseline:
+            self._decrease(now)
+
     def on_overload(self, now: float) -> None:
         """The server said it is overloaded (429, 503) or a request timed out."""
         self._decrease(now)

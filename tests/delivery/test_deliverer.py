@@ -321,3 +321,25 @@ async def test_reload_changes_the_rate_at_runtime(server: FaultServer, make, lag
     await deliver_all(d, todo)
     assert_rate(server, 50.0, FAST.burst, lag)
     assert len(server.stored) == 600
+
+
+def test_smoke_on_uvloop() -> None:
+    """The daemon runs on uvloop: the same path, with a transient error and a pause, on it."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> tuple[dict[str, ItemResult], FaultServer]:
+        srv = FaultServer()
+        await srv.start()
+        try:
+            srv.faults.extend(["503", "429:0.05", "reset"])
+            async with AsyncExitStack() as stack:
+                cfg = SinkConfig(type="http", url=srv.url, request_timeout=1.0)
+                d = await open_http_deliverer(cfg, stack, limits=FAST)
+                return await deliver_all(d, batches([item(f"u{i}") for i in range(300)], 20)), srv
+        finally:
+            await srv.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        results, srv = runner.run(main())
+    assert {r.status for r in results.values()} == {"accepted"}
+    assert len(srv.stored) == 300 and max(srv.deliveries.values()) == 1

@@ -125,6 +125,17 @@ def test_aimd_decreases_on_rising_latency() -> None:
     assert a.limit == 4.0
 
 
+def test_aimd_slow_failures_decrease_fast_ones_do_not() -> None:
+    a = AdaptiveConcurrency(maximum=8)
+    a.on_failure(0.0, 30.0)  # no baseline yet: nothing to compare with
+    assert a.limit == 8.0
+    a.on_response(0.0, 0.05, in_flight=1)
+    a.on_failure(1.0, 0.001)  # connection refused at once: not a latency signal
+    assert a.limit == 8.0
+    a.on_failure(2.0, 30.0)  # a timeout
+    assert a.limit == 4.0
+
+
 def test_aimd_rejects_bad_bounds() -> None:
     with pytest.raises(ValueError, match="1 <= minimum <= maximum"):
         AdaptiveConcurrency(maximum=0)
