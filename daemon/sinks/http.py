@@ -188,7 +188,13 @@ class HttpSink:
         return out
 
     async def check(self) -> None:
-        """Readiness: a HEAD of the URL; no answer or a 5xx/401/403 raises."""
+        """Readiness: a HEAD of the URL; no answer or a 5xx/401/403 raises.
+
+        While the endpoint is paused by a ``Retry-After`` it answered recently, so it is reachable:
+        no request is sent (and the check does not wait out the pause).
+        """
+        if self._endpoint.paused_for() > 0:
+            return
         await self._endpoint.request_slot()
         try:
             async with self._session.head(

@@ -67,6 +67,7 @@ class FaultServer:
     max_in_flight: int = 0
     last_headers: dict[str, str] = field(default_factory=dict)
     last_body: bytes = b""
+    heads: int = 0  # readiness probes (HEAD) received
     max_lag: float = 0.0  # worst lateness of the server loop's timers: how late a stamp can be
     url: str = ""
 
@@ -122,6 +123,7 @@ class FaultServer:
         return None
 
     async def _head(self, request: web.Request) -> web.Response:
+        self.heads += 1
         return web.Response(status=204)
 
     async def _ingest(self, request: web.Request) -> web.StreamResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -164,6 +165,7 @@ async def test_overrides_change_the_meaning_of_a_status(server: FaultServer) -> 
 
 async def test_check_reachable_and_unreachable(server: FaultServer, sink: HttpSink) -> None:
     await sink.check()
+    assert server.heads == 1 and server.hits == []  # a HEAD, not an ingest request
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound but not listening: connection refused
@@ -201,3 +203,12 @@ async def test_logs_and_reasons_never_carry_the_secret(server: FaultServer) -> N
     assert logs and not any("s3cr3t" in repr(e) for e in logs)  # ...and never logged
     assert first[0].status == "retryable" and "s3cr3t" not in (first[0].reason or "")
     assert second[0].status == "rejected" and "s3cr3t" not in (second[0].reason or "")
+
+
+async def test_check_does_not_wait_out_a_retry_after_pause(server: FaultServer) -> None:
+    async with AsyncExitStack() as stack:
+        endpoint = Endpoint("http", requests_per_second=1000.0)
+        sink = await open_http_sink(sink_config(server.url), endpoint, stack, environ=ENV)
+        endpoint.pause(3600.0)
+        await asyncio.wait_for(sink.check(), 5)
+        assert server.heads == 0
