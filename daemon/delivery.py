@@ -173,7 +173,14 @@ class Deliverer:
             wait = await self._admit(deadline)
             if wait is not None:
                 return [*final, *self._give_back(batch, "circuit open: endpoint failing", wait)]
+            paused = self.endpoint.paused_for()
+            if self._clock() + paused >= deadline:
+                reason = "endpoint paused by Retry-After past the delivery deadline"
+                return [*final, *self._give_back(batch, reason, paused)]
             outcome = await self._attempt(batch, deadline)
+            if outcome is None:
+                reason = "delivery deadline reached waiting for a concurrency slot"
+                return [*final, *self._give_back(batch, reason, None)]
             if isinstance(outcome, PermanentError):
                 return [*final, *await self._permanent(batch, outcome, deadline)]
             if isinstance(outcome, list):
@@ -251,19 +258,23 @@ class Deliverer:
 
     async def _attempt(
         self, batch: Batch, deadline: float
-    ) -> list[ItemResult] | TransientError | PermanentError:
-        stats = self.endpoint.stats
-        started, waited = self._clock(), [0.0]
+    ) -> list[ItemResult] | TransientError | PermanentError | None:
+        """One call of the sink; ``None`` if the deadline passed while waiting for a slot.
+
+        The deadline bounds the waits, not a call in progress: the sink's own request timeout
+        does that, so a call is never cut off with its outcome unknown.
+        """
         try:
             async with asyncio.timeout_at(self._loop_deadline(deadline)):
                 await self._gate.acquire()
-                started = self._clock()
-                waited = self.endpoint.track_waits()
-                try:
-                    results = await self.sink.deliver(batch)
-                finally:
-                    in_flight = self._gate.in_flight
-                    self._gate.release()
+        except TimeoutError:
+            self._release_probe()
+            return None
+        stats = self.endpoint.stats
+        started = self._clock()
+        waited = self.endpoint.track_waits()
+        try:
+            results = await self.sink.deliver(batch)
         except TransientError as e:
             stats.count(stats.requests, f"transient_{e.status}" if e.status else "transient")
             now = self._clock()
@@ -278,11 +289,6 @@ class Deliverer:
             else:
                 self._breaker_event(ok=False)
             return e
-        except TimeoutError:
-            stats.count(stats.requests, "deadline")
-            self._aimd.on_overload(self._clock())
-            self._breaker_event(ok=False)
-            return TransientError("delivery deadline reached during the request")
         except PermanentError as e:
             stats.count(stats.requests, f"permanent_{e.status}" if e.status else "permanent")
             self._breaker_event(ok=True)
@@ -290,11 +296,15 @@ class Deliverer:
         except BaseException:
             self._release_probe()  # cancelled or a sink bug: no verdict, let another probe go
             raise
+        finally:
+            in_flight = self._gate.in_flight
+            self._gate.release()
         # latency of the requests themselves, without the time spent waiting for rate-limit tokens
-        latency = max(0.0, self._clock() - started - waited[0])
+        now = self._clock()
+        latency = max(0.0, now - started - waited[0])
         stats.latencies.append(latency)
         stats.count(stats.requests, "ok")
-        self._aimd.on_response(self._clock(), latency, in_flight)
+        self._aimd.on_response(now, latency, in_flight)
         self._gate.wake()
         self._breaker_event(ok=True)
         return results
