@@ -34,6 +34,13 @@ class ScriptedSink:
         return None
 
 
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Let other tasks run until ``condition`` holds (bounded)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0)
+
+
 def deliverer(sink: ScriptedSink, limits: DeliveryLimits = LIMITS) -> Deliverer:
     return Deliverer(sink, Deliverer.endpoint_for(sink.name, limits), limits, random_source=lambda: 0.0)
 
@@ -89,6 +96,10 @@ async def test_retry_after_beyond_the_deadline_gives_back_at_once() -> None:
     assert results[0].retry_after == pytest.approx(120.0, abs=0.1)  # the capped pause
     assert d.endpoint.paused_for() > 100  # every other worker waits too
     assert d.stats.pauses == 1
+    later = await d.deliver(batch("b"))  # nothing is sent into a pause that outlasts the deadline
+    assert len(sink.calls) == 1
+    assert later[0].reason == "endpoint paused by Retry-After past the delivery deadline"
+    assert later[0].retry_after is not None and later[0].retry_after > 100
 
 
 async def test_permanent_error_without_split_status_rejects_the_whole_batch() -> None:
@@ -132,8 +143,7 @@ async def test_cancellation_frees_the_concurrency_slot() -> None:
     d = deliverer(sink, msgspec.structs.replace(LIMITS, max_concurrency=1))
     task = asyncio.create_task(d.deliver(batch("a")))
     waiting = asyncio.create_task(d.deliver(batch("b")))
-    while len(sink.calls) < 1:
-        await asyncio.sleep(0)
+    await until(lambda: len(sink.calls) == 1)
     assert d.stats.in_flight == 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -141,3 +151,18 @@ async def test_cancellation_frees_the_concurrency_slot() -> None:
     sink.block.set()
     assert (await asyncio.wait_for(waiting, 5))[0].status == "accepted"
     assert d.stats.in_flight == 0
+
+
+async def test_deadline_while_waiting_for_a_slot_gives_back_without_a_verdict() -> None:
+    sink = ScriptedSink(lambda n, b: ok(b))
+    sink.block = asyncio.Event()
+    d = deliverer(sink, msgspec.structs.replace(LIMITS, max_concurrency=1, deadline=0.2))
+    busy = asyncio.create_task(d.deliver(batch("a")))
+    await until(lambda: len(sink.calls) == 1)
+    late = await d.deliver(batch("b"))  # the only slot is taken for longer than the deadline
+    assert late[0].status == "retryable"
+    assert late[0].reason == "delivery deadline reached waiting for a concurrency slot"
+    assert [c.id for c in sink.calls] == [batch_id(["a"])]
+    sink.block.set()
+    assert (await busy)[0].status == "accepted"  # a call in progress is never cut off
+    assert d.ready() and d.stats.concurrency_limit == 1
