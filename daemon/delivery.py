@@ -58,6 +58,25 @@ class DeliveryLimits(msgspec.Struct, frozen=True, kw_only=True):
     breaker_min_failing_seconds: float = 1.0  # ... lasting at least this long open the circuit
     breaker_open_seconds: float = 5.0
 
+    def __post_init__(self) -> None:
+        checks = (
+            ("requests_per_second", self.requests_per_second > 0, "must be > 0"),
+            ("burst", self.burst >= 1, "must be >= 1"),
+            ("items_per_second", self.items_per_second >= 0, "must be >= 0 (0 = unlimited)"),
+            ("max_concurrency", self.max_concurrency >= 1, "must be >= 1"),
+            ("max_retries", self.max_retries >= 0, "must be >= 0"),
+            ("retry_budget", 0 <= self.retry_budget <= 1, "must be within 0..1"),
+            ("headroom", 0 <= self.headroom < 0.5, "must be within 0..0.5"),
+            ("deadline", self.deadline > 0, "must be > 0"),
+        )
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"delivery limits: {name} {rule}, got {getattr(self, name)!r}")
+
+    @property
+    def bucket_rate(self) -> float:
+        return self.requests_per_second * (1 - self.headroom)
+
     @classmethod
     def from_config(cls, sink: SinkConfig) -> DeliveryLimits:
         return cls(
@@ -69,16 +88,6 @@ class DeliveryLimits(msgspec.Struct, frozen=True, kw_only=True):
             retry_after_cap=sink.retry_after_cap,
             deadline=max(60.0, 4 * sink.request_timeout),
         )
-
-
-def _endpoint_for(name: str, limits: DeliveryLimits, clock: Callable[[], float]) -> Endpoint:
-    return Endpoint(
-        name,
-        requests_per_second=limits.requests_per_second * (1 - limits.headroom),
-        burst=limits.burst,
-        items_per_second=limits.items_per_second,
-        clock=clock,
-    )
 
 
 class Deliverer:
@@ -116,12 +125,18 @@ class Deliverer:
         cls, name: str, limits: DeliveryLimits, clock: Callable[[], float] = time.monotonic
     ) -> Endpoint:
         """The endpoint a sink must be given before it is wrapped by ``Deliverer``."""
-        return _endpoint_for(name, limits, clock)
+        return Endpoint(
+            name,
+            requests_per_second=limits.bucket_rate,
+            burst=limits.burst,
+            items_per_second=limits.items_per_second,
+            clock=clock,
+        )
 
     def reload(self, limits: DeliveryLimits) -> None:
         """Apply new limits at runtime (SIGHUP); counters, baseline and breaker state are kept."""
         self.endpoint.reconfigure(
-            requests_per_second=limits.requests_per_second * (1 - limits.headroom),
+            requests_per_second=limits.bucket_rate,
             burst=limits.burst,
             items_per_second=limits.items_per_second,
         )

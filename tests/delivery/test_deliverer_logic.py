@@ -8,6 +8,7 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
+from daemon.config import SinkConfig
 from daemon.delivery import Deliverer, DeliveryLimits
 from daemon.sinks.base import Batch, BatchItem, ItemResult, PermanentError, TransientError, batch_id
 
@@ -166,3 +167,26 @@ async def test_deadline_while_waiting_for_a_slot_gives_back_without_a_verdict() 
     sink.block.set()
     assert (await busy)[0].status == "accepted"  # a call in progress is never cut off
     assert d.ready() and d.stats.concurrency_limit == 1
+
+
+def test_limits_from_config_and_validation() -> None:
+    cfg = SinkConfig(
+        type="http",
+        url="http://127.0.0.1:1/x",
+        requests_per_second=50.0,
+        items_per_second=5000.0,
+        max_concurrency=3,
+        max_retries=4,
+        retry_budget=0.1,
+        request_timeout=10.0,
+        retry_after_cap=60.0,
+    )
+    lim = DeliveryLimits.from_config(cfg)
+    assert (lim.requests_per_second, lim.items_per_second, lim.max_concurrency) == (50.0, 5000.0, 3)
+    assert (lim.max_retries, lim.retry_budget, lim.retry_after_cap) == (4, 0.1, 60.0)
+    assert lim.deadline == 60.0  # max(60 s, 4 x request_timeout)
+    assert lim.bucket_rate == pytest.approx(49.0)  # 2 % headroom
+    with pytest.raises(ValueError, match=r"delivery limits: burst must be >= 1, got 0\.5"):
+        DeliveryLimits(requests_per_second=1.0, burst=0.5)
+    with pytest.raises(ValueError, match=r"retry_budget must be within 0\.\.1, got 2\.0"):
+        msgspec.structs.replace(lim, retry_budget=2.0)
