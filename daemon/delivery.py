@@ -162,6 +162,13 @@ class Deliverer:
         s.circuit_state = self._breaker.current(self._clock()).value
         return s
 
+    def __repr__(self) -> str:
+        s = self.stats
+        return (
+            f"<Deliverer {self.sink.name} circuit={s.circuit_state} limit={s.concurrency_limit} "
+            f"in_flight={s.in_flight} retries={s.retries} given_back={s.given_back}>"
+        )
+
     def circuit(self) -> CircuitState:
         return self._breaker.current(self._clock())
 
