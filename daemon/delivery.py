@@ -103,6 +103,7 @@ class Deliverer:
         random_source: Callable[[], float] = random.random,
         split_on: Iterable[int] = SPLIT_STATUSES,
     ) -> None:
+        self.name = sink.name  # the pipeline's Deliverer protocol: name + deliver()
         self.sink = sink
         self.endpoint = endpoint
         self._clock = clock

@@ -82,6 +82,7 @@ async def test_gives_back_after_max_retries_with_the_last_error() -> None:
     assert {r.status for r in results} == {"retryable"}
     assert results[0].reason == "gave up after 3 retries: HTTP 502 attempt 4"
     assert d.stats.requests == {"transient_502": 4} and d.stats.given_back == 1
+    assert d.name == "scripted"
     assert repr(d) == "<Deliverer scripted circuit=closed limit=8 in_flight=0 retries=3 given_back=1>"
 
 
