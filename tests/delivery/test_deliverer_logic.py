@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon.config import SinkConfig
 from daemon.delivery import Deliverer, DeliveryLimits
@@ -192,3 +194,24 @@ def test_limits_from_config_and_validation() -> None:
         DeliveryLimits(requests_per_second=1.0, burst=0.5)
     with pytest.raises(ValueError, match=r"retry_budget must be within 0\.\.1, got 2\.0"):
         msgspec.structs.replace(lim, retry_budget=2.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 80), data=st.data())
+def test_split_isolates_exactly_the_bad_items(n: int, data: st.DataObject) -> None:
+    bad = data.draw(st.sets(st.integers(0, n - 1), max_size=5))
+    keys = [f"i{k}" for k in range(n)]
+    bad_keys = {keys[k] for k in bad}
+
+    def answer(call: int, b: Batch) -> list[ItemResult]:
+        if bad_keys & {i.key for i in b.items}:
+            raise PermanentError("HTTP 400: bad item", status=400)
+        return ok(b)
+
+    async def go() -> list[ItemResult]:
+        return await deliverer(ScriptedSink(answer)).deliver(batch(*keys))
+
+    results = asyncio.run(go())
+    assert [r.key for r in sorted(results, key=lambda r: int(r.key[1:]))] == keys
+    assert {r.key for r in results if r.status == "rejected"} == bad_keys
+    assert all(r.status == "accepted" for r in results if r.key not in bad_keys)

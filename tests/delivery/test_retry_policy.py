@@ -125,3 +125,30 @@ def test_retry_after_http_date_round_trips(offset: int) -> None:
 def test_retry_after_never_raises_and_is_bounded(value: str) -> None:
     r = parse_retry_after(value, now_epoch=NOW, cap=60.0)
     assert r is None or 0.0 <= r <= 60.0
+
+
+@given(
+    events=st.lists(
+        st.tuples(st.floats(0.0, 0.5), st.booleans()),  # (time step, is it a retry attempt?)
+        max_size=400,
+    ),
+    ratio=st.sampled_from([0.0, 0.1, 0.2, 0.5]),
+)
+def test_budget_never_grants_more_than_ratio_plus_floor_within_a_window(
+    events: list[tuple[float, bool]], ratio: float
+) -> None:
+    b = RetryBudget(ratio=ratio, window=10, min_per_second=0.5)
+    now = 0.0
+    log: list[tuple[float, str]] = []
+    for step, is_retry in events:
+        now += step
+        if is_retry:
+            if b.try_retry(now):
+                log.append((now, "retry"))
+        else:
+            b.record_request(now)
+            log.append((now, "request"))
+        # the budget keeps whole seconds: the window is the last 10 one-second slots
+        start = (int(now) - 9) if now >= 0 else 0
+        recent = [kind for t, kind in log if int(t) >= start]
+        assert recent.count("retry") <= 0.5 * 10 + ratio * recent.count("request") + 1e-9
