@@ -14,6 +14,11 @@ token from the shared :class:`~daemon.endpoint.Endpoint` before each request it 
 * :class:`PermanentError` with a splitting status (400, 413, 422) on a multi-item batch: the batch
   is split in halves and each half delivered, down to the single bad items, which are rejected
   with the server's message; any other permanent error rejects the batch's items.
+
+The deadline (``DeliveryLimits.deadline``, per batch) bounds the waits (breaker, concurrency slot,
+backoff, Retry-After pause), never a call in progress: the sink's request timeout bounds that, so
+no call is cut off with its outcome unknown. A 429 gives the breaker no verdict (the server is
+alive); 429, 503 and slow failures shrink the concurrency limit.
 """
 
 from __future__ import annotations
