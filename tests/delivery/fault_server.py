@@ -58,6 +58,7 @@ class FaultServer:
     max_body: int | None = None  # 413 (an nginx-style HTML page) above this many bytes
     bad_keys: dict[str, str] = field(default_factory=dict)  # item key -> server's reason
     bad_mode: str = "items"  # "items": per-item rejected results; "422": whole batch refused
+    key_field: str = "key"  # the field of each NDJSON line that names the item (Labelbox rows: global_key)
     hits: list[Hit] = field(default_factory=list)
     stored: dict[str, bytes] = field(default_factory=dict)
     deliveries: Counter[str] = field(default_factory=Counter)  # key -> times it arrived and was new
@@ -153,7 +154,11 @@ class FaultServer:
         if fault is not None:
             hit(fault)
             return await self._fault(request, fault, lines)
-        keys = [msgspec.json.decode(ln, type=_Line).key for ln in lines]
+        keys = (
+            [msgspec.json.decode(ln, type=_Line).key for ln in lines]
+            if self.key_field == "key"
+            else [str(msgspec.json.decode(ln)[self.key_field]) for ln in lines]
+        )
         if self.bad_mode == "422":
             bad = [k for k in keys if k in self.bad_keys]
             if bad:
@@ -195,7 +200,11 @@ class FaultServer:
             await self._release.wait()
             return web.Response(status=599)
         if name == "lost":
-            keys = [msgspec.json.decode(ln, type=_Line).key for ln in lines]
+            keys = (
+                [msgspec.json.decode(ln, type=_Line).key for ln in lines]
+                if self.key_field == "key"
+                else [str(msgspec.json.decode(ln)[self.key_field]) for ln in lines]
+            )
             for r in self._store(keys, lines):
                 if r["status"] == "accepted":
                     self.lost_keys.add(r["key"])
