@@ -55,7 +55,7 @@ def _consistent(info: MediaInfo) -> tuple[bool | None, str]:
     if by_fps != info.frames:
         shown = ""
         if info.presented_frames is not None and info.presented_frames != info.frames:
-            shown = f" ({info.presented_frames} of {info.frames} samples are presented: an edit list drops the rest)"
+            shown = f" ({info.presented_frames} of {info.frames} presented; the edit list drops the rest)"
         return False, f"round(fps*duration) = round({info.fps:.6g}*{info.duration:.6g}) = {by_fps}{shown}"
     if info.nominal_fps is not None:
         by_nominal = round(info.nominal_fps * info.duration)
