@@ -17,13 +17,9 @@ nginx is started with a temporary configuration (one worker, no logs, unlimited 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -31,6 +27,7 @@ import aiohttp
 import msgspec
 
 from bench.harness import Figure
+from bench.nginx import nginx
 from daemon.config import SinkConfig
 from daemon.delivery import DeliveryLimits
 from daemon.sinks.base import Batch, BatchItem
@@ -38,59 +35,7 @@ from daemon.sinks.http import open_http_deliverer
 
 BATCH_ITEMS = 1000
 CONCURRENCY = 8
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log error;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    keepalive_requests 1000000;
-    server {{
-        listen 127.0.0.1:{port};
-        client_max_body_size 0;
-        client_body_buffer_size 4m;
-        location / {{ return 200; }}
-    }}
-}}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def nginx() -> Iterator[str]:
-    exe = shutil.which("nginx") or "/usr/sbin/nginx"
-    with tempfile.TemporaryDirectory(prefix="ingestd-bench-nginx-") as tmp:
-        port = free_port()
-        conf = Path(tmp) / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
-        proc = subprocess.Popen([exe, "-c", str(conf), "-p", tmp], stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode() if proc.stderr else ""
-                    raise RuntimeError(f"nginx did not start on 127.0.0.1:{port}: {err}")
-                time.sleep(0.02)
-            yield f"http://127.0.0.1:{port}/ingest"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+RETURN_200 = "client_max_body_size 0; client_body_buffer_size 4m; location / { return 200; }"
 
 
 def make_batches(n_batches: int, per_batch: int) -> list[Batch]:
@@ -166,7 +111,11 @@ async def measure(quick: bool) -> list[Figure]:
     seconds = 3.0 if quick else 10.0
     small = make_batches(int(rps * seconds), 1)
     limited = DeliveryLimits(requests_per_second=rps, max_concurrency=CONCURRENCY)
-    with nginx() as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="ingestd-bench-") as root,
+        nginx(Path(root), locations=RETURN_200) as base,
+    ):
+        url = base + "/ingest"
         await raw_aiohttp(url, batches[:5])  # warm up nginx and the client
         raw_t = await raw_aiohttp(url, batches)
         our_t = await ours(url, batches, unlimited, CONCURRENCY)
