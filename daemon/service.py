@@ -78,17 +78,21 @@ def summarize(c: Counters, elapsed: float) -> Summary:
     )
 
 
+def _draw(pipeline: Pipeline, out: TextIO, started: float) -> None:
+    c = pipeline.counters
+    el = time.monotonic() - started
+    out.write(
+        f"\r{c.seen:>10,} seen  {c.delivered:>10,} delivered  {c.duplicates:>8,} dup  "
+        f"{c.dead:>7,} dead  {c.seen / el if el else 0:>9,.0f}/s "
+    )
+    out.flush()
+
+
 async def _progress(pipeline: Pipeline, out: TextIO, started: float) -> None:
     """A one-line progress display for terminals (``--once`` over large inputs)."""
-    c = pipeline.counters
     while True:
+        _draw(pipeline, out, started)
         await asyncio.sleep(0.25)
-        el = time.monotonic() - started
-        out.write(
-            f"\r{c.seen:>10,} seen  {c.delivered:>10,} delivered  {c.duplicates:>8,} dup  "
-            f"{c.dead:>7,} dead  {c.seen / el if el else 0:>9,.0f}/s "
-        )
-        out.flush()
 
 
 class Service:
@@ -148,6 +152,7 @@ class Service:
                 if self._tasks:
                     await asyncio.wait(self._tasks)
                 if self.once and sys.stderr.isatty():
+                    _draw(p, sys.stderr, started)
                     sys.stderr.write("\n")
             return summarize(counters, time.monotonic() - started), p.drained
 

@@ -4,6 +4,7 @@ files, a real SQLite ledger, the files sink."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -231,3 +232,39 @@ class TestCrashes:
         events = [json.loads(line)["event"] for line in stdout.splitlines() if line.startswith("{")]
         assert "drain started" in events and events[-1] == "run finished"
         assert {r["global_key"] for r in labelbox_rows(out)} == EXPECTED_DELIVERED | {"demo/images/late.png"}
+
+
+class TestTerminal:
+    def test_progress_line_on_a_terminal_only(self, example: Path) -> None:
+        """--once on a terminal draws a progress line on stderr; piped, it does not."""
+        import pty  # noqa: PLC0415 - POSIX-only helper used by this test alone
+
+        master, slave = pty.openpty()
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "daemon", "run", "-c", str(example / "local.toml"), "--once"],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=slave,
+                timeout=60,
+                check=True,
+            )
+            os.close(slave)
+            slave = -1
+            drawn = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                drawn += chunk
+        finally:
+            if slave >= 0:
+                os.close(slave)
+            os.close(master)
+        assert b"seen" in drawn and b"delivered" in drawn and b"\r" in drawn
+        assert json.loads(proc.stdout.splitlines()[-1])["seen"] == 9
+        piped = ingestd("run", "-c", str(example / "local.toml"), "--once", check=True)
+        assert "seen" not in piped.stderr

@@ -137,6 +137,16 @@ class TestUnderSystemd:
         assert status == 200 and json.loads(body)["ready"] is True
         status_doc = json.loads(_get(port, "/status")[1])
         assert status_doc["ready"] is True and "stages" in status_doc
+        live = subprocess.run(
+            [sys.executable, "-m", "daemon", "status", "-c", str(cfg), "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        live_doc = json.loads(live.stdout)
+        assert live_doc["source"] == "live (operations endpoint)" and live_doc["uptime_seconds"] > 0
 
         cfg.write_text(cfg.read_text().replace('level = "info"', 'level = "debug"'))
         n_before = len(systemd.messages)
