@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import structlog
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,3 +52,10 @@ def ingestd(
 @pytest.fixture
 def cli():
     return ingestd
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults():
+    """Tests that configure logging (level filters, output streams) must not leak into others."""
+    yield
+    structlog.reset_defaults()
