@@ -1,0 +1,1 @@
+"""Subcommands of ``ingestd``: each module has ``register(subparsers)`` setting ``func``."""

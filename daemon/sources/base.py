@@ -11,7 +11,7 @@ pipeline dead-letters it with that body and then acknowledges it (never retried 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from daemon.jobs import ObjectRef
@@ -48,7 +48,7 @@ class Source(Protocol):
 
     name: str
 
-    def batches(self) -> AsyncIterator[list[Message]]:
+    def batches(self) -> AsyncIterator[Sequence[Message]]:
         """Yield batches of messages until stopped (or drained in ``--once`` mode)."""
         ...
 

@@ -1,0 +1,1 @@
+"""ingestd benchmarks: ``python -m bench [NAME...] [--quick]``."""

@@ -1,0 +1,89 @@
+"""``ingestd dlq -c CONFIG list|show|requeue|purge``: the dead-letter store.
+
+Filters (list, requeue, purge): ``--rule`` (exact, or a prefix ending in ``*``), ``--stage``,
+``--prefix`` (global key prefix), ``--since``/``--until`` (ISO-8601 or ``15m``/``2h``/``3d``
+ago). ``requeue`` forgets the dead letters so the next run takes the objects again; ``purge``
+drops them for good. Both need ``--all`` or keys or a filter, so nothing is emptied by accident.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import msgspec
+
+from daemon.commands.common import CommandError, iso, load_config, parse_time, write
+from daemon.config import resolve
+from daemon.ledger import DeadLetter, Ledger
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("dlq", help="list, show, requeue or purge dead letters")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("action", choices=["list", "show", "requeue", "purge"])
+    p.add_argument("keys", nargs="*", help="global keys (show, requeue, purge)")
+    p.add_argument(
+        "--all", action="store_true", help="requeue/purge every dead letter that matches the filters"
+    )
+    p.add_argument("--rule")
+    p.add_argument("--stage")
+    p.add_argument("--prefix")
+    p.add_argument("--since")
+    p.add_argument("--until")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--json", action="store_true", help="JSON lines")
+    p.set_defaults(func=run)
+
+
+def _select(ledger: Ledger, args: argparse.Namespace) -> list[DeadLetter]:
+    return ledger.dead_letters(
+        keys=args.keys,
+        rule=args.rule,
+        stage=args.stage,
+        prefix=args.prefix,
+        since=parse_time(args.since) if args.since else None,
+        until=parse_time(args.until) if args.until else None,
+        limit=args.limit,
+    )
+
+
+def _line(d: DeadLetter) -> str:
+    vals = ""
+    if d.expected is not None or d.actual is not None:
+        vals = f" (expected {d.expected!r}, actual {d.actual!r})"
+    return f"{iso(d.at)}  {d.global_key or d.key}  [{d.stage}] {d.rule}: {d.message}{vals}"
+
+
+def _json(d: DeadLetter) -> str:
+    out = msgspec.structs.asdict(d)
+    out["at"] = iso(d.at)
+    raw = out.pop("raw")
+    if raw is not None:
+        out["raw"] = raw.decode("utf-8", "replace")
+    return msgspec.json.encode(out).decode()
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    filtered = any((args.rule, args.stage, args.prefix, args.since, args.until))
+    with Ledger(resolve(cfg, cfg.ledger.path)) as ledger:
+        if args.action in ("requeue", "purge") and not (args.all or args.keys or filtered):
+            raise CommandError(f"dlq {args.action}: name keys, give a filter, or pass --all")
+        if args.action == "show" and not args.keys:
+            raise CommandError("dlq show: name at least one key")
+        letters = _select(ledger, args)
+        if args.action in ("list", "show"):
+            for d in letters:
+                write(_json(d) if args.json or args.action == "show" else _line(d))
+            if args.keys and len(letters) < len(args.keys):
+                missing = {k.casefold() for k in args.keys} - {d.key for d in letters}
+                raise CommandError(f"no dead letter for: {', '.join(sorted(missing))}")
+            return 0
+        keys = [d.key for d in letters]
+        n = ledger.requeue(keys) if args.action == "requeue" else ledger.purge(keys)
+        write(
+            msgspec.json.encode({"action": args.action, "count": n}).decode()
+            if args.json
+            else f"{args.action}d {n} dead letter(s)"
+        )
+        return 0

@@ -1,0 +1,114 @@
+"""``ingestd probe [--json] [--head-bytes N] TARGET...``: what the probe sees, and the verdicts.
+
+TARGET is a local path, an http(s) URL or ``s3://bucket/key``. With ``--json`` one JSON object
+per target per line (the contract other tools read: see README). Exit status 0 when every
+target is valid media, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aiohttp
+import msgspec
+import uvloop
+
+from workers.probe.engine import DEFAULT_HEAD_BYTES, probe
+from workers.probe.media import MediaInfo, invalid
+from workers.reads import RangeReader, ReadError
+from workers.reads.file import FileReader
+from workers.reads.http import HttpReader
+from workers.rules import encord as encord_rules
+from workers.rules import labelbox as labelbox_rules
+
+_ALWAYS = ("kind", "container", "mime_type", "file_size", "width", "height")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("probe", help="probe media headers with ranged reads")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="path, http(s) URL or s3://bucket/key")
+    p.add_argument("--json", action="store_true", help="one JSON object per target per line")
+    p.add_argument("--head-bytes", type=int, default=DEFAULT_HEAD_BYTES, help="size of the first read")
+    p.add_argument("--strict", action="store_true", help="Encord strict client-only access rules")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.set_defaults(func=run)
+
+
+def report(target: str, info: MediaInfo, *, strict: bool = False) -> dict[str, Any]:
+    """The JSON object for one target (pure)."""
+    out: dict[str, Any] = {"target": target}
+    fields = msgspec.to_builtins(info)
+    for k in _ALWAYS:
+        out[k] = fields.pop(k, None)
+    out.update(fields)
+    out["valid"] = info.valid
+    lb = labelbox_rules.check(info)
+    out["labelbox"] = msgspec.to_builtins(lb)
+    out["encord"] = msgspec.to_builtins(encord_rules.check(info, strict=strict))
+    out["bytes_read"] = info.bytes_read
+    out["requests"] = info.requests
+    return out
+
+
+def _human(rep: dict[str, Any]) -> str:
+    if not rep["valid"]:
+        return f"{rep['target']}: INVALID {rep.get('error')}"
+    parts = [f"{rep['kind']}/{rep['container']}"]
+    if rep.get("width"):
+        parts.append(f"{rep['width']}x{rep['height']}")
+    for k in ("codec", "fps", "duration", "frames", "sample_rate", "channels"):
+        if rep.get(k) is not None:
+            parts.append(f"{k}={rep[k]}")
+    lb = rep["labelbox"]
+    verdict = "labelbox: ok" if lb["accept"] else "labelbox: " + "; ".join(e["rule"] for e in lb["errors"])
+    return f"{rep['target']}: {' '.join(parts)}  [{verdict}]  ({rep['bytes_read']} B, {rep['requests']} req)"
+
+
+async def _reader_for(
+    target: str, stack: AsyncExitStack, session: list[aiohttp.ClientSession]
+) -> RangeReader:
+    if target.startswith(("http://", "https://")):
+        if not session:
+            session.append(
+                await stack.enter_async_context(
+                    aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+                )
+            )
+        return HttpReader(session[0], target)
+    if target.startswith("s3://"):
+        raise ReadError("s3:// targets need the S3 reader (not in this build)", transient=False)
+    return FileReader(target)
+
+
+async def _probe_all(args: argparse.Namespace) -> int:
+    sem = asyncio.Semaphore(max(1, args.concurrency))
+    sessions: list[aiohttp.ClientSession] = []
+    bad = 0
+    async with AsyncExitStack() as stack:
+
+        async def one(target: str) -> dict[str, Any]:
+            async with sem:
+                try:
+                    reader = await _reader_for(target, stack, sessions)
+                    info = await probe(reader, head_bytes=args.head_bytes)
+                    if isinstance(reader, FileReader):
+                        reader.close()
+                except ReadError as e:
+                    info = invalid(str(e))
+                return report(target, info, strict=args.strict)
+
+        tasks = [asyncio.ensure_future(one(t)) for t in args.targets]
+        for t in tasks:
+            rep = await t
+            bad += not rep["valid"]
+            line = msgspec.json.encode(rep).decode() if args.json else _human(rep)
+            sys.stdout.write(line + "\n")
+    return 1 if bad else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return uvloop.run(_probe_all(args))

@@ -1,0 +1,346 @@
+"""The ledger: what was accepted, what was refused and why, and batches in flight.
+
+SQLite (embedded, WAL) by default. Exactly-once in effect across crashes:
+
+1. ``begin_batch`` records the batch (id, sink, item keys, kinds and bodies) *before* the sink
+   is called, in one transaction.
+2. The sink delivers (the files sink writes ``<id>.json`` atomically; the http sink sends the
+   batch with ``Idempotency-Key: <id>``).
+3. ``finish_batch`` records the accepted keys and dead letters and drops the pending record.
+
+After a crash, :meth:`pending_batches` returns what was begun but not finished; the pipeline
+re-delivers exactly those batches (same id, same bodies) before taking new work, so a batch is
+never split differently on the retry. Intake skips keys that are ``known`` (accepted or
+dead-lettered). Keys are compared case-insensitively (Labelbox global keys are).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from daemon.jobs import Rejection
+from daemon.sinks.base import Batch, BatchItem, ItemResult
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accepted (
+    key TEXT PRIMARY KEY,          -- casefolded global key
+    global_key TEXT NOT NULL,
+    status TEXT NOT NULL,          -- accepted | duplicate
+    batch_id TEXT,
+    at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    key TEXT PRIMARY KEY,          -- casefolded global key, or 'msg:<message id>' for undecodable messages
+    global_key TEXT,
+    object TEXT NOT NULL,          -- JSON of the ObjectRef (or null)
+    stage TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    message TEXT NOT NULL,
+    expected TEXT,
+    actual TEXT,
+    raw BLOB,                      -- raw message body when it could not be decoded
+    attempts INTEGER NOT NULL DEFAULT 1,
+    at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dead_letters_rule ON dead_letters(rule);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    sink TEXT NOT NULL,
+    state TEXT NOT NULL,           -- pending | done
+    items BLOB NOT NULL,           -- msgpack list of BatchItem
+    n INTEGER NOT NULL,
+    nbytes INTEGER NOT NULL,
+    begun REAL NOT NULL,
+    finished REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+_items_enc = msgspec.msgpack.Encoder()
+_items_dec = msgspec.msgpack.Decoder(list[BatchItem])
+_json = msgspec.json.Encoder()
+
+
+def fold(key: str) -> str:
+    return key.casefold()
+
+
+class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
+    key: str
+    global_key: str | None = None
+    object: Any = None
+    stage: str
+    rule: str
+    message: str
+    expected: Any = None
+    actual: Any = None
+    raw: bytes | None = None
+    attempts: int = 1
+    at: float = 0.0
+
+
+class Ledger:
+    """One SQLite connection, used from the event loop thread (each call is short)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> Ledger:
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(_SCHEMA)
+        self._db = db
+        return self
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> Ledger:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("ledger is not open")
+        return self._db
+
+    # -- intake -----------------------------------------------------------------------------
+    def known(self, keys: Sequence[str]) -> set[str]:
+        """The casefolded keys among ``keys`` that are accepted or dead-lettered."""
+        out: set[str] = set()
+        folded = [fold(k) for k in keys]
+        for i in range(0, len(folded), 500):
+            chunk = folded[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for (k,) in self.db.execute(f"SELECT key FROM accepted WHERE key IN ({marks})", chunk):
+                out.add(k)
+            for (k,) in self.db.execute(f"SELECT key FROM dead_letters WHERE key IN ({marks})", chunk):
+                out.add(k)
+        return out
+
+    # -- batches ----------------------------------------------------------------------------
+    def begin_batch(self, batch: Batch, sink: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO batches(id, sink, state, items, n, nbytes, begun) VALUES (?,?,?,?,?,?,?)",
+            (
+                batch.id,
+                sink,
+                "pending",
+                _items_enc.encode(batch.items),
+                len(batch.items),
+                batch.nbytes,
+                time.time(),
+            ),
+        )
+
+    def finish_batch(
+        self, batch_id: str, results: Iterable[ItemResult], dead: Iterable[DeadLetter] = ()
+    ) -> None:
+        """Record the final results of a batch in one transaction."""
+        now = time.time()
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT OR IGNORE INTO accepted(key, global_key, status, batch_id, at) VALUES (?,?,?,?,?)",
+                [
+                    (fold(r.key), r.key, r.status, batch_id, now)
+                    for r in results
+                    if r.status in ("accepted", "duplicate")
+                ],
+            )
+            self._insert_dead(list(dead), now)
+            db.execute("UPDATE batches SET state='done', finished=?, items=x'' WHERE id=?", (now, batch_id))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def abort_batch(self, batch_id: str) -> None:
+        """The batch was not delivered (retry later with a new batch): forget the pending record."""
+        self.db.execute("DELETE FROM batches WHERE id=? AND state='pending'", (batch_id,))
+
+    def pending_batches(self) -> list[tuple[str, Batch]]:
+        rows = self.db.execute(
+            "SELECT sink, id, items FROM batches WHERE state='pending' ORDER BY begun"
+        ).fetchall()
+        return [(sink, Batch(bid, _items_dec.decode(items))) for sink, bid, items in rows]
+
+    # -- dead letters -----------------------------------------------------------------------
+    def add_dead(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._insert_dead(list(letters), time.time())
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _insert_dead(self, letters: list[DeadLetter], now: float) -> None:
+        self.db.executemany(
+            "INSERT INTO dead_letters(key, global_key, object, stage, rule, message, expected, actual,"
+            " raw, at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET stage=excluded.stage,"
+            " rule=excluded.rule, message=excluded.message, expected=excluded.expected,"
+            " actual=excluded.actual, raw=excluded.raw, attempts=dead_letters.attempts+1, at=excluded.at",
+            [
+                (
+                    fold(d.key),
+                    d.global_key,
+                    _json.encode(d.object).decode(),
+                    d.stage,
+                    d.rule,
+                    d.message,
+                    None if d.expected is None else _json.encode(d.expected).decode(),
+                    None if d.actual is None else _json.encode(d.actual).decode(),
+                    d.raw,
+                    d.at or now,
+                )
+                for d in letters
+            ],
+        )
+
+    def dead_letters(
+        self,
+        *,
+        keys: Sequence[str] = (),
+        rule: str | None = None,
+        stage: str | None = None,
+        prefix: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[DeadLetter]:
+        where: list[str] = []
+        args: list[Any] = []
+        if keys:
+            where.append(f"key IN ({','.join('?' * len(keys))})")
+            args.extend(fold(k) for k in keys)
+        if rule:
+            where.append("(rule = ? OR rule LIKE ?)")
+            args.extend([rule, rule.rstrip("*") + "%" if rule.endswith("*") else rule])
+        if stage:
+            where.append("stage = ?")
+            args.append(stage)
+        if prefix:
+            where.append("key >= ? AND key < ?")
+            p = fold(prefix)
+            args.extend([p, p + "\U0010ffff"])
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("at < ?")
+            args.append(until)
+        sql = (
+            "SELECT key, global_key, object, stage, rule, message, expected, actual, raw, attempts, at"
+            " FROM dead_letters"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY at"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        out = []
+        for k, gk, obj, stage_, rule_, msg, exp, act, raw, attempts, at in self.db.execute(sql, args):
+            out.append(
+                DeadLetter(
+                    key=k,
+                    global_key=gk,
+                    object=msgspec.json.decode(obj) if obj else None,
+                    stage=stage_,
+                    rule=rule_,
+                    message=msg,
+                    expected=msgspec.json.decode(exp) if exp else None,
+                    actual=msgspec.json.decode(act) if act else None,
+                    raw=raw,
+                    attempts=attempts,
+                    at=at,
+                )
+            )
+        return out
+
+    def requeue(self, keys: Sequence[str]) -> int:
+        """Forget these dead letters so the objects are taken again. Returns how many."""
+        folded = [fold(k) for k in keys]
+        n = 0
+        for i in range(0, len(folded), 500):
+            chunk = folded[i : i + 500]
+            cur = self.db.execute(
+                f"DELETE FROM dead_letters WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            )
+            n += cur.rowcount
+        return n
+
+    def purge(self, keys: Sequence[str]) -> int:
+        """Drop dead letters for good (the objects stay skipped: recorded as refused)."""
+        return self.requeue(keys)
+
+    # -- checkpoints (resumable sources) ------------------------------------------------------
+    async def get_checkpoint(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM checkpoints WHERE name=?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    async def put_checkpoint(self, name: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO checkpoints(name, value, at) VALUES (?,?,?)"
+            " ON CONFLICT(name) DO UPDATE SET value=excluded.value, at=excluded.at",
+            (name, value, time.time()),
+        )
+
+    # -- figures ---------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        db = self.db
+        accepted = dict(db.execute("SELECT status, count(*) FROM accepted GROUP BY status").fetchall())
+        dead_by_rule = dict(
+            db.execute("SELECT rule, count(*) FROM dead_letters GROUP BY rule ORDER BY 2 DESC").fetchall()
+        )
+        pending = db.execute("SELECT count(*) FROM batches WHERE state='pending'").fetchone()[0]
+        batches = db.execute("SELECT count(*), coalesce(sum(n),0) FROM batches WHERE state='done'").fetchone()
+        last = db.execute("SELECT max(at) FROM accepted").fetchone()[0]
+        return {
+            "accepted": int(accepted.get("accepted", 0)),
+            "duplicates": int(accepted.get("duplicate", 0)),
+            "dead_letters": int(sum(dead_by_rule.values())),
+            "dead_letters_by_rule": dead_by_rule,
+            "batches_done": int(batches[0]),
+            "batches_pending": int(pending),
+            "last_accepted_at": last,
+        }
+
+
+def dead_letter_for(key: str, ref: Any, rejection: Rejection, *, raw: bytes | None = None) -> DeadLetter:
+    return DeadLetter(
+        key=key,
+        global_key=key if not key.startswith("msg:") else None,
+        object=ref,
+        stage=rejection.stage,
+        rule=rejection.rule,
+        message=rejection.message,
+        expected=rejection.expected,
+        actual=rejection.actual,
+        raw=raw,
+    )

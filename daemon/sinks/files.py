@@ -1,0 +1,81 @@
+"""The ``files`` sink: import-ready files a user could upload by hand.
+
+Labelbox: ``labelbox-<batch id>.json``, a JSON array of data rows (the seeds' "upload a JSON
+file" format). Encord: ``encord-<batch id>.json``, a registration JSON with
+``skip_duplicate_urls: true``. Each file is written atomically (temp file, fsync, rename,
+fsync of the folder) before the batch's messages are acknowledged. The name is the batch id,
+a pure function of the item keys: re-delivering a batch after a crash finds the file already
+there and reports the items accepted without writing a second copy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import structlog
+
+from daemon.sinks.base import Batch, ItemResult, PermanentError, TransientError
+from workers.payloads import encord as enc
+from workers.payloads import labelbox as lb
+
+log = structlog.get_logger()
+
+
+def document(platform: str, batch: Batch) -> bytes:
+    if platform == "labelbox":
+        return lb.json_array([i.body for i in batch.items])
+    return enc.registration_json([(i.kind, i.body) for i in batch.items])
+
+
+class FilesSink:
+    name = "files"
+
+    def __init__(self, folder: Path, platform: str) -> None:
+        self.folder = folder
+        self.platform = platform
+
+    def path_for(self, batch: Batch) -> Path:
+        return self.folder / f"{self.platform}-{batch.id}.json"
+
+    async def deliver(self, batch: Batch) -> list[ItemResult]:
+        path = self.path_for(batch)
+        if not path.exists():
+            self._write(path, document(self.platform, batch))
+            log.info("batch written", batch_id=batch.id, path=str(path), items=len(batch.items))
+        else:
+            log.info("batch already written", batch_id=batch.id, path=str(path), items=len(batch.items))
+        return [ItemResult(key=i.key, status="accepted") for i in batch.items]
+
+    def _write(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            dfd = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            if e.errno in (28, 122):  # ENOSPC, EDQUOT: may clear up
+                raise TransientError(f"cannot write {path}: {e.strerror}") from None
+            raise PermanentError(f"cannot write {path}: {e.strerror}") from None
+
+    async def check(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.folder, os.W_OK):
+            raise PermanentError(f"output folder {self.folder} is not writable")

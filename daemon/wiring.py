@@ -1,0 +1,168 @@
+"""Factories: from a Config to the pipeline's parts. Long-lived clients open in an AsyncExitStack."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import aiohttp
+
+from daemon.build import Builder, file_url
+from daemon.config import Config, resolve
+from daemon.jobs import Job, ObjectRef
+from daemon.ledger import Ledger
+from daemon.pipeline import Deliverer, Pipeline, Prober, Settings
+from daemon.sinks.files import FilesSink
+from daemon.sources.base import Source
+from daemon.sources.manifest import ManifestSource
+from daemon.sources.spool import SpoolSource
+from workers.batching import JSON_ARRAY, NDJSON
+from workers.payloads.keys import check_key, make_key
+from workers.probe.engine import probe
+from workers.probe.media import MediaInfo
+from workers.reads.file import FileReader
+from workers.reads.http import HttpReader
+
+
+class WiringError(Exception):
+    pass
+
+
+def key_maker(cfg: Config):  # type: ignore[no-untyped-def]
+    template = cfg.target.global_key_template
+    labelbox = cfg.target.platform == "labelbox"
+
+    def key_for(ref: ObjectRef) -> str:
+        given = (ref.metadata or {}).get("global_key")
+        if given is not None:
+            if labelbox and (v := check_key(given)) is not None:
+                raise ValueError(f"{v.message}: {v.actual!r}")
+            return str(given)
+        fields = {
+            "bucket": ref.bucket or "",
+            "key": ref.key,
+            "version": ref.version or "",
+            "etag": (ref.etag or "").strip('"'),
+            "origin": ref.origin,
+            "path": ref.path or "",
+            "url": ref.url or "",
+        }
+        return make_key(template, fields)
+
+    return key_for
+
+
+def url_maker(cfg: Config):  # type: ignore[no-untyped-def]
+    prefix = cfg.source.url_prefix
+
+    def make_url(ref: ObjectRef) -> str:
+        if ref.origin == "url":
+            assert ref.url is not None
+            return ref.url
+        if ref.origin == "file":
+            if not prefix:
+                raise ValueError("source.url_prefix is required to publish local files")
+            return file_url(prefix, ref.key)
+        raise ValueError(f"no URL maker for origin {ref.origin!r}")
+
+    return make_url
+
+
+def open_ledger(cfg: Config) -> Ledger:
+    return Ledger(resolve(cfg, cfg.ledger.path)).open()
+
+
+def make_source(cfg: Config, *, once: bool) -> Source:
+    s = cfg.source
+    if s.type == "spool":
+        return SpoolSource(
+            resolve(cfg, s.path), once=once, poll_interval=s.poll_interval, stable_seconds=s.stable_seconds
+        )
+    if s.type == "manifest":
+        return ManifestSource(resolve(cfg, s.path), fmt=s.manifest_format)
+    raise WiringError(f"source.type {s.type!r} is not available in this build")
+
+
+def make_sink(cfg: Config) -> Deliverer:
+    k = cfg.sink
+    if k.type == "files":
+        return FilesSink(resolve(cfg, k.path), cfg.target.platform)
+    raise WiringError(f"sink.type {k.type!r} is not available in this build")
+
+
+async def make_prober(cfg: Config, stack: AsyncExitStack) -> Prober:
+    head = cfg.probe.head_bytes
+    session: aiohttp.ClientSession | None = None
+
+    async def http_session() -> aiohttp.ClientSession:
+        nonlocal session
+        if session is None:
+            connector = aiohttp.TCPConnector(limit=cfg.probe.concurrency, ttl_dns_cache=300)
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    connector=connector,
+                    cookie_jar=aiohttp.DummyCookieJar(),
+                    timeout=aiohttp.ClientTimeout(total=cfg.probe.timeout),
+                    auto_decompress=False,
+                )
+            )
+        return session
+
+    async def prober(job: Job) -> MediaInfo:
+        ref = job.ref
+        if ref.origin == "file":
+            assert ref.path is not None
+            reader = FileReader(ref.path)
+            try:
+                return await probe(reader, head_bytes=head)
+            finally:
+                reader.close()
+        if ref.origin == "url":
+            assert ref.url is not None
+            return await probe(HttpReader(await http_session(), ref.url, size=ref.size), head_bytes=head)
+        raise WiringError(f"no reader for origin {ref.origin!r} in this build")
+
+    return prober
+
+
+def settings(cfg: Config) -> Settings:
+    k = cfg.sink
+    return Settings(
+        probe_workers=cfg.probe.concurrency,
+        deliver_workers=k.max_concurrency if k.type != "files" else 1,
+        queue_size=cfg.pipeline.queue_size,
+        max_in_flight=cfg.pipeline.max_in_flight,
+        max_items=k.max_items,
+        max_bytes=k.max_bytes,
+        linger=k.linger_ms / 1000,
+        framing=NDJSON if k.type == "http" else JSON_ARRAY,
+        drain_timeout=cfg.pipeline.drain_timeout,
+    )
+
+
+async def build_pipeline(
+    cfg: Config, stack: AsyncExitStack, *, once: bool, prober: Prober | None = None
+) -> Pipeline:
+    """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
+    ledger = open_ledger(cfg)
+    stack.callback(ledger.close)
+    sink = make_sink(cfg)
+    builder = Builder(
+        platform=cfg.target.platform,
+        accept_kinds=cfg.target.accept_kinds,
+        strict=cfg.target.strict_access,
+        make_url=url_maker(cfg),
+    )
+    return Pipeline(
+        source=make_source(cfg, once=once),
+        deliverer=sink,
+        ledger=ledger,
+        prober=prober or await make_prober(cfg, stack),
+        builder=builder,
+        key_for=key_maker(cfg),
+        settings=settings(cfg),
+    )
+
+
+def output_folder(cfg: Config) -> Path:
+    return resolve(cfg, cfg.sink.path)

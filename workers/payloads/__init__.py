@@ -1,0 +1,1 @@
+"""msgspec Structs and pure builders for the platforms' payloads."""
