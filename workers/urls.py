@@ -27,7 +27,7 @@ import ipaddress
 import re
 import time
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
@@ -39,6 +39,7 @@ MAX_EXPIRES = 7 * 24 * 3600
 ENCORD_MAX_URL_BYTES = 16 * 1024
 LABELBOX_FORBIDDEN = "#<>|"
 _SAFE_QUERY = "-_.~"
+_ALGORITHM = "X-Amz-Algorithm=AWS4-HMAC-SHA256"
 _HOST_LABEL = re.compile(r"^(?!-)[a-zA-Z\d-]{1,63}(?<!-)$")
 _IPV4 = re.compile(r"^(?:[0-9]{1,3}\.){3}[0-9]{1,3}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,253}[a-z0-9]$", re.IGNORECASE)
@@ -69,6 +70,19 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return hmac.digest(k, b"aws4_request", "sha256")
 
 
+@lru_cache(maxsize=64)
+def _hmac_pads(secret: str, date: str, region: str, service: str) -> tuple[Any, Any]:
+    """SHA-256 states after the HMAC inner/outer pads of the signing key (RFC 2104).
+
+    Copying a primed state per URL is ~2.5x faster than ``hmac.digest`` (which re-derives
+    the padded key every call)."""
+    key = signing_key(secret, date, region, service).ljust(64, b"\0")
+    return (
+        hashlib.sha256(bytes(b ^ 0x36 for b in key)),
+        hashlib.sha256(bytes(b ^ 0x5C for b in key)),
+    )
+
+
 def _dns_bucket(bucket: str, *, allow_dots: bool) -> bool:
     """botocore's ``aws.isVirtualHostableS3Bucket``."""
     if len(bucket) < 3 or bucket.lower() != bucket or _IPV4.match(bucket):
@@ -89,9 +103,24 @@ def _dns_suffix(region: str) -> str:
     return "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
 
 
+_PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
+_PATH_BYTE = [chr(b) if b in _PATH_SAFE else f"%{b:02X}" for b in range(256)]
+_PATH_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-~/]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    return _PATH_BYTE[ord(m.group())]
+
+
 def quote_key(key: str) -> str:
-    """The URL path form of an S3 key (UTF-8, ``/`` and ``~`` kept), as botocore writes it."""
-    return quote(key, safe="/~")
+    """The URL path form of an S3 key (UTF-8, ``/`` and ``~`` kept): ``quote(key, safe="/~")``.
+
+    Faster than :func:`urllib.parse.quote` (which calls Python per byte): ASCII keys escape only
+    their unsafe characters, others go through a byte table.
+    """
+    if key.isascii():
+        return _PATH_UNSAFE.sub(_escape, key)
+    return "".join(map(_PATH_BYTE.__getitem__, key.encode()))
 
 
 class S3UrlSigner:
@@ -107,6 +136,9 @@ class S3UrlSigner:
         self._scope_tail = f"/{region}/s3/aws4_request"
         self._stamp_second = -1
         self._stamp = ""
+        self._hosts: dict[str, tuple[str, str, str]] = {}
+        self._creds_key: tuple[str, str, str | None, str] | None = None
+        self._creds_query = ("", "", "")
         if endpoint_url:
             parts = urlsplit(endpoint_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -133,9 +165,13 @@ class S3UrlSigner:
         """(scheme://authority, host header, path) of an object, following botocore's rules."""
         if not key:
             raise UrlError(f"s3://{bucket}/: empty key")
+        origin, host, prefix = self._hosts.get(bucket) or self._bucket_host(bucket)
+        return origin, host, prefix + quote_key(key)
+
+    def _bucket_host(self, bucket: str) -> tuple[str, str, str]:
+        """(origin, host header, path prefix) of a bucket; cached (a few buckets per process)."""
         if not bucket:
-            raise UrlError(f"bucket is empty for key {key!r}")
-        qkey = quote_key(key)
+            raise UrlError("bucket is empty")
         virtual = False
         if self.style == "virtual":
             if _dns_bucket(bucket, allow_dots=False):
@@ -143,16 +179,20 @@ class S3UrlSigner:
             elif self._custom and self._scheme == "http":
                 virtual = _dns_bucket(bucket, allow_dots=True)
         if virtual:
-            return (
+            found = (
                 f"{self._scheme}://{bucket}.{self._authority}",
                 f"{bucket}.{self._sign_host}",
-                f"{self._base}/{qkey}",
+                f"{self._base}/",
             )
-        return (
-            f"{self._scheme}://{self._authority}",
-            self._sign_host,
-            f"{self._base}/{quote(bucket, safe='')}/{qkey}",
-        )
+        else:
+            found = (
+                f"{self._scheme}://{self._authority}",
+                self._sign_host,
+                f"{self._base}/{quote(bucket, safe='')}/",
+            )
+        if len(self._hosts) < 1024:
+            self._hosts[bucket] = found
+        return found
 
     def _timestamp(self, now: float) -> str:
         second = int(now)
@@ -168,25 +208,36 @@ class S3UrlSigner:
         origin, host, path = self.location(bucket, key)
         stamp = self._timestamp(now)
         date = stamp[:8]
-        credential = quote(f"{creds.access_key}/{date}{self._scope_tail}", safe=_SAFE_QUERY)
-        query = (
-            f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={credential}"
-            f"&X-Amz-Date={stamp}&X-Amz-Expires={expires}"
-        )
-        if creds.token is not None:
-            token = quote(creds.token, safe=_SAFE_QUERY)
-            canonical_query = f"{query}&X-Amz-Security-Token={token}&X-Amz-SignedHeaders=host"
-            query = f"{query}&X-Amz-SignedHeaders=host&X-Amz-Security-Token={token}"
-        else:
-            query = canonical_query = f"{query}&X-Amz-SignedHeaders=host"
-        canonical = f"GET\n{path}\n{canonical_query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD"
-        to_sign = (
-            f"AWS4-HMAC-SHA256\n{stamp}\n{date}{self._scope_tail}\n"
-            f"{hashlib.sha256(canonical.encode()).hexdigest()}"
-        )
-        key_bytes = signing_key(creds.secret_key, date, self.region, "s3")
-        signature = hmac.new(key_bytes, to_sign.encode(), "sha256").hexdigest()
-        return f"{origin}{path}?{query}&X-Amz-Signature={signature}"
+        credential, tail, canonical_tail = self._query_parts(creds, date)
+        query = f"{_ALGORITHM}&X-Amz-Credential={credential}&X-Amz-Date={stamp}&X-Amz-Expires={expires}"
+        canonical = f"GET\n{path}\n{query}{canonical_tail}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD"
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{date}{self._scope_tail}\n{digest}"
+        inner_pad, outer_pad = _hmac_pads(creds.secret_key, date, self.region, "s3")
+        inner = inner_pad.copy()
+        inner.update(to_sign.encode())
+        outer = outer_pad.copy()
+        outer.update(inner.digest())
+        signature = outer.hexdigest()
+        return f"{origin}{path}?{query}{tail}&X-Amz-Signature={signature}"
+
+    def _query_parts(self, creds: Credentials, date: str) -> tuple[str, str, str]:
+        """Quoted credential scope, URL query tail and canonical query tail (cached per day/creds).
+
+        The canonical query is sorted, so the session token comes before SignedHeaders there,
+        while botocore writes it after SignedHeaders in the URL.
+        """
+        ck = (creds.access_key, creds.secret_key, creds.token, date)
+        if ck != self._creds_key:
+            credential = quote(f"{creds.access_key}/{date}{self._scope_tail}", safe=_SAFE_QUERY)
+            if creds.token is not None:
+                token = quote(creds.token, safe=_SAFE_QUERY)
+                tail = f"&X-Amz-SignedHeaders=host&X-Amz-Security-Token={token}"
+                canonical_tail = f"&X-Amz-Security-Token={token}&X-Amz-SignedHeaders=host"
+            else:
+                tail = canonical_tail = "&X-Amz-SignedHeaders=host"
+            self._creds_key, self._creds_query = ck, (credential, tail, canonical_tail)
+        return self._creds_query
 
 
 # -- normalisation -------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import botocore.session
 
 from workers.urls import MAX_EXPIRES, Credentials, S3UrlSigner, UrlError, parse_s3_url
 
-
 _clock = time.time  # the signing time (a seam for tests)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import os
 from unittest import mock
 
 import botocore.auth
@@ -18,6 +19,7 @@ from workers.urls import (
     Credentials,
     S3UrlSigner,
     UrlError,
+    _hmac_pads,
     normalise_url,
     parse_s3_url,
     signing_key,
@@ -29,6 +31,18 @@ _SESSION = botocore.session.get_session()
 _CLIENTS: dict[tuple[str, str, str, str | None], object] = {}
 AKID, SECRET = "AKIDEXAMPLE123", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 TOKEN = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQ+abc/def=="
+
+
+def _make_client(region: str, style: str, endpoint: str | None, token: str | None) -> object:
+    return _SESSION.create_client(
+        "s3",
+        region_name=region,
+        aws_access_key_id=AKID,
+        aws_secret_access_key=SECRET,
+        aws_session_token=token,
+        endpoint_url=endpoint,
+        config=Config(signature_version="s3v4", s3={"addressing_style": style}),
+    )
 
 
 def botocore_url(
@@ -45,15 +59,11 @@ def botocore_url(
     ck = (region, style, endpoint or "", token)
     client = _CLIENTS.get(ck)
     if client is None:
-        client = _SESSION.create_client(
-            "s3",
-            region_name=region,
-            aws_access_key_id=AKID,
-            aws_secret_access_key=SECRET,
-            aws_session_token=token,
-            endpoint_url=endpoint,
-            config=Config(signature_version="s3v4", s3={"addressing_style": style}),
-        )
+        # a moto fixture of another test module may have set AWS_ENDPOINT_URL: sign for real AWS
+        with mock.patch.dict(os.environ):
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+            os.environ.pop("AWS_ENDPOINT_URL_S3", None)
+            client = _make_client(region, style, endpoint, token)
         _CLIENTS[ck] = client
     # botocore.auth reads the clock through this module-level name: freezing it is the seam.
     with mock.patch.object(botocore.auth, "get_current_datetime", return_value=at):
@@ -168,13 +178,15 @@ class TestBotocoreIdentity:
     def test_signing_key_cached_per_day(self) -> None:
         """The derived key is computed once per (secret, date, region, service)."""
         signing_key.cache_clear()
+        _hmac_pads.cache_clear()
         s = S3UrlSigner(region="us-west-2")
         c = Credentials(access_key=AKID, secret_key=SECRET)
         for i in range(50):
             s.presign_get(c, "media-bucket", f"k{i}", expires=60, now=1_700_000_000 + i)
         s.presign_get(c, "media-bucket", "k", expires=60, now=1_700_000_000 + 86400)
-        info = signing_key.cache_info()
-        assert (info.misses, info.hits) == (2, 49)
+        pads = _hmac_pads.cache_info()
+        assert (pads.misses, pads.hits) == (2, 49)
+        assert signing_key.cache_info().misses == 2
 
     @pytest.mark.parametrize("expires", [0, -1, 604801])
     def test_expiry_bounds(self, expires: int) -> None:
