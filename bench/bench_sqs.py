@@ -72,7 +72,7 @@ async def ours(server: FakeSqs) -> int:
         async for batch in src.batches():
             for m in batch:
                 await m.ack()
-        await src.close()
+        await src.aclose()
         return src.stats["deleted"]
 
 

@@ -19,8 +19,10 @@ Life of a message (ref/pipelines.md 1.5, the complaint taxonomy):
   someone else and will be deduplicated by the ledger), never fatal.
 * ``retry_later(delay)``: ``delay > 0`` makes it visible again after ``max(delay, backoff)``
   where backoff grows exponentially with the receive count; ``delay == 0`` releases it now.
-* ``stop()`` stops receiving and releases (visibility 0) what was received but not handed out;
-  ``close()`` also releases handed-out messages not acked, flushes deletes, stops the heartbeat.
+* ``close()`` (the Source contract, called when intake ends) stops receiving and releases
+  (visibility 0) what was received but not handed out; heartbeats and deletes go on while the
+  pipeline drains. ``aclose()`` (on the exit stack) releases handed-out messages never acked,
+  flushes deletes and stops the heartbeat.
 * ``once``: ``batches()`` ends when two receives in a row came back empty and nothing is held.
 """
 
@@ -187,7 +189,7 @@ class SqsSource:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await self.aclose()
 
     async def batches(self) -> AsyncIterator[list[Message]]:
         await self.start()
@@ -204,8 +206,12 @@ class SqsSource:
             if live:
                 yield live
 
-    async def stop(self) -> None:
-        """Stop receiving; release what was received but not handed out. Heartbeat continues."""
+    async def close(self) -> None:
+        """Stop pulling; release what was received but not handed out (the Source contract).
+
+        Heartbeats and deletes go on: the pipeline acks (or gives back) what it holds after
+        this, while it drains. :meth:`aclose` ends everything.
+        """
         if self._stopping:
             return
         self._stopping = True
@@ -221,9 +227,11 @@ class SqsSource:
         await self._release(unhanded)
         self._ready.put_nowait(None)
 
-    async def close(self) -> None:
-        """Stop, release every message not acked (visibility 0), flush deletes, stop the heartbeat."""
-        await self.stop()
+    async def aclose(self) -> None:
+        """Final shutdown, after the pipeline has drained: release every message still not
+        acked (visibility 0, another instance takes it at once), send the queued deletes,
+        stop the heartbeat."""
+        await self.close()
         await self._release([m for m in self._held.values() if m.state != "done"])
         await self._calls.close()
         for t in self._bg_tasks:
@@ -428,7 +436,7 @@ async def open_sqs_source(
         max_in_flight=cfg.pipeline.max_in_flight,
         once=once,
     )
-    stack.push_async_callback(source.close)
+    stack.push_async_callback(source.aclose)
     await source.start()
     return source
 

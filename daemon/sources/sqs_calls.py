@@ -57,6 +57,11 @@ class SqsCalls:
             self._task = asyncio.create_task(self._deleter(), name="sqs-deleter")
 
     def delete(self, m: Held) -> None:
+        if self._task is None:  # after close: send it alone rather than lose it
+            task = asyncio.create_task(self._delete_chunk([m]))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+            return
         self._deletes.put_nowait(m)
 
     async def close(self) -> None:

@@ -147,7 +147,7 @@ class TestBodies:
         try:
             msgs = await drain(src)
         finally:
-            await src.close()
+            await src.aclose()
         good = sorted(r.key for m in msgs for r in m.refs)
         assert good == ["eb+key.jpg", "sns key.jpg"]
         (bad,) = [m for m in msgs if m.error]
@@ -172,7 +172,7 @@ class TestBodies:
             await multi.ack()
             await apoll(lambda: src.stats["deleted"] == 12)
         finally:
-            await src.close()
+            await src.aclose()
         assert sqs_client.calls["delete_message_batch"] == 2
         assert queue_counts(sqs, queue) == (0, 0)
 
@@ -193,7 +193,7 @@ class TestPoisonAndRetry:
             await again.ack()
             await apoll(lambda: src.stats["deleted"] == 1)
         finally:
-            await src.close()
+            await src.aclose()
         got = sqs.receive_message(QueueUrl=dlq, MessageAttributeNames=["All"], WaitTimeSeconds=1)["Messages"]
         assert got[0]["Body"] == s3_event("p.jpg")
         assert "max_receive_count=1" in got[0]["MessageAttributes"]["ingestd-error"]["StringValue"]
@@ -208,7 +208,7 @@ class TestPoisonAndRetry:
             await m.retry_later(1)
             assert queue_counts(sqs, queue) == (0, 1)
         finally:
-            await src.close()
+            await src.aclose()
         assert queue_counts(sqs, queue) == (0, 1)  # close does not release what was retried
         assert [retry_visibility(1, n) for n in (1, 2, 3, 10, 20)] == [5, 10, 20, 900, 900]
         assert retry_visibility(60, 1) == 60
@@ -231,20 +231,38 @@ class TestVisibility:
             await m.ack()
             await apoll(lambda: src.stats["deleted"] == 1)
         finally:
-            await src.close()
+            await src.aclose()
         assert queue_counts(sqs, queue) == (0, 0)
 
     async def test_close_releases_unhanded_messages(self, sqs: Any, queue: str, sqs_client: Any) -> None:
-        """Messages received but not handed out (and handed but not acked) are visible right after close."""
+        """close() releases what was received but not handed out at once; a handed-out message
+        stays ours (heartbeat) until aclose() releases it too."""
         for i in range(15):
             sqs.send_message(QueueUrl=queue, MessageBody=s3_event(f"k{i}"))
-        src = source(sqs_client, queue, once=False, receivers=2)
-        await take(src, 1)
+        src = source(sqs_client, queue, once=False, receivers=2, visibility_timeout=2)
+        (handed,) = (await take(src, 1))[:1]
         await apoll(lambda: src.stats["received"] >= 15)
         assert queue_counts(sqs, queue) == (0, 15)
         await src.close()
+        handed_batch = 15 - src.stats["released"]
+        assert handed_batch >= 1 and queue_counts(sqs, queue) == (15 - handed_batch, handed_batch)
+        await apoll(lambda: src.stats["extended"] >= 1)  # heartbeat still runs after close()
+        await src.aclose()
         assert queue_counts(sqs, queue) == (15, 0)
-        assert src.stats["released"] == 15
+        assert handed.id
+
+    async def test_acks_after_close_still_delete(self, sqs: Any, queue: str, sqs_client: Any) -> None:
+        """The pipeline acks while draining, after close(): those deletes still go out."""
+        for i in range(3):
+            sqs.send_message(QueueUrl=queue, MessageBody=s3_event(f"k{i}"))
+        src = source(sqs_client, queue, once=False)
+        msgs = await take(src, 3)
+        await src.close()
+        for m in msgs:
+            await m.ack()
+        await src.aclose()
+        assert src.stats["deleted"] == 3
+        assert queue_counts(sqs, queue) == (0, 0)
 
     async def test_backpressure_bounds_in_flight(self, sqs: Any, queue: str, sqs_client: Any) -> None:
         """With max_in_flight 20 and nobody acking, no more than 20 messages are taken from the queue."""
@@ -258,4 +276,4 @@ class TestVisibility:
                 await m.ack()
             await apoll(lambda: src.stats["received"] >= 30)
         finally:
-            await src.close()
+            await src.aclose()
