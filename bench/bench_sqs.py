@@ -25,7 +25,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from bench.harness import Figure
-from daemon.sources.sqs import SqsSource
+from daemon.sources.sqs import SqsSource, freeze_user_agent
 
 ROOT = Path(__file__).resolve().parent.parent
 RECEIVERS = 4
@@ -68,6 +68,7 @@ def client(url: str) -> Any:
 
 async def ours(server: FakeSqs) -> int:
     async with client(server.url) as c:
+        freeze_user_agent(c)
         src = SqsSource(c, queue_url=server.queue_url, receivers=RECEIVERS, once=True, max_in_flight=4096)
         async for batch in src.batches():
             for m in batch:
