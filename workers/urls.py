@@ -118,6 +118,8 @@ def quote_key(key: str) -> str:
     Faster than :func:`urllib.parse.quote` (which calls Python per byte): ASCII keys escape only
     their unsafe characters, others go through a byte table.
     """
+    if _PATH_UNSAFE.search(key) is None:
+        return key
     if key.isascii():
         return _PATH_UNSAFE.sub(_escape, key)
     return "".join(map(_PATH_BYTE.__getitem__, key.encode()))

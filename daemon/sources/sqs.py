@@ -266,6 +266,8 @@ class SqsSource:
                 await asyncio.sleep(pause)
                 continue
             self._reserved -= 10
+            if self._has_room():
+                self._room.set()  # another receiver may wait on the room this one reserved
             failures = 0
             messages = resp.get("Messages") or ()
             if not messages:

@@ -78,6 +78,14 @@ class TestRangedReads:
             await r.read(0, 10)
         assert e.value.transient is True
 
+    async def test_matching_etag_reads(
+        self, http: aiohttp.ClientSession, moto_endpoint: str, bucket: str, s3: Any
+    ) -> None:
+        """The ETag from the event (unquoted) pins the read: the current object matches."""
+        etag = s3.head_object(Bucket=bucket, Key="dir/a b+c.bin")["ETag"].strip('"')
+        r = reads(http, moto_endpoint).reader(bucket, "dir/a b+c.bin", etag=etag)
+        assert await r.read(0, 16) == BODY[:16]
+
     async def test_changed_object(self, http: aiohttp.ClientSession, moto_endpoint: str, bucket: str) -> None:
         """If the ETag of the event no longer matches, the read fails permanently (412)."""
         r = reads(http, moto_endpoint).reader(bucket, "dir/a b+c.bin", etag="0123456789abcdef")
