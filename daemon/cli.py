@@ -6,7 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from daemon.commands import dlq, probe, status
+from daemon import wiring
+from daemon.commands import check, dlq, probe, status
 from daemon.commands import run as run_cmd
 from daemon.commands.common import CommandError
 
@@ -18,6 +19,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for cmd in COMMANDS:
         cmd.register(sub)
+    check.register(sub, probe=wiring.probe_dependencies)
     return p
 
 

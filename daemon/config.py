@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -97,14 +98,21 @@ class SinkConfig(_Base):
 
 
 class LedgerConfig(_Base):
-    path: str = "state/ingestd.db"
-    dsn: str = ""  # postgresql://... for fleets
+    path: str = "state/ingestd.db"  # SQLite (the embedded default)
+    # PostgreSQL for fleets: a DSN without a password (postgresql://ingestd@db/ingestd), or the
+    # name of a secret holding the whole DSN (dsn_secret = "ledger_dsn")
+    dsn: str = ""
+    dsn_secret: str = ""
+    claim_seconds: float = 600.0  # how long a key claimed by an instance stays its own
 
 
 class PipelineConfig(_Base):
     queue_size: int = 1024  # bound of every queue between stages (objects)
     max_in_flight: int = 4096  # objects received but not final
     drain_timeout: float = 30.0
+    # a stage holding work without finishing anything for this long is wedged: the watchdog
+    # pings stop (keep it below the unit's WatchdogSec)
+    stall_seconds: float = 45.0
 
 
 class LogConfig(_Base):
@@ -219,10 +227,8 @@ def _check(cfg: Config) -> None:
     t = cfg.target
     if not 1 <= t.url_expires <= 7 * 24 * 3600:
         raise bad("target.url_expires", f"must be 1..604800 seconds, got {t.url_expires}")
-    try:
-        t.global_key_template.format_map(_TemplateProbe())
-    except (KeyError, ValueError, IndexError) as e:
-        raise bad("target.global_key_template", f"invalid template: {e}") from None
+    if (problem := _template_problem(t.global_key_template)) is not None:
+        raise bad("target.global_key_template", f"invalid template: {problem}")
     k = cfg.sink
     if k.type == "http" and not k.url.startswith(("http://", "https://")):
         raise bad("sink.url", f"required http(s) URL for sink type 'http', got {k.url!r}")
@@ -243,8 +249,25 @@ def _check(cfg: Config) -> None:
         raise bad("sink.retry_budget", f"must be within 0..1, got {k.retry_budget}")
     if k.linger_ms < 0:
         raise bad("sink.linger_ms", f"must be >= 0, got {k.linger_ms}")
+    if cfg.ledger.dsn and not cfg.ledger.dsn.startswith(("postgresql://", "postgres://")):
+        raise bad("ledger.dsn", "must be a postgresql:// URL")
+    if re.search(r"://[^/@]*:[^/@]*@", cfg.ledger.dsn):
+        raise bad("ledger.dsn", "must not contain a password: use dsn_secret or PGPASSFILE")
     if cfg.http.listen and not re.fullmatch(r"\[?[0-9A-Za-z.:]+\]?:\d{1,5}", cfg.http.listen):
         raise bad("http.listen", f"must be HOST:PORT, got {cfg.http.listen!r}")
+
+
+def _template_problem(template: str) -> str | None:
+    allowed = sorted(_TemplateProbe._ALLOWED)
+    try:
+        for _, field, _, _ in string.Formatter().parse(template):
+            # plain names only: no positional ({}, {0}), attribute ({key.x}) or index ({key[0]}) fields
+            if field is not None and field not in _TemplateProbe._ALLOWED:
+                return f"unknown field {{{field}}}; use {allowed}"
+        template.format_map(_TemplateProbe())
+    except (KeyError, ValueError, IndexError) as e:
+        return str(e)
+    return None
 
 
 class _TemplateProbe(dict[str, str]):

@@ -31,7 +31,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accepted (
     key TEXT PRIMARY KEY,          -- casefolded global key
     global_key TEXT NOT NULL,
-    status TEXT NOT NULL,          -- accepted | duplicate
+    status TEXT NOT NULL,          -- accepted | duplicate | purged (refused, dead letter dropped)
     batch_id TEXT,
     at REAL NOT NULL
 ) WITHOUT ROWID;
@@ -73,6 +73,14 @@ _json = msgspec.json.Encoder()
 
 def fold(key: str) -> str:
     return key.casefold()
+
+
+class Claimed(msgspec.Struct, frozen=True):
+    """Keys to skip: ``known`` (final already: casefolded key -> global key as recorded) and
+    ``busy`` (casefolded keys another instance holds)."""
+
+    known: dict[str, str]
+    busy: set[str]
 
 
 class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -127,15 +135,24 @@ class Ledger:
     # -- intake -----------------------------------------------------------------------------
     def known(self, keys: Sequence[str]) -> set[str]:
         """The casefolded keys among ``keys`` that are accepted or dead-lettered."""
-        out: set[str] = set()
+        return set(self.known_as(keys))
+
+    def known_as(self, keys: Sequence[str]) -> dict[str, str]:
+        """For each of ``keys`` already recorded: casefolded key -> the global key as recorded
+        (its exact spelling tells a rerun of the same object from a case-only collision)."""
+        out: dict[str, str] = {}
         folded = [fold(k) for k in keys]
         for i in range(0, len(folded), 500):
             chunk = folded[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for (k,) in self.db.execute(f"SELECT key FROM accepted WHERE key IN ({marks})", chunk):
-                out.add(k)
-            for (k,) in self.db.execute(f"SELECT key FROM dead_letters WHERE key IN ({marks})", chunk):
-                out.add(k)
+            for k, gk in self.db.execute(
+                f"SELECT key, global_key FROM accepted WHERE key IN ({marks})", chunk
+            ):
+                out[k] = gk
+            for k, gk in self.db.execute(
+                f"SELECT key, coalesce(global_key, key) FROM dead_letters WHERE key IN ({marks})", chunk
+            ):
+                out.setdefault(k, gk)
         return out
 
     # -- batches ----------------------------------------------------------------------------
@@ -239,9 +256,13 @@ class Ledger:
         if keys:
             where.append(f"key IN ({','.join('?' * len(keys))})")
             args.extend(fold(k) for k in keys)
-        if rule:
-            where.append("(rule = ? OR rule LIKE ?)")
-            args.extend([rule, rule.rstrip("*") + "%" if rule.endswith("*") else rule])
+        if rule and rule.endswith("*"):
+            # a literal prefix: LIKE would treat '_' as a wildcard and ignore case
+            where.append("substr(rule, 1, ?) = ?")
+            args.extend([len(rule) - 1, rule[:-1]])
+        elif rule:
+            where.append("rule = ?")
+            args.append(rule)
         if stage:
             where.append("stage = ?")
             args.append(stage)
@@ -297,7 +318,26 @@ class Ledger:
 
     def purge(self, keys: Sequence[str]) -> int:
         """Drop dead letters for good (the objects stay skipped: recorded as refused)."""
-        return self.requeue(keys)
+        folded = [fold(k) for k in keys]
+        n = 0
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for i in range(0, len(folded), 500):
+                chunk = folded[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                db.execute(
+                    "INSERT OR IGNORE INTO accepted(key, global_key, status, batch_id, at)"
+                    f" SELECT key, coalesce(global_key, key), 'purged', NULL, ? FROM dead_letters"
+                    f" WHERE key IN ({marks})",
+                    [time.time(), *chunk],
+                )
+                n += db.execute(f"DELETE FROM dead_letters WHERE key IN ({marks})", chunk).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return n
 
     # -- checkpoints (resumable sources) ------------------------------------------------------
     async def get_checkpoint(self, name: str) -> str | None:
@@ -320,7 +360,7 @@ class Ledger:
         )
         pending = db.execute("SELECT count(*) FROM batches WHERE state='pending'").fetchone()[0]
         batches = db.execute("SELECT count(*), coalesce(sum(n),0) FROM batches WHERE state='done'").fetchone()
-        last = db.execute("SELECT max(at) FROM accepted").fetchone()[0]
+        last = db.execute("SELECT max(at) FROM accepted WHERE status != 'purged'").fetchone()[0]
         return {
             "accepted": int(accepted.get("accepted", 0)),
             "duplicates": int(accepted.get("duplicate", 0)),

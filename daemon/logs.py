@@ -24,7 +24,14 @@ _SECRET_PARAM = re.compile(
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(Bearer|Basic|ApiKey)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-_SECRET_KEYS = frozenset({"authorization", "api_key", "apikey", "token", "secret", "password", "signature"})
+# a key whose lower-cased name contains one of these holds a secret (access_token, X-Api-Key,
+# aws_secret_access_key, client_secret, ...)
+_SECRET_WORDS = ("authorization", "api_key", "apikey", "api-key", "token", "secret", "password", "signature")
+
+
+def _secret_key(key: object) -> bool:
+    name = str(key).lower()
+    return any(w in name for w in _SECRET_WORDS)
 
 
 def redact_text(text: str) -> str:
@@ -35,7 +42,7 @@ def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value) if ("=" in value or " " in value) else value
     if isinstance(value, dict):
-        return {k: "[redacted]" if str(k).lower() in _SECRET_KEYS else _redact(v) for k, v in value.items()}
+        return {k: "[redacted]" if _secret_key(k) else _redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(v) for v in value]
     return value
@@ -43,7 +50,7 @@ def _redact(value: Any) -> Any:
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for k in list(event):
-        event[k] = "[redacted]" if k.lower() in _SECRET_KEYS else _redact(event[k])
+        event[k] = "[redacted]" if _secret_key(k) else _redact(event[k])
     return event
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,11 +27,16 @@ import structlog
 
 from daemon.build import Builder
 from daemon.commit import recovery_dead_letters, sort_results
+from daemon.intake import Intake
 from daemon.jobs import Job, ObjectRef, Rejection
-from daemon.ledger import Ledger, dead_letter_for, fold
+from daemon.ledger import dead_letter_for, fold
+from daemon.ledger_store import LedgerStore
+from daemon.metrics import Metrics, Stage
+from daemon.metrics import Outcome as MetricOutcome
 from daemon.sinks.base import Batch, BatchItem, ItemResult, PermanentError, TransientError
-from daemon.sources.base import Message, Source
+from daemon.sources.base import Source
 from daemon.tracker import Counters, Outcome, Tracker
+from daemon.watchdog import ProgressMonitor
 from workers.batching import JSON_ARRAY, Batcher, Framing
 from workers.probe.media import MediaInfo
 from workers.reads import ObjectGone, ReadError
@@ -44,6 +49,25 @@ KeyMaker = Callable[[ObjectRef], str]
 # End-of-stream sentinels, recognised by identity.
 _END_JOB = Job(ref=ObjectRef(origin="file", key="<end>"), message_id="<end>")
 _END_BATCH: list[Job] = []
+
+# Where an outcome is counted in the metrics, and how a rejection's stage maps onto them.
+_OUTCOME_METRIC: dict[str, tuple[Stage, MetricOutcome]] = {
+    "delivered": ("deliver", "ok"),
+    "duplicate": ("intake", "duplicate"),
+    "gone": ("probe", "skipped"),
+    "retry": ("deliver", "retried"),
+    "release": ("intake", "skipped"),
+}
+_REJECTION_STAGE: dict[str, Stage] = {
+    "intake": "intake",
+    "read": "probe",
+    "probe": "probe",
+    "url": "build",
+    "validate": "build",
+    "build": "build",
+    "batch": "batch",
+    "deliver": "deliver",
+}
 
 
 class Deliverer(Protocol):
@@ -72,12 +96,14 @@ class Pipeline:
         *,
         source: Source,
         deliverer: Deliverer,
-        ledger: Ledger,
+        ledger: LedgerStore,
         prober: Prober,
         builder: Builder,
         key_for: KeyMaker,
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
+        monitor: ProgressMonitor | None = None,
     ) -> None:
         self.source = source
         self.deliverer = deliverer
@@ -88,6 +114,13 @@ class Pipeline:
         self.s = settings
         self.clock = clock
         self.counters = Counters()
+        self.metrics = metrics or Metrics("unversioned")
+        self.monitor = monitor or ProgressMonitor(stall_after=60.0)
+        self._st_probe = self.monitor.stage("probe")
+        self._st_deliver = self.monitor.stage("deliver")
+        self._st_commit = self.monitor.stage("commit")
+        self._probing = 0
+        self.intake = Intake(self)
         self.tracker = Tracker(self.counters, retry_delay=settings.retry_delay)
         self.probe_q: asyncio.Queue[Job] = asyncio.Queue(settings.queue_size)
         self.deliver_q: asyncio.Queue[list[Job]] = asyncio.Queue(max(2, settings.deliver_workers * 2))
@@ -101,12 +134,12 @@ class Pipeline:
             framing=settings.framing,
         )
         self._batch_added = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.max_in_flight)
-        self._in_flight: set[str] = set()
+        self._lingering: list[Job] = []
+        self.slots = asyncio.Semaphore(settings.max_in_flight)
+        self.in_flight_keys: dict[str, str] = {}  # casefolded -> exact global key
         self._stopping = asyncio.Event()
         self._intake_task: asyncio.Task[None] | None = None
         self._deadline: asyncio.Timeout | None = None
-        self.last_progress = clock()
         self.drained = True
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -126,25 +159,25 @@ class Pipeline:
 
     @property
     def in_flight(self) -> int:
-        return self.s.max_in_flight - self._slots._value
+        return self.s.max_in_flight - self.slots._value
 
     async def recover(self) -> None:
         """Re-deliver batches begun before a crash, before taking new work."""
-        for sink_name, batch in self.ledger.pending_batches():
+        for sink_name, batch in await self.ledger.pending_batches():
             if sink_name != self.deliverer.name:
                 log.warning("pending batch for another sink dropped", batch_id=batch.id, sink=sink_name)
-                self.ledger.abort_batch(batch.id)
+                await self.ledger.abort_batch(batch.id)
                 continue
             log.info("recovering batch", batch_id=batch.id, items=len(batch.items))
             results = await self.deliverer.deliver(batch)
             if any(r.status == "retryable" for r in results):
                 raise RuntimeError(f"recovery of batch {batch.id} failed: the sink is not accepting work")
-            self.ledger.finish_batch(batch.id, results, recovery_dead_letters(results))
+            await self.ledger.finish_batch(batch.id, results, recovery_dead_letters(results))
 
     async def run(self) -> Counters:
         await self.recover()
         async with asyncio.TaskGroup() as tg:
-            self._intake_task = tg.create_task(self._intake())
+            self._intake_task = tg.create_task(self.intake.run())
             probers = [tg.create_task(self._probe_worker()) for _ in range(self.s.probe_workers)]
             linger = tg.create_task(self._linger())
             deliverers = [tg.create_task(self._deliver_worker()) for _ in range(self.s.deliver_workers)]
@@ -174,6 +207,9 @@ class Pipeline:
                 await self.probe_q.put(_END_JOB)
             await asyncio.wait(set(probers))
             linger.cancel()
+            await asyncio.wait({linger})
+            if self._lingering:  # taken from the batcher, not yet queued when cancelled
+                await self.deliver_q.put(self._lingering)
             rest = self.batcher.flush()
             if rest:
                 await self.deliver_q.put(rest)
@@ -196,73 +232,14 @@ class Pipeline:
         self.tracker.close()
         await acker
 
-    # -- intake -----------------------------------------------------------------------------------
-    async def _intake(self) -> None:
-        jobs: list[Job] = []
-        i = 0
-        try:
-            async for batch in self.source.batches():
-                self.counters.messages += len(batch)
-                jobs = self._open(batch)
-                known = self.ledger.known([j.global_key for j in jobs if j.state == "new"])
-                for i, job in enumerate(jobs):  # noqa: B007 - i is read in the finally clause
-                    await self._dispatch(job, known)
-                jobs = []
-                if self.stopping:
-                    break
-        except asyncio.CancelledError:
-            if not self.stopping:
-                raise
-        finally:
-            for job in jobs[i:]:  # received but never dispatched: give back
-                self.tracker.settle(job.message_id, "release")
-            await self.source.close()
-
-    def _open(self, batch: Sequence[Message]) -> list[Job]:
-        jobs: list[Job] = []
-        for msg in batch:
-            if msg.error is not None:
-                rej = Rejection(stage="intake", rule="message.decode", message=msg.error)
-                self.ledger.add_dead([dead_letter_for(f"msg:{msg.id}", None, rej, raw=msg.raw)])
-                log.warning("message dead-lettered", message_id=msg.id, rule=rej.rule, reason=msg.error)
-                self.counters.seen += 1
-                self.counters.dead += 1
-                self.tracker.finish(msg)
-                continue
-            if not msg.refs:
-                self.tracker.finish(msg)
-                continue
-            self.tracker.add(msg, len(msg.refs))
-            for ref in msg.refs:
-                self.counters.seen += 1
-                job = Job(ref=ref, message_id=msg.id)
-                try:
-                    job.global_key = self.key_for(ref)
-                except ValueError as e:
-                    job.global_key = ref.key
-                    job.rejection = Rejection(
-                        stage="intake", rule="global_key", message=str(e), actual=ref.key
-                    )
-                    job.state = "dead"
-                jobs.append(job)
-        return jobs
-
-    async def _dispatch(self, job: Job, known: set[str]) -> None:
-        folded = fold(job.global_key)
-        if job.state == "dead":
-            await self._slots.acquire()
-            await self.dead_q.put(job)
-        elif folded in known or folded in self._in_flight:
-            job.state = "duplicate"
-            self.tracker.settle(job.message_id, "duplicate")
-        else:
-            await self._slots.acquire()
-            self._in_flight.add(folded)
-            await self.probe_q.put(job)
-
     # -- probe + build + batch ----------------------------------------------------------------------
     async def _probe_worker(self) -> None:
-        while (job := await self.probe_q.get()) is not _END_JOB:
+        st = self._st_probe
+        q = self.probe_q
+        while (job := await q.get()) is not _END_JOB:
+            self._probing += 1
+            st.busy = True
+            st.queued = q.qsize()
             try:
                 info = await self.prober(job)
             except ObjectGone as e:
@@ -273,6 +250,7 @@ class Pipeline:
                 if e.transient:
                     log.warning("read failed, will retry", key=job.ref.key, reason=str(e))
                     self._final(job, "retry")
+                    await self.ledger.release([job.global_key])
                     continue
                 job.rejection = Rejection(stage="read", rule="read.failed", message=str(e), actual=e.status)
             except Exception as e:
@@ -285,8 +263,13 @@ class Pipeline:
             else:
                 self.counters.probe_bytes += info.bytes_read
                 self.counters.probe_requests += info.requests
+                self.metrics.probe_cost(info.bytes_read, info.requests)
                 job.info = info
                 self.builder.build(job)
+            finally:
+                self._probing -= 1
+                st.busy = self._probing > 0
+                st.done += 1
             if job.rejection is None and not self.batcher.fits_alone(job):
                 job.rejection = Rejection(
                     stage="batch",
@@ -319,16 +302,28 @@ class Pipeline:
                 continue
             due = self.batcher.due()
             if due:
+                self._lingering = due
                 await self.deliver_q.put(due)
+                self._lingering = []
 
     # -- deliver + commit -----------------------------------------------------------------------------
     async def _deliver_worker(self) -> None:
+        st = self._st_deliver
         while (jobs := await self.deliver_q.get()) is not _END_BATCH:
-            await self._deliver(jobs)
+            st.queued = self.deliver_q.qsize()
+            st.busy = True
+            try:
+                await self._deliver(jobs)
+            finally:
+                st.busy = False
+                st.done += 1
 
     async def _deliver(self, jobs: list[Job]) -> None:
         batch = Batch.of([BatchItem(j.global_key, j.kind, j.body) for j in jobs])
-        self.ledger.begin_batch(batch, self.deliverer.name)
+        await self.ledger.begin_batch(batch, self.deliverer.name)
+        nbytes = batch.nbytes
+        self.metrics.batch_sent(len(jobs), nbytes)
+        started = time.monotonic()
         try:
             results = await self.deliverer.deliver(batch)
         except (TransientError, PermanentError) as e:
@@ -340,12 +335,24 @@ class Pipeline:
             )
             results = [ItemResult(key=j.global_key, status="retryable", reason=str(e)) for j in jobs]
         outcomes, dead = sort_results(jobs, results)
-        if all(o == "retry" for _, o, _ in outcomes):
-            self.ledger.abort_batch(batch.id)
+        failed = all(o == "retry" for _, o, _ in outcomes)
+        self.metrics.delivered(time.monotonic() - started, success=not failed)
+        if failed:
+            await self.ledger.abort_batch(batch.id)
         else:
-            self.ledger.finish_batch(batch.id, results, dead)
+            await self.ledger.finish_batch(batch.id, results, dead)
             self.counters.batches += 1
+        retried = [job.global_key for job, outcome, _ in outcomes if outcome == "retry"]
+        if retried:
+            await self.ledger.release(retried)
         for job, outcome, delay in outcomes:
+            log.debug(
+                "object settled",
+                key=job.ref.key,
+                global_key=job.global_key,
+                outcome=outcome,
+                batch_id=batch.id,
+            )
             if outcome == "dead" and job.rejection is not None:
                 log.warning(
                     "object rejected by sink",
@@ -377,14 +384,35 @@ class Pipeline:
                     expected=j.rejection.expected,
                     actual=j.rejection.actual,
                 )
-            self.ledger.add_dead(letters)
+            await self.ledger.add_dead(letters)
+            self._st_commit.done += len(jobs)
             for j in jobs:
                 self._final(j, "dead")
             if len(jobs) < len(group):
                 return
 
     def _final(self, job: Job, outcome: Outcome, delay: float | None = None) -> None:
-        self._in_flight.discard(fold(job.global_key))
-        self._slots.release()
-        self.last_progress = self.clock()
+        self.in_flight_keys.pop(fold(job.global_key), None)
+        self.slots.release()
         self.tracker.settle(job.message_id, outcome, delay=delay)
+        self._count(job, outcome)
+
+    def _count(self, job: Job, outcome: Outcome) -> None:
+        if outcome == "dead":
+            rej = job.rejection
+            stage = _REJECTION_STAGE.get(rej.stage, "build") if rej is not None else "build"
+            self.metrics.object_done(stage, "dead_lettered")
+            self.metrics.dead_letter(stage, rej.rule if rej is not None else "unknown")
+        else:
+            stage, result = _OUTCOME_METRIC[outcome]
+            self.metrics.object_done(stage, result)
+
+    def observe(self) -> None:
+        """Refresh the gauges (queue depths, in-flight) from the live structures."""
+        m = self.metrics
+        m.queue_depth("probe", self.probe_q.qsize())
+        m.queue_depth("deliver", self.deliver_q.qsize())
+        m.queue_depth("dead_letter", self.dead_q.qsize())
+        m.queue_depth("batch", len(self.batcher))
+        m.set_in_flight(self.tracker.unacked)
+        self._st_commit.queued = self.dead_q.qsize()

@@ -1,29 +1,48 @@
-"""Process lifecycle of ``ingestd run``: uvloop, signals, drain, the --once summary.
+"""Process lifecycle of ``ingestd run``: uvloop, signals, readiness, watchdog, drain, summary.
 
-SIGTERM/SIGINT: drain (stop pulling, finish or release in-flight work, flush, commit) and
-exit 0 within ``pipeline.drain_timeout``. A second signal stops at once (messages not final
-are released). Unexpected errors propagate: the process exits non-zero, loudly.
+* READY=1 once the ledger is open and the source and sink answer their checks.
+* WATCHDOG=1 only while every stage holding work makes progress (``daemon.watchdog``).
+* SIGTERM/SIGINT: STOPPING=1, drain (stop pulling, finish or release in-flight work, flush,
+  commit) with EXTEND_TIMEOUT_USEC while it progresses, exit 0 within
+  ``pipeline.drain_timeout``. A second signal stops at once (what is not final is released).
+* SIGHUP: RELOADING=1, re-read the config file, apply the log level and the sink's rate
+  limits and concurrency, READY=1. Work in flight is not touched.
+* Unexpected errors propagate: the process exits non-zero, loudly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import signal
 import sys
 import time
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any, TextIO
 
 import msgspec
 import structlog
 import uvloop
 
-from daemon.config import Config
+from daemon.config import Config, ConfigError, load
+from daemon.health import Operations, Readiness, serve, watch
+from daemon.logs import configure
+from daemon.metrics import Metrics
+from daemon.notify import Notifier
 from daemon.pipeline import Pipeline
 from daemon.tracker import Counters
+from daemon.watchdog import ProgressMonitor, extend_stop_while_draining, run_watchdog
 from daemon.wiring import build_pipeline
 
 log = structlog.get_logger()
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("ingestd")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -72,42 +91,125 @@ async def _progress(pipeline: Pipeline, out: TextIO, started: float) -> None:
         out.flush()
 
 
-def _install_signals(pipeline: Pipeline, main: asyncio.Task[Any]) -> None:
-    loop = asyncio.get_running_loop()
+class Service:
+    """One run of the daemon: the pipeline plus what systemd and operators see of it."""
 
-    def on_stop(signame: str) -> None:
-        if pipeline.stopping:
-            log.warning("second signal: stopping now", signal=signame)
-            main.cancel()
-            return
-        log.info("signal received, draining", signal=signame)
-        pipeline.stop()
+    def __init__(self, cfg: Config, config_path: str | None, *, once: bool) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.once = once
+        self.notifier = Notifier.from_env()
+        self.metrics = Metrics(version())
+        self.readiness = Readiness()
+        self.monitor = ProgressMonitor(stall_after=cfg.pipeline.stall_seconds)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.pipeline: Pipeline | None = None
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_stop, sig.name)
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
+    async def run(self) -> tuple[Summary, bool]:
+        started = time.monotonic()
+        async with AsyncExitStack() as stack:
+            p = await build_pipeline(
+                self.cfg, stack, once=self.once, metrics=self.metrics, monitor=self.monitor
+            )
+            self.pipeline = p
+            self.readiness.ledger_open = True
+            if self.cfg.http.listen:
+                host, port = await serve(
+                    stack,
+                    self.cfg.http.listen,
+                    Operations(metrics=self.metrics, readiness=self.readiness, monitor=self.monitor),
+                )
+                log.info("operations endpoint listening", host=host, port=port)
+            self._install_signals(p)
+            sink_check = getattr(p.deliverer, "check", None)
+            if sink_check is not None:
+                self._spawn(watch(sink_check, self.readiness.sink), "watch-sink")
+            else:
+                self.readiness.sink(None)
+            source_check = getattr(p.source, "check", None)
+            if source_check is not None:
+                self._spawn(watch(source_check, self.readiness.source), "watch-source")
+            else:
+                self.readiness.source(None)
+            self._spawn(self._ready_when_reachable(), "ready")
+            self._spawn(run_watchdog(self.notifier, self.monitor, extra_status=self._status), "watchdog")
+            if self.once and sys.stderr.isatty():
+                self._spawn(_progress(p, sys.stderr, started), "progress")
+            try:
+                counters = await p.run()
+            finally:
+                for t in list(self._tasks):
+                    t.cancel()
+                if self._tasks:
+                    await asyncio.wait(self._tasks)
+                if self.once and sys.stderr.isatty():
+                    sys.stderr.write("\n")
+            return summarize(counters, time.monotonic() - started), p.drained
 
-async def run_pipeline(cfg: Config, *, once: bool) -> tuple[Summary, bool]:
-    started = time.monotonic()
-    async with AsyncExitStack() as stack:
-        pipeline = await build_pipeline(cfg, stack, once=once)
+    def _status(self) -> str:
+        if self.pipeline is None:
+            return "starting"
+        self.pipeline.observe()
+        c = self.pipeline.counters
+        return f"seen={c.seen} delivered={c.delivered} dead={c.dead} in_flight={self.pipeline.in_flight}"
+
+    async def _ready_when_reachable(self) -> None:
+        while not self.readiness.ready:
+            self.readiness.changed.clear()
+            await self.readiness.changed.wait()
+        self.notifier.ready("running")
+        log.info("ready")
+
+    def _install_signals(self, pipeline: Pipeline) -> None:
+        loop = asyncio.get_running_loop()
         main = asyncio.current_task()
         assert main is not None
-        _install_signals(pipeline, main)
-        progress = None
-        if once and sys.stderr.isatty():
-            progress = asyncio.create_task(_progress(pipeline, sys.stderr, started))
+
+        def on_stop(signame: str) -> None:
+            if pipeline.stopping:
+                log.warning("second signal: stopping now", signal=signame)
+                main.cancel()
+                return
+            log.info("signal received, draining", signal=signame)
+            self.readiness.draining = True
+            self.notifier.stopping("draining")
+            self._spawn(extend_stop_while_draining(self.notifier, self.monitor), "extend-stop")
+            pipeline.stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_stop, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    def reload(self) -> None:
+        """SIGHUP: new log level, rate limits and concurrency; nothing in flight is dropped."""
+        if self.config_path is None:
+            return
         try:
-            counters = await pipeline.run()
-        finally:
-            if progress is not None:
-                progress.cancel()
-                sys.stderr.write("\n")
-        return summarize(counters, time.monotonic() - started), pipeline.drained
+            with self.notifier.reload_cycle():
+                new = load(self.config_path)
+                configure(new.log.level)
+                reload = getattr(self.pipeline.deliverer if self.pipeline else None, "reload", None)
+                if reload is not None:
+                    reload(new.sink)
+                self.cfg = new
+                log.info(
+                    "configuration reloaded",
+                    log_level=new.log.level,
+                    requests_per_second=new.sink.requests_per_second,
+                    max_concurrency=new.sink.max_concurrency,
+                )
+        except (ConfigError, ValueError) as e:
+            log.error("reload failed; previous settings kept", reason=str(e))
 
 
-def run(cfg: Config, *, once: bool) -> int:
-    summary, drained = uvloop.run(run_pipeline(cfg, once=once))
+def run(cfg: Config, *, once: bool, config_path: str | Path | None = None) -> int:
+    service = Service(cfg, None if config_path is None else str(config_path), once=once)
+    summary, drained = uvloop.run(service.run())
     log.info("run finished", **msgspec.structs.asdict(summary))
     if once:
         sys.stdout.buffer.write(msgspec.json.encode(summary) + b"\n")

@@ -114,12 +114,17 @@ class Tracker:
     async def run(self) -> None:
         """The acknowledging task: until :meth:`close`, then drain what is left."""
         while True:
-            if not self._settled:
-                if self._closed:
-                    return
+            if self._settled:
+                await self.flush()
+            elif self._closed:
+                return
+            else:
                 self._wake.clear()
                 await self._wake.wait()
-                continue
+
+    async def flush(self) -> None:
+        """Acknowledge (or give back) every settled message now, in shielded groups."""
+        while self._settled:
             group, self._settled = self._settled, []
             await asyncio.shield(self._ack_group(group))
 
@@ -138,12 +143,12 @@ class Tracker:
             except Exception as e:
                 # The work itself is recorded in the ledger; a failed ack only means the
                 # message comes back and is recognised as a duplicate.
-                log.warning("acknowledgement failed", message_id=s.msg.id, reason=str(e))
+                event = "acknowledgement failed" if s.retry is None else "release failed"
+                log.warning(event, message_id=s.msg.id, reason=str(e))
 
     async def release_all(self) -> None:
         """Give back every message not yet settled (drain deadline passed)."""
         entries, self._entries = list(self._entries.values()), {}
         for entry in entries:
             self.finish(entry.msg, 0.0)
-        group, self._settled = self._settled, []
-        await asyncio.shield(self._ack_group(group))
+        await self.flush()

@@ -10,12 +10,14 @@ import aiohttp
 from daemon.build import Builder, file_url
 from daemon.config import Config, resolve
 from daemon.jobs import Job, ObjectRef
-from daemon.ledger import Ledger
+from daemon.ledger_store import open_store
+from daemon.metrics import Metrics
 from daemon.pipeline import Deliverer, Pipeline, Prober, Settings
 from daemon.sinks.files import FilesSink
 from daemon.sources.base import Source
 from daemon.sources.manifest import ManifestSource
 from daemon.sources.spool import SpoolSource
+from daemon.watchdog import ProgressMonitor
 from workers.batching import JSON_ARRAY, NDJSON
 from workers.payloads.keys import check_key, make_key
 from workers.probe.engine import probe
@@ -66,10 +68,6 @@ def url_maker(cfg: Config):  # type: ignore[no-untyped-def]
         raise ValueError(f"no URL maker for origin {ref.origin!r}")
 
     return make_url
-
-
-def open_ledger(cfg: Config) -> Ledger:
-    return Ledger(resolve(cfg, cfg.ledger.path)).open()
 
 
 def make_source(cfg: Config, *, once: bool) -> Source:
@@ -141,11 +139,16 @@ def settings(cfg: Config) -> Settings:
 
 
 async def build_pipeline(
-    cfg: Config, stack: AsyncExitStack, *, once: bool, prober: Prober | None = None
+    cfg: Config,
+    stack: AsyncExitStack,
+    *,
+    once: bool,
+    prober: Prober | None = None,
+    metrics: Metrics | None = None,
+    monitor: ProgressMonitor | None = None,
 ) -> Pipeline:
     """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
-    ledger = open_ledger(cfg)
-    stack.callback(ledger.close)
+    ledger = await open_store(cfg, stack)
     sink = make_sink(cfg)
     builder = Builder(
         platform=cfg.target.platform,
@@ -161,8 +164,36 @@ async def build_pipeline(
         builder=builder,
         key_for=key_maker(cfg),
         settings=settings(cfg),
+        metrics=metrics,
+        monitor=monitor,
     )
 
 
 def output_folder(cfg: Config) -> Path:
     return resolve(cfg, cfg.sink.path)
+
+
+async def probe_dependencies(cfg: Config) -> list[tuple[str, str | None]]:
+    """Reach the real ledger, sink and source (``ingestd check``): (what, error or None)."""
+    results: list[tuple[str, str | None]] = []
+    try:
+        async with AsyncExitStack() as stack:
+            await (await open_store(cfg, stack)).stats()
+        results.append(("ledger open", None))
+    except Exception as e:  # any failure here is the answer to "can the ledger be opened"
+        results.append(("ledger open", f"{type(e).__name__}: {e}"))
+    async with AsyncExitStack() as stack:
+        for name, factory in (
+            ("sink reachable", lambda: make_sink(cfg)),
+            ("source reachable", lambda: make_source(cfg, once=True)),
+        ):
+            try:
+                part = factory()
+                check = getattr(part, "check", None)
+                if check is not None:
+                    await check()
+                results.append((name, None))
+            except Exception as e:  # reported, not raised: check lists every problem at once
+                results.append((name, f"{type(e).__name__}: {e}"))
+        del stack
+    return results

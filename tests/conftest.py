@@ -23,16 +23,28 @@ def require_tool(name: str) -> str:
     return path
 
 
-def ingestd(*args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None,
-            check: bool = False) -> subprocess.CompletedProcess[str]:
+def ingestd(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``ingestd`` CLI (``python -m daemon``) as a subprocess."""
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "daemon", *args],
-        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd or ROOT,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"ingestd {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"ingestd {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 

@@ -9,12 +9,15 @@ drops them for good. Both need ``--all`` or keys or a filter, so nothing is empt
 from __future__ import annotations
 
 import argparse
+import asyncio
+from contextlib import AsyncExitStack
 
 import msgspec
 
 from daemon.commands.common import CommandError, iso, load_config, parse_time, write
-from daemon.config import resolve
-from daemon.ledger import DeadLetter, Ledger
+from daemon.config import Config
+from daemon.ledger import DeadLetter
+from daemon.ledger_store import LedgerStore, open_store
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,8 +38,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def _select(ledger: Ledger, args: argparse.Namespace) -> list[DeadLetter]:
-    return ledger.dead_letters(
+async def _select(ledger: LedgerStore, args: argparse.Namespace) -> list[DeadLetter]:
+    return await ledger.dead_letters(
         keys=args.keys,
         rule=args.rule,
         stage=args.stage,
@@ -66,12 +69,17 @@ def _json(d: DeadLetter) -> str:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     filtered = any((args.rule, args.stage, args.prefix, args.since, args.until))
-    with Ledger(resolve(cfg, cfg.ledger.path)) as ledger:
-        if args.action in ("requeue", "purge") and not (args.all or args.keys or filtered):
-            raise CommandError(f"dlq {args.action}: name keys, give a filter, or pass --all")
-        if args.action == "show" and not args.keys:
-            raise CommandError("dlq show: name at least one key")
-        letters = _select(ledger, args)
+    if args.action in ("requeue", "purge") and not (args.all or args.keys or filtered):
+        raise CommandError(f"dlq {args.action}: name keys, give a filter, or pass --all")
+    if args.action == "show" and not args.keys:
+        raise CommandError("dlq show: name at least one key")
+    return asyncio.run(_run(cfg, args))
+
+
+async def _run(cfg: Config, args: argparse.Namespace) -> int:
+    async with AsyncExitStack() as stack:
+        ledger = await open_store(cfg, stack)
+        letters = await _select(ledger, args)
         if args.action in ("list", "show"):
             for d in letters:
                 write(_json(d) if args.json or args.action == "show" else _line(d))
@@ -80,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 raise CommandError(f"no dead letter for: {', '.join(sorted(missing))}")
             return 0
         keys = [d.key for d in letters]
-        n = ledger.requeue(keys) if args.action == "requeue" else ledger.purge(keys)
+        n = await (ledger.requeue(keys) if args.action == "requeue" else ledger.purge(keys))
         write(
             msgspec.json.encode({"action": args.action, "count": n}).decode()
             if args.json

@@ -19,4 +19,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     configure(cfg.log.level)
-    return run_service(cfg, once=args.once)
+    return run_service(cfg, once=args.once, config_path=args.config)

@@ -1,14 +1,18 @@
-"""``ingestd status -c CONFIG [--json]``: figures from the ledger."""
+"""``ingestd status -c CONFIG [--json]``: live figures from the running daemon, else the ledger's."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
 
 import msgspec
 
 from daemon.commands.common import iso, load_config, write
-from daemon.config import resolve
-from daemon.ledger import Ledger
+from daemon.config import Config, resolve
+from daemon.health import read_status
+from daemon.ledger_store import open_store
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,17 +22,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+async def _stats(cfg: Config) -> dict[str, Any]:
+    async with AsyncExitStack() as stack:
+        return await (await open_store(cfg, stack)).stats()
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    path = resolve(cfg, cfg.ledger.path)
-    with Ledger(path) as ledger:
-        stats = ledger.stats()
-    stats["ledger"] = str(path)
+    live = read_status(cfg.http.listen) if cfg.http.listen else None
+    if live is not None:
+        live["source"] = "live (operations endpoint)"
+        if args.json:
+            write(msgspec.json.encode(live).decode())
+        else:
+            for k, v in live.items():
+                write(f"{k:<26} {v}")
+        return 0
+    stats = asyncio.run(_stats(cfg))
+    stats["ledger"] = (
+        "postgresql" if (cfg.ledger.dsn or cfg.ledger.dsn_secret) else str(resolve(cfg, cfg.ledger.path))
+    )
     stats["last_accepted_at"] = iso(stats["last_accepted_at"])
     if args.json:
         write(msgspec.json.encode(stats).decode())
         return 0
-    write(f"ledger            {path}")
+    write(f"ledger            {stats['ledger']}")
     write(f"accepted          {stats['accepted']}")
     write(f"duplicates        {stats['duplicates']}")
     write(f"dead letters      {stats['dead_letters']}")

@@ -76,6 +76,9 @@ class FilesSink:
             raise PermanentError(f"cannot write {path}: {e.strerror}") from None
 
     async def check(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PermanentError(f"output folder {self.folder}: {e.strerror}") from None
         if not os.access(self.folder, os.W_OK):
             raise PermanentError(f"output folder {self.folder} is not writable")

@@ -89,6 +89,8 @@ class Outstanding:
         self._changed.clear()
 
     def cancel(self) -> None:
+        """Drop scheduled retries and wake the source's iterator so it sees it is closed."""
         for t in self._timers:
             t.cancel()
         self._timers.clear()
+        self._changed.set()

@@ -43,6 +43,8 @@ _PASSTHROUGH = (
     "title",
     "clientMetadata",
 )
+# keys of Encord's own item format that the probe re-derives: accepted and not passed through
+_REDERIVED = ("videoMetadata", "imageMetadata", "audioMetadata", "createVideo")
 _CSV_URL = ("url", "path", "row_data", "objecturl")
 _CSV_TITLE = ("title", "video title", "image title", "audio title")
 
@@ -82,7 +84,7 @@ def ref_from_entry(entry: Any, base: Path) -> ObjectRef:
             f"entry must have exactly one of {list(_URL_KEYS)}, found {found or 'none'} "
             f"(keys: {sorted(entry)[:10]})"
         )
-    extra = set(entry) - set(_URL_KEYS) - set(_PASSTHROUGH) - {"metadata"}
+    extra = set(entry) - set(_URL_KEYS) - set(_PASSTHROUGH) - set(_REDERIVED) - {"metadata"}
     if extra:
         raise EntryError(f"unknown keys in entry: {sorted(extra)}")
     meta = {k: entry[k] for k in _PASSTHROUGH if entry.get(k) is not None}

@@ -110,6 +110,7 @@ class SpoolSource:
                 states[rel] = st
                 waiting += 1
         self._states = states
+        log.debug("spool scanned", folder=str(self.root), ready=len(ready), settling=waiting)
         return ready, waiting
 
     async def batches(self) -> AsyncIterator[list[LocalMessage]]:

@@ -60,11 +60,17 @@ def parse(buf: Sparse) -> MediaInfo:
 
 
 def step(buf: Sparse) -> MediaInfo | Need:
-    """One parse attempt: the result (``valid: false`` for bad input) or the next Need."""
+    """One parse attempt: the result (``valid: false`` for bad input) or the next Need.
+
+    A failed parse keeps the sniffed format as its container ("truncated jpeg", not "unknown").
+    """
     try:
         return run_parser(parse, buf)
     except ProbeError as e:
-        return invalid(str(e), file_size=buf.size)
+        container = "unknown"
+        if buf.size and buf.has(0, min(SNIFF_BYTES, buf.size)):
+            container = sniff(buf.get(0, min(SNIFF_BYTES, buf.size)))
+        return invalid(str(e), file_size=buf.size, container=container)
 
 
 def _read_span(need: Need, size: int) -> tuple[int, int]:

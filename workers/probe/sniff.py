@@ -32,6 +32,13 @@ PARSER_MODULE: dict[str, str] = {
 _BMFF_BRANDS_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"styp", b"sidx")
 
 
+_BMP_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124, *range(16, 65, 4)})
+
+
+def _bmp_header_size(head: bytes) -> int:
+    return int.from_bytes(head[14:18], "little")
+
+
 def _looks_like_mpeg_audio(head: bytes, at: int) -> bool:
     if len(head) < at + 4:
         return False
@@ -54,8 +61,8 @@ def _is_text(head: bytes) -> bool:
     try:
         sample.decode("utf-8")
     except UnicodeDecodeError as e:
-        # a multi-byte character cut at the end of the sample is still text
-        if e.start < len(sample) - 3:
+        # a multi-byte character cut at the end of the sample is still text; nothing else is
+        if e.reason != "unexpected end of data" or e.start < len(sample) - 3:
             return False
     return True
 
@@ -68,17 +75,17 @@ def sniff(head: bytes) -> str:
         return "jpeg"
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         return "png"
-    if head[:2] == b"BM" and len(head) >= 14:
+    if head[:2] == b"BM" and len(head) >= 18 and _bmp_header_size(head) in _BMP_HEADER_SIZES:
         return "bmp"
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "gif"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
-    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE",):
+    if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE":
         return "wav"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "avi"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "tiff"
     if head[:4] == b"fLaC":
         return "flac"
@@ -96,7 +103,7 @@ def sniff(head: bytes) -> str:
         return "adts"
     if _looks_like_mpeg_audio(head, 0):
         return "mp3"
-    if len(head) >= 189 and head[0] == 0x47 and head[188] == 0x47:
+    if len(head) >= 377 and head[0] == head[188] == head[376] == 0x47:
         return "mpegts"
     if _is_text(head):
         return "text"

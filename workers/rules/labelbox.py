@@ -62,6 +62,12 @@ def _sar_square(info: MediaInfo) -> bool | None:
     return all(_is_one(s) for s in known)
 
 
+def _non_square(info: MediaInfo) -> str | None:
+    """The SAR that is not square (pasp, then VUI): ``sar`` alone may be a square pasp over a VUI."""
+    candidates = (info.sar_pasp, info.sar_vui, info.sar)
+    return next((s for s in candidates if s is not None and not _is_one(s)), None)
+
+
 def _is_one(sar: str) -> bool:
     h, _, v = sar.partition(":")
     return h == v or (h in ("0", "1") and v in ("0", "1"))
@@ -151,7 +157,7 @@ def check(info: MediaInfo) -> LabelboxReport:
                     rule="labelbox.video.sar",
                     message="non-square sample aspect ratio",
                     expected="1:1",
-                    actual=info.sar,
+                    actual=_non_square(info),
                 )
             )
     elif info.kind == "image":

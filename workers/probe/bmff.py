@@ -1,0 +1,207 @@
+"""ISO BMFF (MP4, MOV, M4A, 3GP, fragmented MP4): ``parse(buf) -> MediaInfo``.
+
+Theory of operation: walk the top-level boxes from offset 0, hopping over each by its size
+(32-bit, 64-bit ``largesize``, or 0 = to the end of the file) without reading bodies, until
+``moov``; then read the whole ``moov`` and parse every ``trak`` in memory. Read economy
+(:mod:`workers.probe.bmff_boxes`): a ``moov``-first file is done within the driver's head
+read; after an ``mdat`` the whole remainder of the file is asked for in one read (the
+``moov`` runs to the end there); after a large ``free``/``udta`` preamble the next header and
+a 64 KiB window are asked for. A fragmented file (``moov/mvex``) then has its ``moof``s
+walked (:mod:`workers.probe.bmff_fragments`, bounded).
+
+Which track: video fields come from the first *enabled* video track (the first video track
+if none is enabled); ``audio`` is the first audio track in file order. A file with neither is
+an error. Media data is never read, but the sample tables must point inside the file: a
+file cut short (the last chunk ends past the end) is an error, which is how a truncated
+``moov``-first file is caught without reading its ``mdat``.
+
+Container: ``ftyp`` major brand ``qt  `` (or no ``ftyp`` at all, the classic QuickTime
+layout) is ``mov``; ``3gp*``/``3g2*`` is ``3gp``; an audio-only MP4 is ``m4a``; else ``mp4``.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from math import gcd
+from operator import itemgetter
+
+from workers.probe.bmff_boxes import Box, children, find, top_level_header
+from workers.probe.bmff_fragments import Fragments, parse_mvex, walk_fragments
+from workers.probe.bmff_timing import Timing, track_timing
+from workers.probe.bmff_track import MEDIA_HANDLERS, Track, mdhd_or_mvhd_times, parse_trak
+from workers.probe.media import AudioInfo, Kind, MediaInfo, ProbeError
+from workers.probe.sparse import Sparse
+
+_MIME = {
+    ("mp4", "video"): "video/mp4",
+    ("m4a", "audio"): "audio/mp4",
+    ("mov", "video"): "video/quicktime",
+    ("mov", "audio"): "audio/quicktime",
+    ("3gp", "video"): "video/3gpp",
+    ("3gp", "audio"): "audio/3gpp",
+}
+_MAX_TOP_LEVEL = 10_000
+
+
+def _ratio(sar: tuple[int, int] | None) -> str | None:
+    if sar is None:
+        return None
+    g = gcd(*sar)
+    return f"{sar[0] // g}:{sar[1] // g}"
+
+
+def _rational(value: Fraction | None) -> str | None:
+    return None if value is None else f"{value.numerator}/{value.denominator}"
+
+
+def _float(value: Fraction | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _find_moov(buf: Sparse) -> tuple[Box, bytes | None]:
+    """The ``moov`` box and the ``ftyp`` major brand (``None`` without ``ftyp``)."""
+    offset, after_media, brand, seen = 0, False, None, []
+    while offset < buf.size:
+        box = top_level_header(buf, offset, after_media)
+        assert box is not None  # junk_ok is False: bad headers raise
+        if box.type == "ftyp" and box.start == 0:
+            brand = buf.get(box.payload, 4) if box.end - box.payload >= 4 else b""
+        if box.type == "moov":
+            return box, brand
+        seen.append(box.type)
+        if len(seen) > _MAX_TOP_LEVEL:
+            raise ProbeError(f"no moov in the first {_MAX_TOP_LEVEL} top-level boxes")
+        after_media = box.type == "mdat"
+        offset = box.end
+    shown = ", ".join(seen[:8]) + (" ..." if len(seen) > 8 else "")
+    raise ProbeError(f"no moov box: {len(seen)} top-level boxes ({shown}) up to end of file at {buf.size}")
+
+
+def _container(brand: bytes | None, has_video: bool) -> str:
+    if brand is None or brand == b"qt  ":
+        return "mov"
+    if brand[:3] in (b"3gp", b"3g2"):
+        return "3gp"
+    return "mp4" if has_video else "m4a"
+
+
+def _pick(tracks: list[Track], handler: str) -> Track | None:
+    candidates = [t for t in tracks if t.handler == handler and t.entry is not None]
+    enabled = [t for t in candidates if t.enabled]
+    chosen = enabled or candidates
+    return chosen[0] if chosen else None
+
+
+def _timing(track: Track, fragments: Fragments | None, movie_ts: int) -> Timing:
+    stts, ctts = list(track.stts), list(track.ctts)
+    media_duration = track.media_duration
+    if fragments is not None and track.track_id in fragments.tracks:
+        media_duration = 0  # mdhd covers the samples in moov only: sum every sample's delta
+        runs = fragments.tracks[track.track_id]
+        if not ctts and runs.has_cto:
+            ctts = [(sum(map(itemgetter(0), stts)), 0)] if stts else []
+        stts += runs.stts
+        if ctts or runs.has_cto:
+            ctts += runs.ctts
+    return track_timing(
+        stts=stts,
+        ctts=ctts,
+        timescale=track.timescale,
+        media_duration=media_duration,
+        edits=track.edits,
+        movie_timescale=movie_ts,
+    )
+
+
+def _audio_info(track: Track, fragments: Fragments | None, movie_ts: int) -> AudioInfo:
+    assert track.entry is not None
+    timing = _timing(track, fragments, movie_ts)
+    incomplete = fragments is not None and not fragments.complete
+    return AudioInfo(
+        codec=track.entry.codec,
+        sample_rate=track.entry.sample_rate,
+        channels=track.entry.channels,
+        duration=None if incomplete else _float(timing.duration),
+        bit_depth=track.entry.bit_depth,
+    )
+
+
+def parse(buf: Sparse) -> MediaInfo:
+    """Parse an ISO BMFF file. Raises ``Missing`` for bytes it needs, ``ProbeError`` if broken."""
+    moov, brand = _find_moov(buf)
+    data = buf.get(moov.start, moov.size)
+    base = moov.start
+    top = find(data, moov.payload - base, moov.size, base, "moov")
+    if "mvhd" not in top:
+        raise ProbeError(f"moov at offset {base}: no mvhd")
+    movie_ts, _ = mdhd_or_mvhd_times(data, top["mvhd"], base)
+    fragment_duration = 0
+    fragments = None
+    if "mvex" in top:  # first, so the re-runs after each fragment read skip the track parsing
+        trex, fragment_duration = parse_mvex(data, top["mvex"], base)
+        fragments = walk_fragments(buf, moov.end, trex)
+    tracks = [
+        parse_trak(data, b, base)
+        for b in children(data, moov.payload - base, moov.size, base, "moov")
+        if b.type == "trak"
+    ]
+    if fragments is None:
+        for t in tracks:
+            if t.media_end > buf.size:
+                raise ProbeError(
+                    f"truncated: track {t.track_id}'s sample data ends at offset {t.media_end}, "
+                    f"past the end of the file at {buf.size}"
+                )
+    video, audio = _pick(tracks, "vide"), _pick(tracks, "soun")
+    if video is None and audio is None:
+        handlers = (
+            ", ".join(
+                t.handler + (" without sample entry" if t.handler in MEDIA_HANDLERS else "") for t in tracks
+            )
+            or "none"
+        )
+        raise ProbeError(f"moov at offset {base}: no video or audio track (track handlers: {handlers})")
+    container = _container(brand, video is not None)
+    kind: Kind = "video" if video is not None else "audio"
+    info = MediaInfo(
+        valid=True,
+        kind=kind,
+        container=container,
+        mime_type=_MIME.get((container, kind), "video/mp4"),
+        file_size=buf.size,
+        fragmented=fragments is not None,
+    )
+    audio_info = _audio_info(audio, fragments, movie_ts) if audio is not None else None
+    if video is None:
+        assert audio_info is not None
+        info.codec, info.sample_rate, info.channels = (
+            audio_info.codec,
+            audio_info.sample_rate,
+            audio_info.channels,
+        )
+        info.duration, info.bit_depth = audio_info.duration, audio_info.bit_depth
+        return info
+    info.audio = audio_info
+    _fill_video(info, video, _timing(video, fragments, movie_ts), fragments)
+    if fragments is not None and not fragments.complete:
+        declared = fragments.sidx_duration.get(video.track_id)
+        if declared is None and fragment_duration:  # mehd: the whole fragmented movie
+            declared = Fraction(fragment_duration, movie_ts)
+        info.duration = _float(declared)
+    return info
+
+
+def _fill_video(info: MediaInfo, video: Track, timing: Timing, fragments: Fragments | None) -> None:
+    entry = video.entry
+    assert entry is not None
+    info.codec, info.width, info.height = entry.codec, entry.width, entry.height
+    info.rotation = video.rotation
+    info.sar_pasp, info.sar_vui = _ratio(entry.sar_pasp), _ratio(entry.sar_vui)
+    info.sar = info.sar_pasp or info.sar_vui
+    if fragments is not None and not fragments.complete:
+        return  # frames, duration and rates need every fragment: unknown, never guessed
+    info.frames, info.presented_frames = timing.frames, timing.presented
+    info.duration = _float(timing.duration)
+    info.fps, info.fps_rational = _float(timing.fps), _rational(timing.fps)
+    info.nominal_fps, info.nominal_fps_rational = _float(timing.nominal_fps), _rational(timing.nominal_fps)
+    info.vfr, info.negative_pts = timing.vfr, timing.negative_pts

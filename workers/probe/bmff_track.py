@@ -1,0 +1,232 @@
+"""One ``trak``: header, media header, edit list, sample tables and the first sample entry.
+
+Everything here is read from the ``moov`` bytes held in memory. Tables stay run-length
+encoded (``stts``/``ctts`` runs) so a long movie costs one pass when timing is computed
+(:mod:`workers.probe.bmff_timing`). ``ctts`` offsets are read as signed in both versions:
+version 0 declares them unsigned, but writers put negative values there and every player
+reads them signed.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+from array import array
+from operator import itemgetter
+
+import msgspec
+
+from workers.probe.bmff_boxes import Box, find, full_box, need_bytes
+from workers.probe.bmff_entry import SampleEntry, parse_stsd
+from workers.probe.media import ProbeError
+
+_U32 = struct.Struct(">I")
+_I32 = struct.Struct(">i")
+_U64 = struct.Struct(">Q")
+_I64 = struct.Struct(">q")
+_FIXED = 65536.0
+MEDIA_HANDLERS = frozenset({"vide", "soun"})
+
+
+class Edit(msgspec.Struct, frozen=True):
+    """One ``elst`` entry: duration in the movie timescale, media start (-1 = empty edit)."""
+
+    duration: int
+    media_time: int
+
+
+class Track(msgspec.Struct, kw_only=True):
+    """The raw facts of one track; derived values are computed in ``bmff_timing``."""
+
+    track_id: int
+    enabled: bool
+    handler: str
+    rotation: int
+    timescale: int
+    media_duration: int
+    edits: list[Edit] | None = None
+    stts: list[tuple[int, int]] = []  # (count, delta)
+    ctts: list[tuple[int, int]] = []  # (count, offset)
+    sample_count: int = 0
+    entry: SampleEntry | None = None
+    media_end: int = 0  # one past the last byte of sample data the tables point at
+
+
+def rotation_from_matrix(a: float, b: float, c: float, d: float) -> int:
+    """Clockwise display rotation in degrees (0/90/180/270) from the tkhd matrix's a, b, c, d.
+
+    The matrix maps (x, y) to (a*x + c*y, b*x + d*y); ``a = cos t, b = sin t`` for a clockwise
+    rotation by ``t`` in the y-down screen frame (QuickTime's rotate-by-90 matrix is
+    ``0 1 -1 0``). Non-right angles are snapped to the nearest quarter turn.
+    """
+    if a == b == c == d == 0:
+        return 0
+    degrees = math.degrees(math.atan2(b, a))
+    return (round(degrees / 90) * 90) % 360
+
+
+def _tkhd(data: bytes, box: Box, base: int) -> tuple[int, bool, int]:
+    version, flags, p = full_box(data, box, base, 80)
+    if version == 1:
+        need_bytes(box, base, p, 92, "tkhd v1 fields")
+        track_id = _U32.unpack_from(data, p + 16)[0]
+        p += 32
+    else:
+        track_id = _U32.unpack_from(data, p + 8)[0]
+        p += 20
+    a, b, _u, c, d = struct.unpack_from(">iiiii", data, p + 16)
+    return track_id, bool(flags & 1), rotation_from_matrix(a / _FIXED, b / _FIXED, c / _FIXED, d / _FIXED)
+
+
+def mdhd_or_mvhd_times(data: bytes, box: Box, base: int) -> tuple[int, int]:
+    """``(timescale, duration)`` of an ``mdhd`` or ``mvhd`` (same layout for both)."""
+    version, _, p = full_box(data, box, base, 16)
+    if version == 1:
+        need_bytes(box, base, p, 28, f"{box.type} v1 fields")
+        timescale, duration = _U32.unpack_from(data, p + 16)[0], _U64.unpack_from(data, p + 20)[0]
+        if duration == 0xFFFFFFFFFFFFFFFF:
+            duration = 0
+    else:
+        timescale, duration = _U32.unpack_from(data, p + 8)[0], _U32.unpack_from(data, p + 12)[0]
+        if duration == 0xFFFFFFFF:
+            duration = 0
+    if timescale == 0:
+        raise ProbeError(f"{box.type} at offset {base + box.start}: timescale is 0")
+    return timescale, duration
+
+
+def _elst(data: bytes, box: Box, base: int) -> list[Edit]:
+    version, _, p = full_box(data, box, base, 4)
+    count = _U32.unpack_from(data, p)[0]
+    width = 20 if version == 1 else 12
+    need_bytes(box, base, p + 4, count * width, f"elst with {count} entries")
+    edits = []
+    for i in range(count):
+        at = p + 4 + i * width
+        if version == 1:
+            edits.append(Edit(_U64.unpack_from(data, at)[0], _I64.unpack_from(data, at + 8)[0]))
+        else:
+            edits.append(Edit(_U32.unpack_from(data, at)[0], _I32.unpack_from(data, at + 4)[0]))
+    return edits
+
+
+def _runs(data: bytes, box: Box, base: int, signed: bool) -> list[tuple[int, int]]:
+    _, _, p = full_box(data, box, base, 4)
+    count = _U32.unpack_from(data, p)[0]
+    need_bytes(box, base, p + 4, count * 8, f"{box.type} with {count} entries")
+    return list(struct.iter_unpack(">Ii" if signed else ">II", data[p + 4 : p + 4 + count * 8]))
+
+
+def _u32_array(data: bytes, at: int, count: int) -> list[int]:
+    """``count`` big-endian u32 values at ``at`` (``array`` is ~10x faster than ``struct``)."""
+    if array("I").itemsize != 4:  # pragma: no cover - no mainstream platform
+        return list(struct.unpack_from(f">{count}I", data, at))
+    arr = array("I", data[at : at + 4 * count])
+    if sys.byteorder == "little":
+        arr.byteswap()
+    return arr.tolist()
+
+
+def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, int, list[int]]:
+    """``(count, constant_size, last sizes)``: the sample count and enough sizes for the end."""
+    if "stsz" in stbl:
+        box = stbl["stsz"]
+        _, _, p = full_box(data, box, base, 8)
+        const, count = _U32.unpack_from(data, p)[0], _U32.unpack_from(data, p + 4)[0]
+        if const:
+            return count, const, []
+        need_bytes(box, base, p + 8, count * 4, f"stsz with {count} sizes")
+        return count, 0, _u32_array(data, p + 8, count)
+    if "stz2" in stbl:
+        box = stbl["stz2"]
+        _, _, p = full_box(data, box, base, 8)
+        field, count = data[p + 3], _U32.unpack_from(data, p + 4)[0]
+        if field not in (4, 8, 16):
+            raise ProbeError(f"stz2 at offset {base + box.start}: field_size {field} not 4, 8 or 16")
+        need_bytes(box, base, p + 8, (count * field + 7) // 8, f"stz2 with {count} sizes")
+        raw = data[p + 8 : p + 8 + (count * field + 7) // 8]
+        if field == 16:
+            return count, 0, list(struct.unpack(f">{count}H", raw))
+        if field == 8:
+            return count, 0, list(raw)
+        return count, 0, [(raw[i // 2] >> (4 if i % 2 == 0 else 0)) & 15 for i in range(count)]
+    return 0, 0, []
+
+
+def _media_end(data: bytes, stbl: dict[str, Box], base: int, const: int, sizes: list[int]) -> int:
+    """End of the last chunk's sample data (0 without a chunk table)."""
+    box = stbl.get("stco") or stbl.get("co64")
+    if box is None:
+        return 0
+    _, _, p = full_box(data, box, base, 4)
+    count = _U32.unpack_from(data, p)[0]
+    if count == 0:
+        return 0
+    width = 8 if box.type == "co64" else 4
+    need_bytes(box, base, p + 4, count * width, f"{box.type} with {count} offsets")
+    offsets = struct.unpack_from(f">{count}{'Q' if width == 8 else 'I'}", data, p + 4)
+    end = max(offsets)
+    stsc = stbl.get("stsc")
+    if stsc is not None:
+        _, _, q = full_box(data, stsc, base, 4)
+        n = _U32.unpack_from(data, q)[0]
+        need_bytes(stsc, base, q + 4, n * 12, f"stsc with {n} entries")
+        if n:
+            per_chunk = _U32.unpack_from(data, q + 4 + (n - 1) * 12 + 4)[0]
+            last = offsets[-1] + (const * per_chunk if const else sum(sizes[-per_chunk:]) if per_chunk else 0)
+            end = max(end, last)
+    return int(end)
+
+
+def parse_trak(data: bytes, trak: Box, base: int) -> Track:
+    """One track from its ``trak`` box inside the ``moov`` bytes ``data``."""
+    where = f"trak at offset {base + trak.start}"
+    boxes = find(data, trak.payload, trak.end, base, where)
+    if "tkhd" not in boxes or "mdia" not in boxes:
+        raise ProbeError(f"{where}: missing {'tkhd' if 'tkhd' not in boxes else 'mdia'}")
+    track_id, enabled, rotation = _tkhd(data, boxes["tkhd"], base)
+    mdia = find(data, boxes["mdia"].payload, boxes["mdia"].end, base, f"{where} mdia")
+    if "mdhd" not in mdia or "hdlr" not in mdia:
+        raise ProbeError(f"{where}: mdia lacks {'mdhd' if 'mdhd' not in mdia else 'hdlr'}")
+    timescale, media_duration = mdhd_or_mvhd_times(data, mdia["mdhd"], base)
+    _, _, p = full_box(data, mdia["hdlr"], base, 8)
+    handler = data[p + 4 : p + 8].decode("latin-1")
+    track = Track(
+        track_id=track_id,
+        enabled=enabled,
+        handler=handler,
+        rotation=rotation,
+        timescale=timescale,
+        media_duration=media_duration,
+    )
+    if handler not in MEDIA_HANDLERS:
+        return track  # timecode, metadata, subtitle ... tracks: their tables are not ours to judge
+    edts = boxes.get("edts")
+    if edts is not None:
+        elst = find(data, edts.payload, edts.end, base, f"{where} edts").get("elst")
+        if elst is not None:
+            track.edits = _elst(data, elst, base)
+    minf = mdia.get("minf")
+    if minf is None:
+        return track
+    stbl_box = find(data, minf.payload, minf.end, base, f"{where} minf").get("stbl")
+    if stbl_box is None:
+        return track
+    stbl = find(data, stbl_box.payload, stbl_box.end, base, f"{where} stbl")
+    if "stsd" in stbl:
+        track.entry = parse_stsd(data, stbl["stsd"], base, handler)
+    if "stts" in stbl:
+        track.stts = _runs(data, stbl["stts"], base, signed=False)
+    if "ctts" in stbl:
+        track.ctts = _runs(data, stbl["ctts"], base, signed=True)
+    count, const, sizes = _sample_sizes(data, stbl, base)
+    track.sample_count = count
+    stts_total = sum(map(itemgetter(0), track.stts))
+    if stts_total != count and (track.stts or count):
+        raise ProbeError(f"{where}: stts covers {stts_total} samples but the size table has {count}")
+    ctts_total = sum(map(itemgetter(0), track.ctts))
+    if track.ctts and ctts_total != count:
+        raise ProbeError(f"{where}: ctts covers {ctts_total} samples but the size table has {count}")
+    track.media_end = _media_end(data, stbl, base, const, sizes)
+    return track
