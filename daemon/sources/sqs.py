@@ -89,6 +89,7 @@ class SqsSource:
         self._room = asyncio.Event()
         self._room.set()
         self._recv_tasks: list[asyncio.Task[None]] = []
+        self._polling: set[asyncio.Task[Any]] = set()
         self._bg_tasks: list[asyncio.Task[None]] = []
         self._empty_streak = 0
         self._finished = False
@@ -139,16 +140,22 @@ class SqsSource:
         if self._stopping:
             return
         self._stopping = True
-        for t in self._recv_tasks:
+        # A receive cancelled mid-flight loses what SQS already handed it (invisible for the
+        # whole visibility timeout): let running receives answer (<= WaitTimeSeconds), cancel
+        # only receivers that are waiting for room.
+        idle = [t for t in self._recv_tasks if t not in self._polling]
+        for t in idle:
             t.cancel()
+        busy = [t for t in self._recv_tasks if t in self._polling]
+        if busy:
+            _, late = await asyncio.wait(busy, timeout=self._wait + 5)
+            for t in late:
+                t.cancel()
         await asyncio.gather(*self._recv_tasks, return_exceptions=True)
-        unhanded: list[SqsMessage] = []
         while not self._ready.empty():
-            batch = self._ready.get_nowait()
-            if batch is not None:
+            if self._ready.get_nowait() is not None:
                 self._slots.release()
-                unhanded.extend(m for m in batch if m.state == "held")
-        await self._release(unhanded)
+        await self._release([m for m in self._held.values() if m.state == "held"])
         self._ready.put_nowait(None)
 
     async def aclose(self) -> None:
@@ -171,14 +178,20 @@ class SqsSource:
                 self._room.clear()
                 await self._room.wait()
             self._reserved += 10  # room for this receive's answer, so receivers cannot overshoot
+            me = asyncio.current_task()
+            assert me is not None
+            self._polling.add(me)
             try:
-                resp = await self._client.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=self._wait,
-                    VisibilityTimeout=self._visibility,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
-                )
+                try:
+                    resp = await self._client.receive_message(
+                        QueueUrl=self.queue_url,
+                        MaxNumberOfMessages=10,
+                        WaitTimeSeconds=self._wait,
+                        VisibilityTimeout=self._visibility,
+                        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    )
+                finally:
+                    self._polling.discard(me)
             except asyncio.CancelledError:
                 self._reserved -= 10
                 raise
@@ -200,9 +213,11 @@ class SqsSource:
                 continue
             self._empty_streak = 0
             batch = self._accept(messages)
-            if batch:
+            if batch and not (self._stopping or self._finished):
                 await self._slots.acquire()
                 self._ready.put_nowait(batch)
+            elif batch:  # nobody will take them any more: give them back at once
+                await self._release(batch)
 
     def _accept(self, messages: Sequence[dict[str, Any]]) -> list[SqsMessage]:
         now = self._clock()

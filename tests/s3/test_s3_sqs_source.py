@@ -251,6 +251,17 @@ class TestVisibility:
         assert queue_counts(sqs, queue) == (15, 0)
         assert handed.id
 
+    async def test_close_during_long_poll_loses_nothing(self, sqs: Any, queue: str, sqs_client: Any) -> None:
+        """A message arriving while receivers long-poll and close() runs is given back at once,
+        not left invisible by a cancelled receive."""
+        src = source(sqs_client, queue, once=False, wait_time_seconds=2)
+        await src.start()
+        await apoll(lambda: sqs_client.calls["receive_message"] >= 2)  # both receivers polling
+        sqs.send_message(QueueUrl=queue, MessageBody=s3_event("late.jpg"))
+        await src.close()
+        assert queue_counts(sqs, queue) == (1, 0)
+        await src.aclose()
+
     async def test_acks_after_close_still_delete(self, sqs: Any, queue: str, sqs_client: Any) -> None:
         """The pipeline acks while draining, after close(): those deletes still go out."""
         for i in range(3):
