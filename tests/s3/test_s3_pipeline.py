@@ -30,7 +30,9 @@ from workers.urls import S3UrlSigner
 MEDIA = Path(__file__).resolve().parents[2] / "examples" / "media"
 
 
-async def run_pipeline(cfg: Config) -> Counters:
+async def run_pipeline(
+    cfg: Config, *, work_seconds: float = 0.0, stats: dict[str, int] | None = None
+) -> Counters:
     """The wiring the lead's ``ingestd run`` needs for [source] type = "sqs" (see the report)."""
     async with AsyncExitStack() as stack:
         session = get_session()
@@ -50,6 +52,8 @@ async def run_pipeline(cfg: Config) -> Counters:
         async def prober(job: Job) -> MediaInfo:
             ref = job.ref
             assert ref.bucket is not None
+            if work_seconds:
+                await asyncio.sleep(work_seconds)  # simulated slow work, longer than the visibility timeout
             return await probe(
                 reads.reader(ref.bucket, ref.key, size=ref.size, etag=ref.etag),
                 head_bytes=cfg.probe.head_bytes,
@@ -77,7 +81,10 @@ async def run_pipeline(cfg: Config) -> Counters:
             key_for=key_maker(cfg),
             settings=settings(cfg),
         )
-        return await asyncio.wait_for(pipeline.run(), 90)
+        counters = await asyncio.wait_for(pipeline.run(), 90)
+        if stats is not None:
+            stats.update(source.stats)
+        return counters
 
 
 def rows(out: Path) -> list[dict[str, Any]]:
@@ -149,4 +156,46 @@ async def test_events_to_import_files_exactly_once(
     again = await run_pipeline(cfg)
     assert again.delivered == 0 and again.duplicates + again.seen >= len(images)
     assert len(rows(tmp_path / "out")) == len(images)
+    assert queue_counts(sqs, queue) == (0, 0)
+
+
+async def test_slow_work_is_not_delivered_twice(
+    s3: Any, sqs: Any, queue: str, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """With a 2 s visibility timeout and 5 s of work per object, the heartbeat keeps the message
+    ours: it is received once, imported once, and deleted."""
+    bucket = unique("slow")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": queue_arn(sqs, queue), "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    s3.put_object(Bucket=bucket, Key="slow.png", Body=(MEDIA / "images" / "fractal.png").read_bytes())
+    cfg = from_dict(
+        {
+            "source": {
+                "type": "sqs",
+                "queue_url": queue,
+                "receivers": 2,
+                "wait_time_seconds": 1,
+                "visibility_timeout": 2,
+            },
+            "aws": {"region": REGION, "endpoint_url": moto_endpoint, "addressing_style": "path"},
+            "target": {
+                "platform": "labelbox",
+                "global_key_template": "{bucket}/{key}",
+                "accept_kinds": ["image"],
+            },
+            "sink": {"type": "files", "path": str(tmp_path / "out"), "linger_ms": 50},
+            "ledger": {"path": str(tmp_path / "ledger.db")},
+        },
+        base_dir=str(tmp_path),
+    )
+    (tmp_path / "out").mkdir()
+    stats: dict[str, int] = {}
+    counters = await run_pipeline(cfg, work_seconds=5.0, stats=stats)
+    assert counters.delivered == 1 and len(rows(tmp_path / "out")) == 1
+    assert stats["extended"] >= 2 and stats["received"] - stats["skipped"] == 1  # received once
     assert queue_counts(sqs, queue) == (0, 0)
