@@ -41,7 +41,7 @@ from aiobotocore.session import get_session
 from daemon.config import Config
 from daemon.sources.base import Message
 from daemon.sources.s3events import decode_body
-from daemon.sources.sqs_calls import SqsCalls, error_code
+from daemon.sources.sqs_calls import SqsCalls, error_code, freeze_user_agent
 from daemon.sources.sqs_message import SqsMessage, retry_visibility
 
 log = structlog.get_logger()
@@ -344,21 +344,6 @@ class SqsSource:
             due = [m for m in self._held.values() if m.visible_at <= threshold]
             if due:
                 await self._calls.change_visibility(due, self._visibility)
-
-
-def freeze_user_agent(client: Any) -> None:
-    """Build the client's User-Agent string once instead of twice per request.
-
-    botocore re-sanitises every User-Agent component on every call (about a fifth of the CPU of
-    a ReceiveMessage/DeleteMessageBatch in our profile). The only thing lost is the per-request
-    SDK feature metadata in the header. Skipped silently if botocore's internals change.
-    """
-    creator = getattr(client, "_user_agent_creator", None)
-    to_string = getattr(creator, "to_string", None)
-    if creator is None or not callable(to_string):
-        return
-    value = to_string()
-    creator.to_string = lambda: value
 
 
 async def open_sqs_source(
