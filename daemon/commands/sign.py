@@ -1,14 +1,19 @@
 """``ingestd sign``: print a presigned GET URL for an S3 object.
 
-    ingestd sign [--expires SECONDS] [--region R] [--endpoint-url URL] [--path-style] s3://bucket/key
+    ingestd sign [-c CONFIG] [--expires SECONDS] [--region R] [--endpoint-url URL] [--path-style]
+                 s3://bucket/key
 
 Credentials come from the standard AWS chain (environment, config/credentials files, SSO,
-container or instance role). Errors say what is missing; the secret is never printed.
+container or instance role). Region, endpoint and addressing style come from the options, else
+the config's ``[aws]`` table, else the URL / ``AWS_REGION`` and ``AWS_ENDPOINT_URL_S3`` /
+``AWS_ENDPOINT_URL`` as botocore reads them. Errors say what is missing; the secret is never
+printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -16,7 +21,8 @@ from typing import Any
 import botocore.exceptions
 import botocore.session
 
-from workers.urls import MAX_EXPIRES, Credentials, S3UrlSigner, UrlError, parse_s3_url
+from daemon.commands.common import load_config
+from workers.urls import MAX_EXPIRES, AddressingStyle, Credentials, S3UrlSigner, UrlError, parse_s3_url
 
 _clock = time.time  # the signing time (a seam for tests)
 
@@ -31,6 +37,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--path-style", action="store_true", help="path-style addressing instead of virtual-hosted"
     )
+    p.add_argument("-c", "--config", default="", help="take region, endpoint and addressing style from [aws]")
     p.set_defaults(func=run)
 
 
@@ -45,7 +52,17 @@ def run(args: argparse.Namespace) -> int:
     except UrlError as e:
         return _fail(str(e))
     session = botocore.session.get_session()
-    region = args.region or loc.region or session.get_config_variable("region")
+    aws = load_config(args.config).aws if args.config else None
+    region = args.region or (aws.region if aws else "") or loc.region or session.get_config_variable("region")
+    endpoint = (
+        args.endpoint_url
+        or (aws.endpoint_url if aws else "")
+        or os.environ.get("AWS_ENDPOINT_URL_S3", "")
+        or os.environ.get("AWS_ENDPOINT_URL", "")
+    )
+    style: AddressingStyle = (
+        "path" if args.path_style or (aws and aws.addressing_style == "path") else "virtual"
+    )
     if not region:
         return _fail("no region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION")
     try:
@@ -60,11 +77,7 @@ def run(args: argparse.Namespace) -> int:
         )
     creds = Credentials(access_key=frozen.access_key, secret_key=frozen.secret_key, token=frozen.token)
     try:
-        signer = S3UrlSigner(
-            region=region,
-            endpoint_url=args.endpoint_url,
-            addressing_style="path" if args.path_style else "virtual",
-        )
+        signer = S3UrlSigner(region=region, endpoint_url=endpoint, addressing_style=style)
         url = signer.presign_get(creds, loc.bucket, loc.key, expires=args.expires, now=_clock())
     except UrlError as e:
         return _fail(str(e))

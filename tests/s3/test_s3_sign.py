@@ -29,9 +29,9 @@ def cli(*argv: str) -> int:
 def test_prints_botocore_identical_url(moto_endpoint: str, capsys: Any, monkeypatch: Any) -> None:
     """The printed URL equals botocore's presigned URL for the same time and options."""
     monkeypatch.setattr(sign, "_clock", AT.timestamp)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # sign the real AWS host, as botocore would
     assert cli("--expires", "600", "--region", "eu-west-1", "s3://media-bucket/a b+c.mp4") == 0
     out = capsys.readouterr().out.strip()
-    monkeypatch.delenv("AWS_ENDPOINT_URL")  # sign the real AWS host, as botocore would
     client = boto3.client(
         "s3",
         region_name="eu-west-1",
@@ -69,8 +69,11 @@ def test_url_fetches_the_object(moto_endpoint: str, s3: Any, capsys: Any) -> Non
         (["--region", "eu-west-1", "s3://my.dotted/k"], None),
     ],
 )
-def test_errors_are_clear(moto_endpoint: str, capsys: Any, argv: list[str], needle: str | None) -> None:
+def test_errors_are_clear(
+    moto_endpoint: str, capsys: Any, monkeypatch: Any, argv: list[str], needle: str | None
+) -> None:
     """Bad input fails with exit 2 and a message naming the problem; the secret never appears."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
     code = cli(*argv)
     out, err = capsys.readouterr()
     if needle is None:  # dotted buckets are signed path-style, not refused
@@ -88,3 +91,15 @@ def test_no_credentials(moto_endpoint: str, capsys: Any, monkeypatch: Any) -> No
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     assert cli("--region", "us-east-1", "s3://media-bucket/k") == 2
     assert "no AWS credentials found in the standard chain" in capsys.readouterr().err
+
+
+def test_config_and_env_endpoint(moto_endpoint: str, capsys: Any, tmp_path: Any) -> None:
+    """[aws] from -c gives region and path style; AWS_ENDPOINT_URL is honoured like botocore does."""
+    conf = tmp_path / "ingestd.toml"
+    conf.write_text(
+        '[source]\ntype = "sqs"\nqueue_url = "https://sqs.example/q"\n'
+        '[aws]\nregion = "eu-central-1"\naddressing_style = "path"\n'
+    )
+    assert cli("-c", str(conf), "s3://media-bucket/k.mp4") == 0
+    url = capsys.readouterr().out.strip()
+    assert url.startswith(f"{moto_endpoint}/media-bucket/k.mp4?") and "%2Feu-central-1%2Fs3%2F" in url
