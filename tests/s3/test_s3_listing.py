@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from aiobotocore.session import get_session
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from s3_moto import REGION, unique
 
 from daemon.config import from_dict
@@ -186,3 +188,65 @@ class TestBackfill:
             src = await open_listing_source(cfg, stack, SqliteCheckpoints(":memory:"))
             keys = [m.refs[0].key async for batch in src.batches() for m in batch if not await m.ack()]
         assert keys == ["other/x.mp4"]
+
+
+class PagedBucket:
+    """An in-memory ListObjectsV2 (sorted keys, StartAfter, ContinuationToken, MaxKeys) for
+    property tests of the checkpoint logic; the real protocol is exercised against moto above."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = sorted(keys)
+
+    async def list_objects_v2(self, *, Bucket: str, Prefix: str, MaxKeys: int, **kw: Any) -> dict[str, Any]:
+        start = int(kw["ContinuationToken"]) if "ContinuationToken" in kw else 0
+        if "StartAfter" in kw:
+            start = next((i for i, k in enumerate(self.keys) if k > kw["StartAfter"]), len(self.keys))
+        page = self.keys[start : start + MaxKeys]
+        more = start + MaxKeys < len(self.keys)
+        resp: dict[str, Any] = {
+            "Contents": [{"Key": k, "Size": 1, "ETag": '"e"'} for k in page],
+            "IsTruncated": more,
+        }
+        if more:
+            resp["NextContinuationToken"] = str(start + MaxKeys)
+        return resp
+
+
+async def take_n(src: ListingSource, n: int) -> tuple[Any, list[Any]]:
+    """The first n messages (not acked) and the still-open batch iterator."""
+    gen = src.batches()
+    got: list[Any] = []
+    while len(got) < n:
+        got.extend(await asyncio.wait_for(anext(gen), 10))
+    return gen, got
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 60), page=st.integers(1, 9), data=st.data())
+async def test_checkpoint_is_last_key_of_finished_page_prefix(n: int, page: int, data: st.DataObject) -> None:
+    """Whatever the order of acks, the checkpoint is the last key of the longest prefix of pages
+    whose objects are all acked; resuming from it lists exactly the rest."""
+    keys = [f"k{i:03d}" for i in range(n)]
+    ckpt = SqliteCheckpoints(":memory:")
+    src = ListingSource(PagedBucket(keys), ckpt, bucket="b", page_size=page, max_in_flight=10_000)
+    gen, msgs = await take_n(src, n)
+    await gen.aclose()
+    assert [m.refs[0].key for m in msgs] == keys
+    order = data.draw(st.permutations(range(n)))
+    acked = set(order[: data.draw(st.integers(0, n))])
+    for i in order:
+        if i in acked:
+            await msgs[i].ack()
+    pages = [range(p, min(p + page, n)) for p in range(0, n, page)]
+    done = 0
+    while done < len(pages) and all(j in acked for j in pages[done]):
+        done += 1
+    position = pages[done - 1][-1] + 1 if done else 0
+    assert await ckpt.get_checkpoint(src.checkpoint_name) == (keys[position - 1] if done else None)
+    resumed = ListingSource(PagedBucket(keys), ckpt, bucket="b", page_size=page, max_in_flight=10_000)
+    gen, rest = await take_n(resumed, n - position)
+    assert [m.refs[0].key for m in rest] == keys[position:]
+    for m in rest:
+        await m.ack()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(gen), 10)
