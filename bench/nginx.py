@@ -52,7 +52,7 @@ http {{
     }}
 }}
 """)
-        proc = subprocess.Popen([exe, "-c", str(conf), "-p", tmp], stderr=subprocess.PIPE)
+        proc = subprocess.Popen([exe, "-c", str(conf), "-p", tmp], stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 10
         while True:

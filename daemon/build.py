@@ -133,7 +133,7 @@ class Builder:
         if report.errors:
             raise _reject(report.errors[0], also=report.errors[1:])
         job.warnings.extend(str(w) for w in report.warnings)
-        media_type = labelbox_rules.MEDIA_TYPE[info.kind]
+        media_type = labelbox_rules.media_type(info)
         given = meta.get("media_type")
         if given and str(given).upper() != media_type:
             raise _reject(

@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from daemon import wiring
 from daemon.commands import check, dlq, probe, status
 from daemon.commands import run as run_cmd
 from daemon.commands.common import CommandError
+from daemon.config import Config
 
 COMMANDS = (run_cmd, probe, status, dlq)
 
@@ -19,8 +19,14 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for cmd in COMMANDS:
         cmd.register(sub)
-    check.register(sub, probe=wiring.probe_dependencies)
+    check.register(sub, probe=_probe_dependencies)
     return p
+
+
+async def _probe_dependencies(cfg: Config) -> list[tuple[str, str | None]]:
+    from daemon import wiring  # noqa: PLC0415 - aiohttp & co. only for the commands that need them
+
+    return await wiring.probe_dependencies(cfg)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,9 +15,7 @@ the service's :class:`contextlib.AsyncExitStack`, which cleans it up at shutdown
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from daemon.endpoint_client import parse_listen
 from daemon.metrics import CONTENT_TYPE, Metrics
 from daemon.watchdog import ProgressMonitor
 
@@ -190,17 +189,6 @@ def make_app(ops: Operations) -> web.Application:
     return app
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:9464`` for IPv6) -> ``(host, port)``."""
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", listen)
-    if not m:
-        raise ValueError(f"http.listen: must be HOST:PORT, got {listen!r}")
-    host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-    if int(port) > 65535:
-        raise ValueError(f"http.listen: port must be 0..65535, got {port}")
-    return host, int(port)
-
-
 async def serve(stack: AsyncExitStack, listen: str, ops: Operations) -> tuple[str, int]:
     """Start the endpoint and the loop-lag probe; the stack stops both. Returns the bound address."""
     host, port = parse_listen(listen)
@@ -221,20 +209,3 @@ async def serve(stack: AsyncExitStack, listen: str, ops: Operations) -> tuple[st
     stack.push_async_callback(stop_lag)
     sockname = runner.addresses[0]
     return str(sockname[0]), int(sockname[1])
-
-
-def read_status(listen: str, *, timeout: float = 2.0) -> dict[str, Any] | None:
-    """``/status`` of the daemon listening on ``listen``, or ``None`` if none answers there.
-
-    For ``ingestd status`` (a synchronous command): live figures while the daemon runs, the
-    ledger's otherwise. A wildcard listen address is reached on loopback.
-    """
-    host, port = parse_listen(listen)
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 -- compared, not bound
-    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        with urllib.request.urlopen(f"http://{netloc}/status", timeout=timeout) as resp:
-            body: dict[str, Any] = msgspec.json.decode(resp.read())
-            return body
-    except (OSError, msgspec.DecodeError):
-        return None

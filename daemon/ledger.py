@@ -251,58 +251,10 @@ class Ledger:
         until: float | None = None,
         limit: int | None = None,
     ) -> list[DeadLetter]:
-        where: list[str] = []
-        args: list[Any] = []
-        if keys:
-            where.append(f"key IN ({','.join('?' * len(keys))})")
-            args.extend(fold(k) for k in keys)
-        if rule and rule.endswith("*"):
-            # a literal prefix: LIKE would treat '_' as a wildcard and ignore case
-            where.append("substr(rule, 1, ?) = ?")
-            args.extend([len(rule) - 1, rule[:-1]])
-        elif rule:
-            where.append("rule = ?")
-            args.append(rule)
-        if stage:
-            where.append("stage = ?")
-            args.append(stage)
-        if prefix:
-            where.append("key >= ? AND key < ?")
-            p = fold(prefix)
-            args.extend([p, p + "\U0010ffff"])
-        if since is not None:
-            where.append("at >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("at < ?")
-            args.append(until)
-        sql = (
-            "SELECT key, global_key, object, stage, rule, message, expected, actual, raw, attempts, at"
-            " FROM dead_letters"
+        sql, args = dead_letter_query(
+            "?", keys=keys, rule=rule, stage=stage, prefix=prefix, since=since, until=until, limit=limit
         )
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY at"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        out = []
-        for k, gk, obj, stage_, rule_, msg, exp, act, raw, attempts, at in self.db.execute(sql, args):
-            out.append(
-                DeadLetter(
-                    key=k,
-                    global_key=gk,
-                    object=msgspec.json.decode(obj) if obj else None,
-                    stage=stage_,
-                    rule=rule_,
-                    message=msg,
-                    expected=msgspec.json.decode(exp) if exp else None,
-                    actual=msgspec.json.decode(act) if act else None,
-                    raw=raw,
-                    attempts=attempts,
-                    at=at,
-                )
-            )
-        return out
+        return [dead_letter_from_row(row) for row in self.db.execute(sql, args)]
 
     def requeue(self, keys: Sequence[str]) -> int:
         """Forget these dead letters so the objects are taken again. Returns how many."""
@@ -370,6 +322,75 @@ class Ledger:
             "batches_pending": int(pending),
             "last_accepted_at": last,
         }
+
+
+def dead_letter_query(
+    mark: str,
+    *,
+    keys: Sequence[str] = (),
+    rule: str | None = None,
+    stage: str | None = None,
+    prefix: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+) -> tuple[str, list[Any]]:
+    """The dead-letter listing query for both stores (``mark`` is the driver's placeholder).
+
+    ``rule`` is exact, or a literal prefix when it ends in ``*`` (no LIKE: ``_`` is not a
+    wildcard and case matters); ``prefix`` is a literal prefix of the casefolded key.
+    """
+    where: list[str] = []
+    args: list[Any] = []
+    if keys:
+        where.append(f"key IN ({','.join([mark] * len(keys))})")
+        args.extend(fold(k) for k in keys)
+    if rule and rule.endswith("*"):
+        where.append(f"substr(rule, 1, {mark}) = {mark}")
+        args.extend([len(rule) - 1, rule[:-1]])
+    elif rule:
+        where.append(f"rule = {mark}")
+        args.append(rule)
+    if stage:
+        where.append(f"stage = {mark}")
+        args.append(stage)
+    if prefix:
+        p = fold(prefix)
+        where.append(f"substr(key, 1, {mark}) = {mark}")
+        args.extend([len(p), p])
+    if since is not None:
+        where.append(f"at >= {mark}")
+        args.append(since)
+    if until is not None:
+        where.append(f"at < {mark}")
+        args.append(until)
+    sql = (
+        "SELECT key, global_key, object, stage, rule, message, expected, actual, raw, attempts, at"
+        " FROM dead_letters"
+    )
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY at"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return sql, args
+
+
+def dead_letter_from_row(row: Sequence[Any]) -> DeadLetter:
+    k, gk, obj, stage, rule, msg, exp, act, raw, attempts, at = row
+    return DeadLetter(
+        key=k,
+        global_key=gk,
+        object=msgspec.json.decode(obj) if obj else None,
+        stage=stage,
+        rule=rule,
+        message=msg,
+        expected=msgspec.json.decode(exp) if exp else None,
+        actual=msgspec.json.decode(act) if act else None,
+        raw=None if raw is None else bytes(raw),
+        attempts=attempts,
+        at=at,
+    )
 
 
 def dead_letter_for(key: str, ref: Any, rejection: Rejection, *, raw: bytes | None = None) -> DeadLetter:

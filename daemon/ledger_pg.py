@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import psycopg
 
-from daemon.ledger import Claimed, DeadLetter, fold
+from daemon.ledger import Claimed, DeadLetter, dead_letter_from_row, dead_letter_query, fold
 from daemon.sinks.base import Batch, BatchItem, ItemResult
 
 _SCHEMA = """
@@ -265,51 +265,13 @@ class PostgresStore:
         until: float | None = None,
         limit: int | None = None,
     ) -> list[DeadLetter]:
-        where: list[str] = ["TRUE"]
-        args: list[Any] = []
-        if keys:
-            where.append("key = ANY(%s)")
-            args.append([fold(k) for k in keys])
-        if rule:
-            where.append("(rule = %s OR rule LIKE %s)")
-            args.extend([rule, rule.rstrip("*") + "%" if rule.endswith("*") else rule])
-        if stage:
-            where.append("stage = %s")
-            args.append(stage)
-        if prefix:
-            where.append("starts_with(key, %s)")
-            args.append(fold(prefix))
-        if since is not None:
-            where.append("at >= %s")
-            args.append(since)
-        if until is not None:
-            where.append("at < %s")
-            args.append(until)
-        sql = (
-            "SELECT key, global_key, object, stage, rule, message, expected, actual, raw, attempts, at"
-            f" FROM dead_letters WHERE {' AND '.join(where)} ORDER BY at"
+        sql, args = dead_letter_query(
+            "%s", keys=keys, rule=rule, stage=stage, prefix=prefix, since=since, until=until, limit=limit
         )
-        if limit:
-            sql += f" LIMIT {int(limit)}"
         async with self._lock:
             cur = await self._conn.execute(sql, args)
             rows = await cur.fetchall()
-        return [
-            DeadLetter(
-                key=k,
-                global_key=gk,
-                object=msgspec.json.decode(obj) if obj else None,
-                stage=st,
-                rule=ru,
-                message=msg,
-                expected=msgspec.json.decode(ex) if ex else None,
-                actual=msgspec.json.decode(ac) if ac else None,
-                raw=bytes(raw) if raw is not None else None,
-                attempts=att,
-                at=at,
-            )
-            for k, gk, obj, st, ru, msg, ex, ac, raw, att, at in rows
-        ]
+        return [dead_letter_from_row(row) for row in rows]
 
     async def requeue(self, keys: Sequence[str]) -> int:
         async with self._lock:

@@ -33,7 +33,7 @@ from daemon.notify import Notifier
 from daemon.pipeline import Pipeline
 from daemon.tracker import Counters
 from daemon.watchdog import ProgressMonitor, extend_stop_while_draining, run_watchdog
-from daemon.wiring import build_pipeline
+from daemon.wiring import build_pipeline, reload_sink
 
 log = structlog.get_logger()
 
@@ -155,8 +155,23 @@ class Service:
         if self.pipeline is None:
             return "starting"
         self.pipeline.observe()
+        self._observe_delivery(self.pipeline.deliverer)
         c = self.pipeline.counters
         return f"seen={c.seen} delivered={c.delivered} dead={c.dead} in_flight={self.pipeline.in_flight}"
+
+    def _observe_delivery(self, deliverer: object) -> None:
+        """Copy the delivery policy's figures into the metrics and readiness (every tick)."""
+        stats = getattr(deliverer, "stats", None)
+        circuit = getattr(deliverer, "circuit", None)
+        if stats is None or circuit is None:
+            return
+        m, sink = self.metrics, stats.sink
+        m.retries[sink] = stats.retries
+        m.ratelimit_wait[sink] = stats.rate_limit_wait_seconds
+        m.concurrency_limit(sink, stats.concurrency_limit)
+        is_open = circuit().value == "open"
+        m.circuit(sink, is_open)
+        self.readiness.circuit(sink, is_open)
 
     async def _ready_when_reachable(self) -> None:
         while not self.readiness.ready:
@@ -193,9 +208,8 @@ class Service:
             with self.notifier.reload_cycle():
                 new = load(self.config_path)
                 configure(new.log.level)
-                reload = getattr(self.pipeline.deliverer if self.pipeline else None, "reload", None)
-                if reload is not None:
-                    reload(new.sink)
+                if self.pipeline is not None:
+                    reload_sink(self.pipeline.deliverer, new)
                 self.cfg = new
                 log.info(
                     "configuration reloaded",

@@ -9,11 +9,14 @@ import aiohttp
 
 from daemon.build import Builder, file_url
 from daemon.config import Config, resolve
+from daemon.delivery import Deliverer as DeliveryDeliverer
+from daemon.delivery import DeliveryLimits
 from daemon.jobs import Job, ObjectRef
 from daemon.ledger_store import open_store
 from daemon.metrics import Metrics
 from daemon.pipeline import Deliverer, Pipeline, Prober, Settings
 from daemon.sinks.files import FilesSink
+from daemon.sinks.http import open_http_deliverer
 from daemon.sources.base import Source
 from daemon.sources.manifest import ManifestSource
 from daemon.sources.spool import SpoolSource
@@ -70,7 +73,7 @@ def url_maker(cfg: Config):  # type: ignore[no-untyped-def]
     return make_url
 
 
-def make_source(cfg: Config, *, once: bool) -> Source:
+async def open_source(cfg: Config, stack: AsyncExitStack, *, once: bool) -> Source:
     s = cfg.source
     if s.type == "spool":
         return SpoolSource(
@@ -81,11 +84,20 @@ def make_source(cfg: Config, *, once: bool) -> Source:
     raise WiringError(f"source.type {s.type!r} is not available in this build")
 
 
-def make_sink(cfg: Config) -> Deliverer:
+async def make_sink(cfg: Config, stack: AsyncExitStack) -> Deliverer:
+    """The configured sink behind the daemon's one delivery policy (``daemon.delivery``)."""
     k = cfg.sink
     if k.type == "files":
         return FilesSink(resolve(cfg, k.path), cfg.target.platform)
+    if k.type == "http":
+        return await open_http_deliverer(k, stack)
     raise WiringError(f"sink.type {k.type!r} is not available in this build")
+
+
+def reload_sink(deliverer: Deliverer, cfg: Config) -> None:
+    """SIGHUP: new rate limits and concurrency for a running sink; work in flight continues."""
+    if isinstance(deliverer, DeliveryDeliverer):
+        deliverer.reload(DeliveryLimits.from_config(cfg.sink))
 
 
 async def make_prober(cfg: Config, stack: AsyncExitStack) -> Prober:
@@ -149,7 +161,7 @@ async def build_pipeline(
 ) -> Pipeline:
     """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
     ledger = await open_store(cfg, stack)
-    sink = make_sink(cfg)
+    sink = await make_sink(cfg, stack)
     builder = Builder(
         platform=cfg.target.platform,
         accept_kinds=cfg.target.accept_kinds,
@@ -157,7 +169,7 @@ async def build_pipeline(
         make_url=url_maker(cfg),
     )
     return Pipeline(
-        source=make_source(cfg, once=once),
+        source=await open_source(cfg, stack, once=once),
         deliverer=sink,
         ledger=ledger,
         prober=prober or await make_prober(cfg, stack),
@@ -176,24 +188,23 @@ def output_folder(cfg: Config) -> Path:
 async def probe_dependencies(cfg: Config) -> list[tuple[str, str | None]]:
     """Reach the real ledger, sink and source (``ingestd check``): (what, error or None)."""
     results: list[tuple[str, str | None]] = []
-    try:
-        async with AsyncExitStack() as stack:
-            await (await open_store(cfg, stack)).stats()
-        results.append(("ledger open", None))
-    except Exception as e:  # any failure here is the answer to "can the ledger be opened"
-        results.append(("ledger open", f"{type(e).__name__}: {e}"))
     async with AsyncExitStack() as stack:
-        for name, factory in (
-            ("sink reachable", lambda: make_sink(cfg)),
-            ("source reachable", lambda: make_source(cfg, once=True)),
-        ):
+        try:
+            await (await open_store(cfg, stack)).stats()
+            results.append(("ledger open", None))
+        except Exception as e:  # any failure here is the answer to "can the ledger be opened"
+            results.append(("ledger open", f"{type(e).__name__}: {e}"))
+        for name, opener in (("sink reachable", make_sink), ("source reachable", _source_for_check)):
             try:
-                part = factory()
+                part = await opener(cfg, stack)
                 check = getattr(part, "check", None)
                 if check is not None:
                     await check()
                 results.append((name, None))
             except Exception as e:  # reported, not raised: check lists every problem at once
                 results.append((name, f"{type(e).__name__}: {e}"))
-        del stack
     return results
+
+
+async def _source_for_check(cfg: Config, stack: AsyncExitStack) -> Source:
+    return await open_source(cfg, stack, once=True)

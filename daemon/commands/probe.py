@@ -11,19 +11,19 @@ import argparse
 import asyncio
 import sys
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import msgspec
-import uvloop
 
 from workers.probe.engine import DEFAULT_HEAD_BYTES, probe
 from workers.probe.media import MediaInfo, invalid
 from workers.reads import RangeReader, ReadError
 from workers.reads.file import FileReader
-from workers.reads.http import HttpReader
 from workers.rules import encord as encord_rules
 from workers.rules import labelbox as labelbox_rules
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _ALWAYS = ("kind", "container", "mime_type", "file_size", "width", "height")
 
@@ -72,6 +72,10 @@ async def _reader_for(
     target: str, stack: AsyncExitStack, session: list[aiohttp.ClientSession]
 ) -> RangeReader:
     if target.startswith(("http://", "https://")):
+        import aiohttp  # noqa: PLC0415 - only probes of URLs pay for importing aiohttp
+
+        from workers.reads.http import HttpReader  # noqa: PLC0415 - same reason
+
         if not session:
             session.append(
                 await stack.enter_async_context(
@@ -111,4 +115,6 @@ async def _probe_all(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import uvloop  # noqa: PLC0415 - keep the light commands fast
+
     return uvloop.run(_probe_all(args))

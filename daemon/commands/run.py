@@ -6,7 +6,6 @@ import argparse
 
 from daemon.commands.common import load_config
 from daemon.logs import configure
-from daemon.service import run as run_service
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,4 +18,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     configure(cfg.log.level)
+    from daemon.service import run as run_service  # noqa: PLC0415 - keep the light commands fast
+
     return run_service(cfg, once=args.once, config_path=args.config)

@@ -11,7 +11,7 @@ import msgspec
 
 from daemon.commands.common import iso, load_config, write
 from daemon.config import Config, resolve
-from daemon.health import read_status
+from daemon.endpoint_client import read_status
 from daemon.ledger_store import open_store
 
 

@@ -179,12 +179,12 @@ class TestCrashes:
         """Kill -9 while batches are being written; the restart completes the job with no object twice."""
         media = tmp_path / "media"
         media.mkdir()
-        paths = _tiny_images(media, 3000)
+        paths = _tiny_images(media, 5000)
         (media / "m.ndjson").write_text("".join(json.dumps(p.name) + "\n" for p in paths))
         cfg = tmp_path / "c.toml"
         cfg.write_text(
             '[source]\ntype = "manifest"\npath = "media/m.ndjson"\nurl_prefix = "https://cdn.example.com/"\n'
-            '[sink]\npath = "out"\nmax_items = 20\nlinger_ms = 50\n'
+            '[sink]\npath = "out"\nmax_items = 10\nlinger_ms = 50\n'
             '[ledger]\npath = "l.db"\n[log]\nlevel = "warning"\n'
         )
         out = tmp_path / "out"
@@ -193,12 +193,12 @@ class TestCrashes:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
         written = len(labelbox_rows(out))
-        assert 0 < written < 3000, "the kill should land mid-run"
+        assert 0 < written < 5000, "the kill should land mid-run"
         proc2 = _start(cfg, "--once")
         _, stderr = proc2.communicate(timeout=120)
         assert proc2.returncode == 0, stderr
         keys = [r["global_key"] for r in labelbox_rows(out)]
-        assert len(keys) == 3000 and len(set(keys)) == 3000
+        assert len(keys) == 5000 and len(set(keys)) == 5000
         assert not list(out.glob(".*.tmp"))
 
     def test_spool_picks_up_new_files_and_sigterm_drains(self, example: Path) -> None:

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -28,29 +29,48 @@ def _free_port() -> int:
 
 
 class Systemd:
-    """Collects the daemon's sd_notify datagrams."""
+    """Collects the daemon's sd_notify datagrams as systemd does: promptly, on its own thread
+    (an unread datagram socket fills after a few messages and later ones would be dropped)."""
 
     def __init__(self, path: Path) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
+        self.sock.settimeout(0.1)
         self.path = path
         self.messages: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
 
-    def wait_for(self, predicate, timeout: float = 20.0) -> str:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        for m in self.messages:
-            if predicate(m):
-                return m
-        while time.monotonic() < deadline:
+    def _read(self) -> None:
+        while not self._stop.is_set():
             try:
                 m = self.sock.recv(65536).decode()
             except TimeoutError:
                 continue
-            self.messages.append(m)
-            if predicate(m):
-                return m
+            except OSError:
+                return
+            with self._lock:
+                self.messages.append(m)
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> str:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            with self._lock:
+                new = self.messages[seen:]
+            for m in new:
+                if predicate(m):
+                    return m
+            seen += len(new)
+            time.sleep(0.01)
         raise AssertionError(f"no matching notification in {timeout}s; got {self.messages[-10:]}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
 
 
 @pytest.fixture
@@ -78,7 +98,7 @@ def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Systemd, Pat
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
-        systemd.sock.close()
+        systemd.close()
 
 
 def _get(port: int, path: str) -> tuple[int, bytes]:

@@ -13,7 +13,8 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.health import LoopLag, Operations, Readiness, parse_listen, read_status, serve, watch
+from daemon.endpoint_client import parse_listen, read_status
+from daemon.health import LoopLag, Operations, Readiness, serve, watch
 from daemon.metrics import Metrics
 from daemon.watchdog import ProgressMonitor
 

@@ -27,6 +27,13 @@ AUDIO_CONTAINERS = frozenset({"mp3", "wav", "m4a", "flac", "ogg", "adts"})
 MEDIA_TYPE = {"video": "VIDEO", "image": "IMAGE", "audio": "AUDIO", "document": "PDF"}
 
 
+def media_type(info: MediaInfo) -> str:
+    """The data row's ``media_type`` for a probed object (text documents are TEXT, not PDF)."""
+    if info.kind == "document" and info.container == "text":
+        return "TEXT"
+    return MEDIA_TYPE[info.kind]
+
+
 class LabelboxReport(msgspec.Struct, kw_only=True):
     """The ``labelbox`` object of ``ingestd probe --json``."""
 
@@ -46,7 +53,10 @@ def _consistent(info: MediaInfo) -> tuple[bool | None, str]:
         return None, "frames, fps or duration unknown"
     by_fps = round(info.fps * info.duration)
     if by_fps != info.frames:
-        return False, f"round(fps*duration) = round({info.fps:.6g}*{info.duration:.6g}) = {by_fps}"
+        shown = ""
+        if info.presented_frames is not None and info.presented_frames != info.frames:
+            shown = f" ({info.presented_frames} of {info.frames} presented; the edit list drops the rest)"
+        return False, f"round(fps*duration) = round({info.fps:.6g}*{info.duration:.6g}) = {by_fps}{shown}"
     if info.nominal_fps is not None:
         by_nominal = round(info.nominal_fps * info.duration)
         if by_nominal != info.frames:
