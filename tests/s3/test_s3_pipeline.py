@@ -72,7 +72,7 @@ async def run_pipeline(
         t = cfg.target
         pipeline = Pipeline(
             source=source,
-            deliverer=make_sink(cfg),
+            deliverer=await make_sink(cfg, stack),
             ledger=ledger,
             prober=prober,
             builder=Builder(
