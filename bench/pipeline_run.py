@@ -27,7 +27,7 @@ from daemon.logs import configure
 from daemon.sinks.base import Batch, BatchItem, ItemResult
 from daemon.sinks.files import FilesSink
 from daemon.sources.manifest import ManifestSource
-from daemon.wiring import build_pipeline, key_maker, settings, url_maker
+from daemon.wiring import UrlMaker, build_pipeline, key_maker, settings
 from workers.batching import Batcher
 from workers.probe.media import MediaInfo
 
@@ -71,7 +71,7 @@ async def pipelined(cfg: Config) -> int:
 async def sequential(cfg: Config, manifest: Path, work: Path) -> int:
     s = settings(cfg)
     key_for = key_maker(cfg)
-    builder = Builder(platform="labelbox", accept_kinds=["image"], strict=False, make_url=url_maker(cfg))
+    builder = Builder(platform="labelbox", accept_kinds=["image"], strict=False, make_url=UrlMaker(cfg))
     sink = FilesSink(work / "out", "labelbox")
     n = 0
     with Ledger(work / "ledger.db") as ledger:

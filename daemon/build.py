@@ -6,7 +6,6 @@ for bad input. URL making is injected (``UrlMaker``) so S3 presigning lives in o
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -21,11 +20,9 @@ from workers.probe.media import MediaInfo
 from workers.rules import encord as encord_rules
 from workers.rules import labelbox as labelbox_rules
 from workers.rules.verdict import Violation
+from workers.urls import Platform, url_violations
 
 UrlMaker = Callable[[ObjectRef], str]
-
-LABELBOX_URL_FORBIDDEN = "#<>|"
-ENCORD_MAX_URL = 16 * 1024
 
 
 class BuildError(Exception):
@@ -50,36 +47,10 @@ def _convert(value: Any, typ: Any) -> Any:
     return None if value is None else msgspec.convert(value, typ)
 
 
-_LABELBOX_BAD_URL = re.compile(r"[#<>|]")
-
-
-def url_problem(url: str, platform: str) -> Violation | None:
-    """The URL rules of the platforms: https only; Labelbox refuses # < > |; Encord <= 16 KB."""
-    if not url.startswith("https://"):
-        return Violation(
-            rule="url.https", message="URL must be https", expected="https://...", actual=url.split(":", 1)[0]
-        )
-    if platform == "labelbox":
-        if _LABELBOX_BAD_URL.search(url):
-            bad = sorted({c for c in url if c in LABELBOX_URL_FORBIDDEN})
-            return Violation(
-                rule="labelbox.url.characters",
-                message="URL contains characters Labelbox refuses",
-                expected=f"none of {LABELBOX_URL_FORBIDDEN!r}",
-                actual="".join(bad),
-            )
-    elif len(url.encode()) > ENCORD_MAX_URL:
-        return Violation(
-            rule="encord.url.length",
-            message="URL longer than 16 KB",
-            expected=f"<= {ENCORD_MAX_URL}",
-            actual=len(url.encode()),
-        )
-    return None
-
-
 class Builder:
-    def __init__(self, *, platform: str, accept_kinds: list[str], strict: bool, make_url: UrlMaker) -> None:
+    def __init__(
+        self, *, platform: Platform, accept_kinds: list[str], strict: bool, make_url: UrlMaker
+    ) -> None:
         self.platform = platform
         self.accept_kinds = frozenset(accept_kinds)
         self.strict = strict
@@ -119,8 +90,8 @@ class Builder:
             raise _reject(
                 Violation(rule="url.make", message=str(e), actual=job.ref.key), stage="url"
             ) from None
-        if (p := url_problem(url, self.platform)) is not None:
-            raise _reject(p, stage="url")
+        if problems := url_violations(url, self.platform):
+            raise _reject(problems[0], stage="url", also=problems[1:])
         meta = job.ref.metadata or {}
         if self.platform == "labelbox":
             self._labelbox(job, info, url, meta)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -18,8 +19,10 @@ from daemon.pipeline import Deliverer, Pipeline, Prober, Settings
 from daemon.sinks.files import FilesSink
 from daemon.sinks.http import open_http_deliverer
 from daemon.sources.base import Source
+from daemon.sources.listing import Checkpoints, open_listing_source
 from daemon.sources.manifest import ManifestSource
 from daemon.sources.spool import SpoolSource
+from daemon.sources.sqs import open_sqs_source
 from daemon.watchdog import ProgressMonitor
 from workers.batching import JSON_ARRAY, NDJSON
 from workers.payloads.keys import check_key, make_key
@@ -27,6 +30,8 @@ from workers.probe.engine import probe
 from workers.probe.media import MediaInfo
 from workers.reads.file import FileReader
 from workers.reads.http import HttpReader
+from workers.reads.s3 import ChainCredentials, S3Reads, http_session
+from workers.urls import S3UrlSigner, virtual_hosted_url
 
 
 class WiringError(Exception):
@@ -57,24 +62,57 @@ def key_maker(cfg: Config):  # type: ignore[no-untyped-def]
     return key_for
 
 
-def url_maker(cfg: Config):  # type: ignore[no-untyped-def]
-    prefix = cfg.source.url_prefix
+class UrlMaker:
+    """The URL handed to the platform for each object (sync: called by the build stage).
 
-    def make_url(ref: ObjectRef) -> str:
+    ``file``: ``url_prefix`` + the relative path. ``url``: as given. ``s3``: by
+    ``[target] url_mode``: ``presign`` (SigV4 query signature, byte-identical to botocore's,
+    with the credentials the S3 reader last used: reading an object always precedes building
+    its URL), ``virtual-hosted`` (for IAM delegated access; dotted buckets are refused with the
+    reason), or ``as-is`` (``s3://``: refused by the https rule, with the reason).
+    """
+
+    def __init__(self, cfg: Config, credentials: ChainCredentials | None = None) -> None:
+        self.prefix = cfg.source.url_prefix
+        self.mode = cfg.target.url_mode
+        self.expires = cfg.target.url_expires
+        self.region = cfg.aws.region
+        self.credentials = credentials
+        self.signer = S3UrlSigner(
+            region=cfg.aws.region,
+            endpoint_url=cfg.aws.endpoint_url,
+            addressing_style=cfg.aws.addressing_style,
+        )
+
+    def __call__(self, ref: ObjectRef) -> str:
         if ref.origin == "url":
             assert ref.url is not None
             return ref.url
         if ref.origin == "file":
-            if not prefix:
+            if not self.prefix:
                 raise ValueError("source.url_prefix is required to publish local files")
-            return file_url(prefix, ref.key)
-        raise ValueError(f"no URL maker for origin {ref.origin!r}")
+            return file_url(self.prefix, ref.key)
+        assert ref.bucket is not None
+        if self.mode == "virtual-hosted":
+            return virtual_hosted_url(ref.bucket, ref.key, region=self.region)
+        if self.mode == "as-is":
+            return f"s3://{ref.bucket}/{ref.key}"
+        creds = self.credentials.current if self.credentials is not None else None
+        if creds is None:
+            raise ValueError("no AWS credentials to presign with (the standard chain gave none)")
+        return self.signer.presign_get(creds, ref.bucket, ref.key, expires=self.expires, now=time.time())
 
-    return make_url
 
-
-async def open_source(cfg: Config, stack: AsyncExitStack, *, once: bool) -> Source:
+async def open_source(
+    cfg: Config, stack: AsyncExitStack, *, once: bool, checkpoints: Checkpoints | None = None
+) -> Source:
     s = cfg.source
+    if s.type == "sqs":
+        return await open_sqs_source(cfg, stack, once=once)
+    if s.type == "s3-listing":
+        if checkpoints is None:
+            checkpoints = await open_store(cfg, stack)
+        return await open_listing_source(cfg, stack, checkpoints)
     if s.type == "spool":
         return SpoolSource(
             resolve(cfg, s.path), once=once, poll_interval=s.poll_interval, stable_seconds=s.stable_seconds
@@ -100,23 +138,35 @@ def reload_sink(deliverer: Deliverer, cfg: Config) -> None:
         deliverer.reload(DeliveryLimits.from_config(cfg.sink))
 
 
-async def make_prober(cfg: Config, stack: AsyncExitStack) -> Prober:
+async def make_prober(
+    cfg: Config, stack: AsyncExitStack, credentials: ChainCredentials | None = None
+) -> Prober:
+    """The probe with the reader each origin needs: pread for files, ranged GETs for URLs and
+    for S3 (URLs presigned by our signer, through one long-lived session opened on first use)."""
     head = cfg.probe.head_bytes
-    session: aiohttp.ClientSession | None = None
+    creds = credentials or ChainCredentials()
+    opened: list[aiohttp.ClientSession] = []
 
-    async def http_session() -> aiohttp.ClientSession:
-        nonlocal session
-        if session is None:
-            connector = aiohttp.TCPConnector(limit=cfg.probe.concurrency, ttl_dns_cache=300)
-            session = await stack.enter_async_context(
-                aiohttp.ClientSession(
-                    connector=connector,
-                    cookie_jar=aiohttp.DummyCookieJar(),
-                    timeout=aiohttp.ClientTimeout(total=cfg.probe.timeout),
-                    auto_decompress=False,
+    async def session() -> aiohttp.ClientSession:
+        if not opened:
+            opened.append(
+                await stack.enter_async_context(
+                    http_session(cfg.probe.concurrency, timeout=cfg.probe.timeout)
                 )
             )
-        return session
+        return opened[0]
+
+    s3_reads: list[S3Reads] = []
+
+    async def s3() -> S3Reads:
+        if not s3_reads:
+            signer = S3UrlSigner(
+                region=cfg.aws.region,
+                endpoint_url=cfg.aws.endpoint_url,
+                addressing_style=cfg.aws.addressing_style,
+            )
+            s3_reads.append(S3Reads(await session(), signer, creds))
+        return s3_reads[0]
 
     async def prober(job: Job) -> MediaInfo:
         ref = job.ref
@@ -129,8 +179,10 @@ async def make_prober(cfg: Config, stack: AsyncExitStack) -> Prober:
                 reader.close()
         if ref.origin == "url":
             assert ref.url is not None
-            return await probe(HttpReader(await http_session(), ref.url, size=ref.size), head_bytes=head)
-        raise WiringError(f"no reader for origin {ref.origin!r} in this build")
+            return await probe(HttpReader(await session(), ref.url, size=ref.size), head_bytes=head)
+        assert ref.bucket is not None
+        reads = await s3()
+        return await probe(reads.reader(ref.bucket, ref.key, size=ref.size, etag=ref.etag), head_bytes=head)
 
     return prober
 
@@ -162,17 +214,18 @@ async def build_pipeline(
     """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
     ledger = await open_store(cfg, stack)
     sink = await make_sink(cfg, stack)
+    credentials = ChainCredentials()
     builder = Builder(
         platform=cfg.target.platform,
         accept_kinds=cfg.target.accept_kinds,
         strict=cfg.target.strict_access,
-        make_url=url_maker(cfg),
+        make_url=UrlMaker(cfg, credentials),
     )
     return Pipeline(
-        source=await open_source(cfg, stack, once=once),
+        source=await open_source(cfg, stack, once=once, checkpoints=ledger),
         deliverer=sink,
         ledger=ledger,
-        prober=prober or await make_prober(cfg, stack),
+        prober=prober or await make_prober(cfg, stack, credentials),
         builder=builder,
         key_for=key_maker(cfg),
         settings=settings(cfg),

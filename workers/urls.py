@@ -344,7 +344,7 @@ def url_violations(url: str, platform: Platform) -> list[Violation]:
         if bad:
             found.append(
                 Violation(
-                    rule="url.labelbox_characters",
+                    rule="labelbox.url.characters",
                     message=f"Labelbox does not accept {' '.join(repr(c) for c in bad)} in URLs",
                     expected=f"none of {' '.join(LABELBOX_FORBIDDEN)}",
                     actual="".join(bad),
@@ -355,7 +355,7 @@ def url_violations(url: str, platform: Platform) -> list[Violation]:
         if size > ENCORD_MAX_URL_BYTES:
             found.append(
                 Violation(
-                    rule="url.encord_length",
+                    rule="encord.url.length",
                     message=f"Encord URLs must be <= {ENCORD_MAX_URL_BYTES} bytes, this one has {size}",
                     expected=ENCORD_MAX_URL_BYTES,
                     actual=size,

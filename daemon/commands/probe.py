@@ -84,8 +84,31 @@ async def _reader_for(
             )
         return HttpReader(session[0], target)
     if target.startswith("s3://"):
-        raise ReadError("s3:// targets need the S3 reader (not in this build)", transient=False)
+        return await _s3_reader(target, stack, session)
     return FileReader(target)
+
+
+async def _s3_reader(target: str, stack: AsyncExitStack, session: list[aiohttp.ClientSession]) -> RangeReader:
+    """s3://bucket/key through presigned ranged GETs; [aws] settings from the environment
+    (AWS_REGION / AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL) and the standard
+    credential chain."""
+    import os  # noqa: PLC0415 - only s3:// probes need these
+
+    from workers.reads.s3 import ChainCredentials, S3Reads, http_session  # noqa: PLC0415 - same reason
+    from workers.urls import S3UrlSigner, UrlError, parse_s3_url  # noqa: PLC0415 - same reason
+
+    try:
+        loc = parse_s3_url(target)
+    except UrlError as e:
+        raise ReadError(str(e), transient=False) from None
+    if not session:
+        session.append(await stack.enter_async_context(http_session(16)))
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    signer = S3UrlSigner(
+        region=region, endpoint_url=endpoint, addressing_style="path" if endpoint else "virtual"
+    )
+    return S3Reads(session[0], signer, ChainCredentials()).reader(loc.bucket, loc.key)
 
 
 async def _probe_all(args: argparse.Namespace) -> int:

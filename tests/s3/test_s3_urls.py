@@ -259,7 +259,7 @@ class TestRules:
     def test_labelbox_characters(self) -> None:
         """Labelbox refuses '#', '<', '>', '|': the violation lists the ones present."""
         (v,) = url_violations("https://x.example.com/a#b|c<d.jpg", "labelbox")
-        assert v.rule == "url.labelbox_characters" and v.actual == "#<|"
+        assert v.rule == "labelbox.url.characters" and v.actual == "#<|"
         assert url_violations("https://x.example.com/a%23b.jpg", "labelbox") == []
 
     def test_encord_length(self) -> None:
@@ -268,5 +268,5 @@ class TestRules:
         ok = base + "a" * (ENCORD_MAX_URL_BYTES - len(base))
         assert url_violations(ok, "encord") == []
         (v,) = url_violations(ok + "é", "encord")
-        assert (v.rule, v.expected, v.actual) == ("url.encord_length", 16384, 16386)
+        assert (v.rule, v.expected, v.actual) == ("encord.url.length", 16384, 16386)
         assert url_violations(ok + "é", "labelbox") == []

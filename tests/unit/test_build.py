@@ -11,9 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.build import ENCORD_MAX_URL, Builder, file_url, manifest_key_problem, url_problem
+from daemon.build import Builder, file_url, manifest_key_problem
 from daemon.jobs import Job, ObjectRef
 from workers.probe.media import MediaInfo, invalid
+from workers.rules.verdict import Violation
+from workers.urls import ENCORD_MAX_URL_BYTES as ENCORD_MAX_URL
+from workers.urls import url_violations
+
+
+def url_problem(url: str, platform: str) -> Violation | None:
+    """The first URL rule broken (the build stage rejects on it)."""
+    found = url_violations(url, platform)  # type: ignore[arg-type]
+    return found[0] if found else None
+
 
 PREFIX = "https://storage.example.com/demo/"
 

@@ -47,6 +47,11 @@ class ChainCredentials:
         self._last: tuple[str, str, str | None] | None = None
         self._frozen: Credentials | None = None
 
+    @property
+    def current(self) -> Credentials | None:
+        """The credentials of the last :meth:`get` (for signing URLs synchronously), if any."""
+        return self._frozen
+
     async def get(self) -> Credentials:
         if self._creds is None:
             if self._session is None:
