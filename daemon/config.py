@@ -69,6 +69,9 @@ class TargetConfig(_Base):
     global_key_template: str = "{key}"
     url_mode: Literal["presign", "virtual-hosted", "as-is"] = "presign"
     url_expires: int = 7 * 24 * 3600
+    # where the platform fetches S3 objects from: empty = AWS's public endpoint (https, virtual
+    # hosted); set it for S3-compatible stores (https://minio.example.com). Reads use [aws].
+    url_endpoint: str = ""
     strict_access: bool = False  # Encord strict client-only access: metadata required
     accept_kinds: list[str] = msgspec.field(default_factory=lambda: ["video", "image", "audio"])
 

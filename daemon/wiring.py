@@ -78,10 +78,11 @@ class UrlMaker:
         self.expires = cfg.target.url_expires
         self.region = cfg.aws.region
         self.credentials = credentials
+        # the platform fetches the object: sign for the public endpoint, not the one we read from
         self.signer = S3UrlSigner(
             region=cfg.aws.region,
-            endpoint_url=cfg.aws.endpoint_url,
-            addressing_style=cfg.aws.addressing_style,
+            endpoint_url=cfg.target.url_endpoint,
+            addressing_style="path" if cfg.target.url_endpoint else "virtual",
         )
 
     def __call__(self, ref: ObjectRef) -> str:
