@@ -128,6 +128,16 @@ class PostgresStore:
             return Claimed({}, set())
         now = time.time()
         async with self._lock, self._conn.transaction():
+            # Claim first, then look for final records: a concurrent finish_batch that commits
+            # between the two statements is then seen by the second (READ COMMITTED takes a new
+            # snapshot per statement), so a key is never claimed after another instance recorded it.
+            cur = await self._conn.execute(
+                "INSERT INTO claims(key, owner, until) SELECT k, %s, %s FROM unnest(%s::text[]) AS k"
+                " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until = excluded.until"
+                " WHERE claims.until < %s OR claims.owner = excluded.owner RETURNING key",
+                (self.owner, now + self.claim_seconds, folded, now),
+            )
+            mine = {r[0] for r in await cur.fetchall()}
             cur = await self._conn.execute(
                 "SELECT key, global_key FROM accepted WHERE key = ANY(%s)"
                 " UNION ALL SELECT key, coalesce(global_key, key) FROM dead_letters WHERE key = ANY(%s)",
@@ -136,14 +146,11 @@ class PostgresStore:
             known: dict[str, str] = {}
             for k, gk in await cur.fetchall():
                 known.setdefault(k, gk)
+            if known:
+                await self._conn.execute(
+                    "DELETE FROM claims WHERE key = ANY(%s) AND owner = %s", (list(known), self.owner)
+                )
             rest = [k for k in folded if k not in known]
-            cur = await self._conn.execute(
-                "INSERT INTO claims(key, owner, until) SELECT k, %s, %s FROM unnest(%s::text[]) AS k"
-                " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until = excluded.until"
-                " WHERE claims.until < %s OR claims.owner = excluded.owner RETURNING key",
-                (self.owner, now + self.claim_seconds, rest, now),
-            )
-            mine = {r[0] for r in await cur.fetchall()}
         return Claimed(known, set(rest) - mine)
 
     async def release(self, keys: Sequence[str]) -> None:
