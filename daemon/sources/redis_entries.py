@@ -60,6 +60,13 @@ _NOTIFICATION = msgspec.json.Decoder(S3Notification)
 _ANY = msgspec.json.Decoder()
 
 
+def s3_key(encoded: str) -> str:
+    """An S3 notification's key decoded: ``+`` is a space, ``%XX`` a UTF-8 byte."""
+    if "%" in encoded:
+        return unquote_plus(encoded)
+    return encoded.replace("+", " ")
+
+
 def refs_from_notification(event: S3Notification, *, skip_removed: bool = True) -> list[ObjectRef]:
     refs: list[ObjectRef] = []
     for n, rec in enumerate(event.Records):
@@ -72,7 +79,7 @@ def refs_from_notification(event: S3Notification, *, skip_removed: bool = True) 
             ObjectRef(
                 origin="s3",
                 bucket=rec.s3.bucket.name,
-                key=unquote_plus(obj.key),
+                key=s3_key(obj.key),
                 size=obj.size,
                 etag=obj.eTag,
                 version=obj.versionId,

@@ -39,9 +39,7 @@ Entries are never deleted: the producer bounds the stream (``XADD ... MAXLEN ~ n
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-import random
 import socket
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -52,23 +50,18 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from daemon.config import Config, resolve
 from daemon.jobs import ObjectRef
 from daemon.sources.redis_entries import BODY, decode_entry, field_map, raw_fields
-from daemon.sources.redis_scripts import CLAIM, FORGET, TOUCH, Claimed, as_text, parse_claim
+from daemon.sources.redis_pending import REDIS_FAILURES, UNREACHABLE, PendingEntries, back_off
+from daemon.sources.redis_scripts import CLAIM, FORGET, Claimed, parse_claim
 
 log = structlog.get_logger()
 
-READ_COUNT = 256  # entries per XREADGROUP at most (bench_redis: 256 reaches the raw client's rate)
+READ_COUNT = 256  # entries per XREADGROUP at most (bench_redis: faster than 64 and than 1024)
 BLOCK = 1.0  # seconds one read waits for new entries
-ACK_CHUNK = 4096
-TOUCH_CHUNK = 2048
-SLACK = 0.005  # a due retry is claimed this long after its idle time reached the visibility
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 @dataclass(eq=False, slots=True)
@@ -78,19 +71,19 @@ class RedisMessage:
     id: str
     entry_id: str
     refs: list[ObjectRef]
-    source: RedisStreamSource = field(repr=False)
+    pending: PendingEntries = field(repr=False)
     raw: bytes | None = None
     error: str | None = None
     deliveries: int = 1
 
     async def ack(self) -> None:
-        self.source.acknowledge(self.entry_id)
+        self.pending.acknowledge(self.entry_id)
 
     async def retry_later(self, delay: float) -> None:
-        await self.source.give_back(self.entry_id, delay)
+        await self.pending.give_back(self.entry_id, delay)
 
     async def extend(self) -> None:
-        await self.source.touch([self.entry_id], 0)
+        await self.pending.touch([self.entry_id], 0)
 
 
 class RedisStreamSource:
@@ -125,68 +118,53 @@ class RedisStreamSource:
         self.read_count = read_count
         self.block = block
         self.claim_every = min(max(visibility / 2, 0.05), 5.0)
-        self._vis_ms = max(1, math.ceil(visibility * 1000))
-        self._touch = client.register_script(TOUCH)
+        self.pending = PendingEntries(
+            client, stream=stream, group=group, consumer=consumer, visibility=visibility
+        )
         self._claim = client.register_script(CLAIM)
         self._forget = client.register_script(FORGET)
-        self._in_flight: set[str] = set()
-        self._acks: list[str] = []
-        self._due: dict[str, float] = {}  # our retries: when they may be claimed (loop time)
-        self._held: dict[str, float] = {}  # retries due later than one visibility from now
-        self._changed = asyncio.Event()
-        self._ack_wake = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self._group_ready = False
         self._own: str | None = "0-0"  # cursor over this consumer's own pending entries
         self._auto_cursor = "0-0"
         self._next_auto = 0.0
         self._failures = 0
-        self.acked = 0
         self.reclaimed = 0
         self.poisoned = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def __aenter__(self) -> RedisStreamSource:
-        self._tasks = [
-            asyncio.create_task(self._heartbeat(), name="redis-heartbeat"),
-            asyncio.create_task(self._flusher(), name="redis-ack-flusher"),
-        ]
+        self.pending.start()
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._closed = True
-        self._changed.set()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stop_reading()
+        await self.pending.stop()
         try:
-            await self._flush()
-            if self._in_flight:  # the pipeline ended without settling these: others take them now
-                log.warning(
-                    "redis entries given back at exit", stream=self.stream, count=len(self._in_flight)
-                )
-                await self.touch(list(self._in_flight), self._vis_ms)
-            await self._release_unseen()
+            await self.pending.flush()
+            await self.pending.release_in_flight()
+            await self.pending.release_unseen()
             if await self._forget(keys=[self.stream], args=[self.group, self.consumer]):
                 log.info("redis consumer left the group", stream=self.stream, consumer=self.consumer)
-        except (*_UNREACHABLE, ResponseError) as err:
+        except REDIS_FAILURES as err:
             log.warning("redis source exit incomplete", stream=self.stream, reason=str(err))
 
     async def close(self) -> None:
         """Stop reading; give back at once what this consumer holds and the pipeline never saw."""
         if self._closed:
             return
-        self._closed = True
-        self._changed.set()
+        self._stop_reading()
         try:
-            await self._flush()
-            await self._release_unseen()
-        except (*_UNREACHABLE, ResponseError) as err:
+            await self.pending.flush()
+            await self.pending.release_unseen()
+        except REDIS_FAILURES as err:
             log.warning("redis source close incomplete", stream=self.stream, reason=str(err))
+
+    def _stop_reading(self) -> None:
+        self._closed = True
+        self.pending.changed.set()
 
     async def check(self) -> None:
         """Readiness: the server answers."""
@@ -194,7 +172,7 @@ class RedisStreamSource:
 
     @property
     def in_flight(self) -> int:
-        return len(self._in_flight)
+        return len(self.pending.in_flight)
 
     # -- reading ------------------------------------------------------------------------------
     async def batches(self) -> AsyncIterator[list[RedisMessage]]:
@@ -208,15 +186,16 @@ class RedisStreamSource:
                     self._failures = 0
                     yield msgs
                     continue
-                if self.once and not self._local_work():
-                    await self._flush()
-                    if not await self._pending_for_us():
+                if self.once and not self.pending.busy:
+                    await self.pending.flush()  # waits for an XACK under way, too
+                    if not await self.pending.mine():
                         return
                     self._own = "0-0"  # pending for us, unknown here: entries of a cut-off read
                     continue
                 self._failures = 0
-            except _UNREACHABLE as err:
-                await self._unreachable(err)
+            except UNREACHABLE as err:
+                self._failures += 1
+                await back_off("redis unreachable", self.stream, err, self._failures)
                 continue
             except ResponseError as err:
                 if not str(err).startswith("NOGROUP"):
@@ -238,23 +217,23 @@ class RedisStreamSource:
         return await self._claim_due(room) or await self._claim_idle(room) or await self._read_new(room)
 
     async def _room(self) -> int:
-        while len(self._in_flight) >= self.max_in_flight and not self._closed:
-            self._changed.clear()
-            await self._changed.wait()
-        return max(0, min(self.read_count, self.max_in_flight - len(self._in_flight)))
-
-    def _local_work(self) -> bool:
-        return bool(self._in_flight or self._due or self._held or self._acks)
+        """Wait while the pipeline holds ``max_in_flight`` entries; how many may be read now."""
+        held = self.pending.in_flight
+        while len(held) >= self.max_in_flight and not self._closed:
+            self.pending.changed.clear()
+            await self.pending.changed.wait()
+        return max(0, min(self.read_count, self.max_in_flight - len(held)))
 
     async def _wait_change(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Once mode, nothing to read: wait for an ack or give-back, or for a retry coming due."""
         timeout = self.claim_every
-        if self._due:
-            timeout = min(timeout, max(0.0, min(self._due.values()) - loop.time()))
-        self._changed.clear()
+        due = self.pending.next_due()
+        if due is not None:
+            timeout = min(timeout, max(0.0, due - asyncio.get_running_loop().time()))
+        self.pending.changed.clear()
         try:
             async with asyncio.timeout(timeout):
-                await self._changed.wait()
+                await self.pending.changed.wait()
         except TimeoutError:
             pass
 
@@ -268,11 +247,14 @@ class RedisStreamSource:
         self._group_ready = True
 
     def _block_ms(self) -> int | None:
+        """How long a read may wait: until the next reclaim scan or due retry, at most BLOCK."""
         if self.once:
             return None
-        loop = asyncio.get_running_loop()
-        until = min([self._next_auto, *self._due.values()], default=self._next_auto)
-        wait = min(self.block, until - loop.time())
+        until = self._next_auto
+        due = self.pending.next_due()
+        if due is not None:
+            until = min(until, due)
+        wait = min(self.block, until - asyncio.get_running_loop().time())
         return max(1, int(wait * 1000))
 
     async def _read_new(self, room: int) -> list[RedisMessage]:
@@ -293,20 +275,19 @@ class RedisStreamSource:
         return self._hand_claimed(claimed)
 
     async def _claim_due(self, room: int) -> list[RedisMessage]:
-        now = asyncio.get_running_loop().time()
-        ids = [eid for eid, at in self._due.items() if at <= now][:room]
+        ids = self.pending.due_now(room)
         if not ids:
             return []
-        for eid in ids:
-            del self._due[eid]
-        _, claimed = await self._run_claim("ids", self._vis_ms, *ids)
+        _, claimed = await self._run_claim("ids", self.pending.vis_ms, *ids)
         return self._hand_claimed(claimed)
 
     async def _claim_idle(self, room: int) -> list[RedisMessage]:
         now = asyncio.get_running_loop().time()
         if now < self._next_auto:
             return []
-        self._auto_cursor, claimed = await self._run_claim("auto", self._vis_ms, self._auto_cursor, room)
+        self._auto_cursor, claimed = await self._run_claim(
+            "auto", self.pending.vis_ms, self._auto_cursor, room
+        )
         if self._auto_cursor == "0-0":
             self._next_auto = now + self.claim_every
         if claimed:
@@ -324,15 +305,8 @@ class RedisStreamSource:
         return self._hand(self._message(c.entry_id, c.fields, c.deliveries) for c in claimed)
 
     def _hand(self, msgs: Iterable[RedisMessage]) -> list[RedisMessage]:
-        out: list[RedisMessage] = []
-        for m in msgs:
-            if m.entry_id in self._in_flight:
-                continue  # claimed back while the pipeline still has it (a stalled loop)
-            self._due.pop(m.entry_id, None)
-            self._held.pop(m.entry_id, None)
-            self._in_flight.add(m.entry_id)
-            out.append(m)
-        return out
+        # an entry claimed back while the pipeline still has it (a stalled loop) is not doubled
+        return [m for m in msgs if self.pending.take(m.entry_id)]
 
     def _message(
         self, entry_id: str, fields: Mapping[bytes, bytes] | Sequence[bytes], deliveries: int
@@ -341,139 +315,19 @@ class RedisStreamSource:
         mid = f"redis:{self.stream}:{entry_id}"
         if deliveries > self.max_deliveries:
             self.poisoned += 1
+            log.warning("redis poison entry", stream=self.stream, entry=entry_id, deliveries=deliveries)
             return RedisMessage(
                 id=mid,
                 entry_id=entry_id,
                 refs=[],
-                source=self,
+                pending=self.pending,
                 raw=fm.get(BODY) or raw_fields(fm),
                 error=f"poison: delivered {deliveries} times (stream {self.stream!r} entry {entry_id},"
                 f" max_receive_count {self.max_deliveries})",
                 deliveries=deliveries,
             )
         d = decode_entry(self.stream, entry_id, fm, self.base, skip_removed=self.skip_removed)
-        return RedisMessage(mid, entry_id, d.refs, self, d.raw, d.error, deliveries)
-
-    async def _unreachable(self, err: BaseException) -> None:
-        self._failures += 1
-        delay = random.uniform(0, min(5.0, 0.1 * 2**self._failures))
-        log.warning("redis unreachable", stream=self.stream, reason=str(err), retry_in=round(delay, 2))
-        await asyncio.sleep(delay)
-
-    # -- settling -----------------------------------------------------------------------------
-    def acknowledge(self, entry_id: str) -> None:
-        self._in_flight.discard(entry_id)
-        self._acks.append(entry_id)
-        self._ack_wake.set()
-        self._changed.set()
-
-    async def give_back(self, entry_id: str, delay: float) -> None:
-        """Leave the entry pending, claimable by any consumer once ``delay`` has passed."""
-        self._in_flight.discard(entry_id)
-        self._changed.set()
-        loop = asyncio.get_running_loop()
-        delay_ms = math.ceil(max(0.0, delay) * 1000)
-        if delay_ms >= self._vis_ms:
-            if await self.touch([entry_id], 0):
-                self._held[entry_id] = loop.time() + delay_ms / 1000
-            return
-        if await self.touch([entry_id], self._vis_ms - delay_ms):
-            self._due[entry_id] = loop.time() + delay_ms / 1000 + SLACK
-
-    async def touch(self, ids: Sequence[str], idle_ms: int) -> list[str]:
-        """Set the idle time of the ids still ours; the ids another consumer took are dropped."""
-        owned: list[str] = []
-        for i in range(0, len(ids), TOUCH_CHUNK):
-            reply = await self._touch(
-                keys=[self.stream], args=[self.group, self.consumer, idle_ms, *ids[i : i + TOUCH_CHUNK]]
-            )
-            owned.extend(as_text(v) for v in reply)
-        if len(owned) < len(ids):
-            log.warning(
-                "redis entries taken over by another consumer",
-                stream=self.stream,
-                entries=sorted(set(ids) - set(owned))[:10],
-            )
-        return owned
-
-    async def _flush(self) -> None:
-        async with self._flush_lock:
-            while self._acks:
-                ids, self._acks = self._acks[:ACK_CHUNK], self._acks[ACK_CHUNK:]
-                try:
-                    await self.client.xack(self.stream, self.group, *ids)
-                except BaseException:
-                    self._acks[:0] = ids
-                    raise
-                self.acked += len(ids)
-        self._changed.set()
-
-    async def _flusher(self) -> None:
-        failures = 0
-        while True:
-            await self._ack_wake.wait()
-            self._ack_wake.clear()
-            try:
-                await self._flush()
-                failures = 0
-            except (*_UNREACHABLE, ResponseError) as err:
-                failures += 1
-                delay = random.uniform(0, min(5.0, 0.1 * 2**failures))
-                log.warning(
-                    "redis XACK failed", stream=self.stream, reason=str(err), retry_in=round(delay, 2)
-                )
-                await asyncio.sleep(delay)
-                self._ack_wake.set()
-
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.visibility / 3)
-            try:
-                await self._beat()
-            except (*_UNREACHABLE, ResponseError) as err:
-                log.warning("redis heartbeat failed", stream=self.stream, reason=str(err))
-
-    async def _beat(self) -> None:
-        loop = asyncio.get_running_loop()
-        keep = list(self._in_flight)
-        for eid, at in list(self._held.items()):
-            left = at - loop.time()
-            if left > self.visibility:
-                keep.append(eid)
-                continue
-            del self._held[eid]
-            left_ms = max(0, math.ceil(left * 1000))
-            if await self.touch([eid], self._vis_ms - left_ms):
-                self._due[eid] = loop.time() + left_ms / 1000 + SLACK
-        if keep:
-            owned = set(await self.touch(keep, 0))
-            for eid in keep:
-                if eid not in owned:
-                    self._held.pop(eid, None)
-
-    async def _pending_for_us(self) -> bool:
-        rows = await self.client.xpending_range(
-            self.stream, self.group, min="-", max="+", count=1, consumername=self.consumer
-        )
-        return bool(rows)
-
-    async def _release_unseen(self) -> None:
-        """Give back (idle = visibility) our pending entries the pipeline never received."""
-        known = self._in_flight | set(self._due) | set(self._held) | set(self._acks)
-        unseen: list[str] = []
-        start = "-"
-        while True:
-            rows = await self.client.xpending_range(
-                self.stream, self.group, min=start, max="+", count=1000, consumername=self.consumer
-            )
-            ids = [as_text(r["message_id"]) for r in rows]
-            unseen.extend(i for i in ids if i not in known)
-            if len(rows) < 1000:
-                break
-            start = "(" + ids[-1]
-        if unseen:
-            await self.touch(unseen, self._vis_ms)
-            log.info("redis entries given back unseen", stream=self.stream, count=len(unseen))
+        return RedisMessage(mid, entry_id, d.refs, self.pending, d.raw, d.error, deliveries)
 
 
 def default_consumer() -> str:
