@@ -342,3 +342,34 @@ class TestOnceAndClose:
 
 async def _no_pending(client: Redis, stream: str) -> bool:
     return await pending_ids(client, stream) == []
+
+
+class TestExtendAndCancel:
+    async def test_extend_resets_the_idle_time(self, client: Redis, stream: str, make_source) -> None:
+        """extend() makes the entry fresh again (nobody may claim it for another visibility)."""
+        await add(client, stream, url(1))
+        src = await make_source(visibility=30.0)
+        (m,) = await Reader(src).take(1)
+
+        async def idle_ms() -> int:
+            (row,) = await client.xpending_range(stream, "g", min="-", max="+", count=1)
+            return int(row["time_since_delivered"])
+
+        async def aged() -> bool:
+            return await idle_ms() >= 150
+
+        await eventually(aged)
+        await m.extend()
+        assert await idle_ms() < 150
+        rows = await client.xpending_range(stream, "g", min="-", max="+", count=1)
+        assert rows[0]["times_delivered"] == 1  # a heartbeat is not a delivery
+
+    async def test_cancelling_a_read_ends_it_promptly(self, client: Redis, stream: str, make_source) -> None:
+        """The pipeline stops intake by cancelling it mid-read; the cancellation is never lost."""
+        src = await make_source(visibility=VIS, block=0.05)
+        for i in range(40):
+            task = asyncio.ensure_future(anext(src.batches().__aiter__()))
+            await asyncio.sleep(0.002 * (i % 25))  # land the cancel at varied points of a read
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=2)
+            assert done, f"cancellation swallowed on attempt {i}"
