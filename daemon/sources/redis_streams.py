@@ -183,6 +183,7 @@ class RedisStreamSource:
             room = await self._room()
             if self._closed:
                 return
+            self.pending.changed.clear()  # what changes from here on wakes a once-mode wait
             try:
                 msgs = await self._next_batch(room)
                 if msgs:
@@ -233,7 +234,6 @@ class RedisStreamSource:
         due = self.pending.next_due()
         if due is not None:
             timeout = min(timeout, max(0.0, due - asyncio.get_running_loop().time()))
-        self.pending.changed.clear()
         try:
             async with asyncio.timeout(timeout):
                 await self.pending.changed.wait()

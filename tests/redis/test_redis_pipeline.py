@@ -16,17 +16,7 @@ from tests.redis.stream_tools import add, pending_ids
 from workers.probe.media import MediaInfo
 from workers.reads import ReadError
 
-IMAGE = MediaInfo(
-    valid=True,
-    kind="image",
-    container="jpeg",
-    mime_type="image/jpeg",
-    file_size=1000,
-    width=64,
-    height=48,
-    bytes_read=1000,
-    requests=1,
-)
+IMAGE = MediaInfo(valid=True, kind="image", container="jpeg", mime_type="image/jpeg", width=64, height=48)
 
 
 async def prober(job: Job) -> MediaInfo:
@@ -52,16 +42,7 @@ async def test_pipeline_drains_a_stream_once(client: Redis, stream: str, make_so
             platform="labelbox", accept_kinds=["image"], strict=False, make_url=lambda r: r.url or ""
         ),
         key_for=lambda r: r.key,
-        settings=Settings(
-            probe_workers=4,
-            deliver_workers=1,
-            queue_size=8,
-            max_in_flight=32,
-            max_items=10,
-            linger=0.01,
-            drain_timeout=5.0,
-            retry_delay=0.05,
-        ),
+        settings=Settings(max_in_flight=32, max_items=10, linger=0.01, retry_delay=0.05),
     )
     counters = await pipeline.run()
     assert counters.delivered == 20
