@@ -33,8 +33,9 @@ is lost when an instance dies: another one claims what it left.
 * **once mode** ends when no new entry is left for the group and nothing is pending for this
   consumer (acks flushed, retries come back and are settled).
 
-Entries are never deleted: the producer bounds the stream (``XADD ... MAXLEN ~ n`` or
-``MINID``), far enough behind the readers.
+Needs Redis 7.0 or later (XAUTOCLAIM; claims drop entries trimmed from the stream out of the
+pending list). Entries are never deleted: the producer bounds the stream (``XADD ... MAXLEN ~
+n`` or ``MINID``), far enough behind the readers.
 """
 
 from __future__ import annotations
