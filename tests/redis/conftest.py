@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -15,42 +12,9 @@ import pytest
 from redis.asyncio import Redis
 
 from daemon.sources.redis_streams import RedisStreamSource, make_client
-from tests.conftest import require_tool
-from tests.redis.stream_tools import free_port
+from tests.redis.stream_tools import free_port, start_redis, stop_redis
 
 _names = itertools.count()
-
-
-def start_redis(port: int) -> subprocess.Popen[bytes]:
-    """``redis-server`` on ``port`` without persistence; returns once it answers PING."""
-    proc = subprocess.Popen(
-        [
-            require_tool("redis-server"),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
-                c.sendall(b"PING\r\n")
-                if c.recv(16).startswith(b"+PONG"):
-                    return proc
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"redis-server did not answer PING on port {port}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")
@@ -60,12 +24,7 @@ def redis_url() -> Iterator[str]:
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_redis(proc)
 
 
 @pytest.fixture

@@ -15,8 +15,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from daemon.config import from_dict
 from daemon.jobs import ObjectRef
 from daemon.sources.base import Message
-from daemon.sources.redis_streams import open_redis_source
-from tests.redis.stream_tools import Reader, add, eventually, free_port, pending_ids
+from daemon.sources.redis_streams import RedisStreamSource, make_client, open_redis_source
+from tests.redis.stream_tools import (
+    Reader,
+    add,
+    eventually,
+    free_port,
+    pending_ids,
+    start_redis,
+    stop_redis,
+)
 
 VIS = 0.3  # visibility timeout of the reclaim tests (seconds)
 
@@ -142,11 +150,11 @@ class TestReclaim:
     ) -> None:
         """Entries in flight for several visibility timeouts stay with their consumer."""
         ids = await add(client, stream, url(1))
-        holder = await make_source(visibility=VIS)
+        holder = await make_source(visibility=2 * VIS)
         (m,) = await Reader(holder).take(1)
-        other = await make_source(visibility=VIS)
+        other = await make_source(visibility=2 * VIS)
         reader = Reader(other)
-        t_end = time.monotonic() + 4 * VIS
+        t_end = time.monotonic() + 6 * VIS  # three visibility timeouts
         while time.monotonic() < t_end:
             try:
                 async with asyncio.timeout(t_end - time.monotonic()):
@@ -373,3 +381,40 @@ class TestExtendAndCancel:
             task.cancel()
             done, _ = await asyncio.wait({task}, timeout=2)
             assert done, f"cancellation swallowed on attempt {i}"
+
+
+class TestServerRestart:
+    async def test_reading_resumes_after_the_server_restarts(self, tmp_path: Path) -> None:
+        """Redis goes away and comes back empty: the source backs off, recreates its group, reads on."""
+        port = free_port()
+        url_ = f"redis://127.0.0.1:{port}/0"
+        server = start_redis(port)
+        async with AsyncExitStack() as stack:
+            stack.callback(lambda: stop_redis(server))
+            src_client, before, after = make_client(url_), make_client(url_), make_client(url_)
+            for c in (src_client, before, after):
+                stack.push_async_callback(c.aclose)
+            src = await stack.enter_async_context(
+                RedisStreamSource(
+                    src_client,
+                    stream="s",
+                    group="g",
+                    consumer="c",
+                    once=False,
+                    visibility=VIS,
+                    max_deliveries=5,
+                    max_in_flight=100,
+                    base=tmp_path,
+                    block=0.05,
+                )
+            )
+            reader = Reader(src)
+            await add(before, "s", url(1))
+            (m,) = await reader.take(1)
+            await m.ack()
+            stop_redis(server)
+            server = start_redis(port)
+            (new,) = await add(after, "s", url(2))
+            (again,) = await reader.take(1)
+            assert again.entry_id == new
+            await again.ack()
