@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
 from daemon.jobs import ObjectRef
-from daemon.sources.redis_entries import decode_entry
+from daemon.sources.redis_entries import decode_entry, s3_key
 
 BASE = Path("/srv/media")
 
@@ -89,6 +89,12 @@ class TestS3Events:
         assert err is None
         assert [r.key for r in refs] == ["new.mp4"]
 
+    def test_removed_objects_kept_when_asked(self) -> None:
+        """With skip_removed off, every record is a ref (the pipeline then finds the object gone)."""
+        body = s3_event(record("gone.mp4", name="ObjectRemoved:Delete"))
+        d = decode_entry("st", "1-0", {b"body": body}, BASE, skip_removed=False)
+        assert [r.key for r in d.refs] == ["gone.mp4"]
+
     def test_s3_test_event_is_empty(self) -> None:
         """The s3:TestEvent sent when a notification is configured carries no object."""
         refs, err, _ = decode(b'{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}')
@@ -100,6 +106,11 @@ class TestS3Events:
         refs, err, _ = decode(s3_event(record(quote_plus(key, safe="/"))))
         assert err is None
         assert refs[0].key == key
+
+    @given(st.text(alphabet=st.sampled_from("ab+% /%2B%2F%C3%A9%zz"), max_size=30) | st.text(max_size=30))
+    def test_the_key_fast_path_equals_unquote_plus(self, encoded: str) -> None:
+        """Skipping unquote when there is no '%' changes no key."""
+        assert s3_key(encoded) == unquote_plus(encoded)
 
 
 class TestMalformed:
