@@ -225,6 +225,10 @@ def _check(cfg: Config) -> None:
         raise bad("source.wait_time_seconds", f"must be 0..20, got {s.wait_time_seconds}")
     if s.receivers < 1:
         raise bad("source.receivers", f"must be >= 1, got {s.receivers}")
+    if s.visibility_timeout < 1:
+        raise bad("source.visibility_timeout", f"must be >= 1 second, got {s.visibility_timeout}")
+    if s.max_receive_count < 1:
+        raise bad("source.max_receive_count", f"must be >= 1, got {s.max_receive_count}")
     if s.url_prefix and not s.url_prefix.startswith(("https://", "http://")):
         raise bad("source.url_prefix", f"must be an http(s) URL, got {s.url_prefix!r}")
     t = cfg.target

@@ -21,6 +21,7 @@ from daemon.sinks.http import open_http_deliverer
 from daemon.sources.base import Source
 from daemon.sources.listing import Checkpoints, open_listing_source
 from daemon.sources.manifest import ManifestSource
+from daemon.sources.redis_streams import open_redis_source
 from daemon.sources.spool import SpoolSource
 from daemon.sources.sqs import open_sqs_source
 from daemon.watchdog import ProgressMonitor
@@ -110,6 +111,8 @@ async def open_source(
     s = cfg.source
     if s.type == "sqs":
         return await open_sqs_source(cfg, stack, once=once)
+    if s.type == "redis":
+        return await open_redis_source(cfg, stack, once=once)
     if s.type == "s3-listing":
         if checkpoints is None:
             checkpoints = await open_store(cfg, stack)

@@ -5,10 +5,10 @@ The ``body`` field holds JSON, one of:
 * a manifest-style entry, exactly what :func:`daemon.sources.manifest.ref_from_entry` accepts
   (a URL or ``s3://`` URI string, or an object with ``url``/``row_data``/``objectUrl``/``path``
   plus ``global_key``, ``metadata``...);
-* an S3 event notification (``{"Records": [...]}``), as S3 sends it to SQS/SNS: one ref per
-  ``ObjectCreated`` record. Keys arrive URL-encoded with ``+`` for a space and are decoded here.
-  ``ObjectRemoved`` records yield no ref when ``skip_removed``; the ``s3:TestEvent`` S3 sends
-  when a notification is configured yields none.
+* an S3 event notification (``{"Records": [...]}``, also SNS-wrapped or as an EventBridge
+  "Object Created" event), decoded exactly as the SQS source decodes it
+  (``daemon.sources.s3events``): one ref per created object, keys form-decoded; removals
+  yield no ref when ``skip_removed``; ``s3:TestEvent`` yields none.
 
 Anything else raises :class:`EntryError` naming the stream, the entry id and what is wrong; the
 source turns it into a message with ``error`` and ``raw`` that the pipeline dead-letters.
@@ -18,91 +18,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from urllib.parse import unquote_plus
 
 import msgspec
 
 from daemon.jobs import ObjectRef
 from daemon.sources.manifest import EntryError, ref_from_entry
+from daemon.sources.s3events import decode_body
 
 BODY = b"body"
 
 
-class S3Bucket(msgspec.Struct, frozen=True):
-    name: str
-
-
-class S3Object(msgspec.Struct, frozen=True):
-    key: str
-    size: int | None = None
-    eTag: str | None = None
-    versionId: str | None = None
-    sequencer: str | None = None
-
-
-class S3Section(msgspec.Struct, frozen=True):
-    bucket: S3Bucket
-    object: S3Object
-
-
-class S3Record(msgspec.Struct, frozen=True):
-    eventName: str = ""
-    s3: S3Section | None = None
-
-
-class S3Notification(msgspec.Struct, frozen=True):
-    """The few fields of an S3 event notification that identify the objects."""
-
-    Records: list[S3Record]
-
-
-_NOTIFICATION = msgspec.json.Decoder(S3Notification)
 _ANY = msgspec.json.Decoder()
+_EVENT_KEYS = ("Records", "Event", "detail-type")
 
 
-def s3_key(encoded: str) -> str:
-    """An S3 notification's key decoded: ``+`` is a space, ``%XX`` a UTF-8 byte."""
-    if "%" in encoded:
-        return unquote_plus(encoded)
-    return encoded.replace("+", " ")
-
-
-def refs_from_notification(event: S3Notification, *, skip_removed: bool = True) -> list[ObjectRef]:
-    refs: list[ObjectRef] = []
-    for n, rec in enumerate(event.Records):
-        if rec.s3 is None:
-            raise EntryError(f"S3 event record {n} ({rec.eventName or 'no eventName'}) has no 's3' section")
-        if skip_removed and rec.eventName.startswith("ObjectRemoved"):
-            continue
-        obj = rec.s3.object
-        refs.append(
-            ObjectRef(
-                origin="s3",
-                bucket=rec.s3.bucket.name,
-                key=s3_key(obj.key),
-                size=obj.size,
-                etag=obj.eTag,
-                version=obj.versionId,
-                sequencer=obj.sequencer,
-            )
-        )
-    return refs
+def _is_event(doc: object) -> bool:
+    """An S3 notification, SNS-wrapped notification or EventBridge event (not a manifest entry)."""
+    if not isinstance(doc, dict):
+        return False
+    if any(k in doc for k in _EVENT_KEYS):
+        return True
+    return doc.get("Type") == "Notification" and "Message" in doc
 
 
 def refs_from_body(body: bytes, base: Path, *, skip_removed: bool = True) -> list[ObjectRef]:
-    """The refs one entry body announces; raises EntryError (or msgspec.DecodeError)."""
-    if b'"Records"' in body:
-        try:
-            return refs_from_notification(_NOTIFICATION.decode(body), skip_removed=skip_removed)
-        except msgspec.ValidationError as e:
-            doc = _ANY.decode(body)
-            if isinstance(doc, dict) and "Records" in doc:
-                raise EntryError(f"S3 event notification: {e}") from None
-            # "Records" was only inside a value (a key named so): a manifest-style entry
-            return [ref_from_entry(doc, base)]
+    """The refs one entry body announces; raises EntryError (or msgspec.DecodeError).
+
+    Event bodies go through the same decoder as the SQS source (``daemon.sources.s3events``).
+    """
     doc = _ANY.decode(body)
-    if isinstance(doc, dict) and doc.get("Event") == "s3:TestEvent":
-        return []
+    if _is_event(doc):
+        decoded = decode_body(body, skip_removed=skip_removed)
+        if decoded.error is not None:
+            raise EntryError(decoded.error)
+        return decoded.refs
     return [ref_from_entry(doc, base)]
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from urllib.parse import quote_plus, unquote_plus
+from urllib.parse import quote_plus
 
 import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
 from daemon.jobs import ObjectRef
-from daemon.sources.redis_entries import decode_entry, s3_key
+from daemon.sources.redis_entries import decode_entry
 
 BASE = Path("/srv/media")
 
@@ -89,11 +90,17 @@ class TestS3Events:
         assert err is None
         assert [r.key for r in refs] == ["new.mp4"]
 
-    def test_removed_objects_kept_when_asked(self) -> None:
-        """With skip_removed off, every record is a ref (the pipeline then finds the object gone)."""
+    def test_removed_objects_refused_when_not_skipped(self) -> None:
+        """With skip_removed off, a removal is an error naming it (dead-lettered, never silent),
+        as on the SQS source."""
         body = s3_event(record("gone.mp4", name="ObjectRemoved:Delete"))
         d = decode_entry("st", "1-0", {b"body": body}, BASE, skip_removed=False)
-        assert [r.key for r in d.refs] == ["gone.mp4"]
+        assert (
+            d.refs == []
+            and d.error is not None
+            and "ObjectRemoved:Delete" in d.error
+            and "gone.mp4" in d.error
+        )
 
     def test_s3_test_event_is_empty(self) -> None:
         """The s3:TestEvent sent when a notification is configured carries no object."""
@@ -107,10 +114,21 @@ class TestS3Events:
         assert err is None
         assert refs[0].key == key
 
-    @given(st.text(alphabet=st.sampled_from("ab+% /%2B%2F%C3%A9%zz"), max_size=30) | st.text(max_size=30))
-    def test_the_key_fast_path_equals_unquote_plus(self, encoded: str) -> None:
-        """Skipping unquote when there is no '%' changes no key."""
-        assert s3_key(encoded) == unquote_plus(encoded)
+    def test_sns_wrapped_and_eventbridge_bodies(self) -> None:
+        """Entries carrying SNS-wrapped notifications or EventBridge events decode like on SQS."""
+        sns = json.dumps({"Type": "Notification", "Message": s3_event(record("a+b.jpg")).decode()}).encode()
+        refs, err, _ = decode(sns)
+        assert err is None and [r.key for r in refs] == ["a b.jpg"]
+        eb = json.dumps(
+            {
+                "version": "0",
+                "detail-type": "Object Created",
+                "source": "aws.s3",
+                "detail": {"bucket": {"name": "b"}, "object": {"key": "c.jpg", "size": 3}},
+            }
+        ).encode()
+        refs, err, _ = decode(eb)
+        assert err is None and [(r.bucket, r.key) for r in refs] == [("b", "c.jpg")]
 
 
 class TestMalformed:
@@ -128,9 +146,9 @@ class TestMalformed:
             (b"42", "must be a string or an object"),
             (b'{"title": "x"}', "exactly one of"),
             (b'"ftp://h/x"', "unsupported URL scheme"),
-            (b'{"Records": [{"eventName": "ObjectCreated:Put"}]}', "has no 's3' section"),
-            (b'{"Records": [{"s3": {"bucket": {}, "object": {"key": "k"}}}]}', "S3 event notification"),
-            (b'{"Records": "x"}', "S3 event notification"),
+            (b'{"Records": [{"eventName": "ObjectCreated:Put"}]}', "missing required field `s3`"),
+            (b'{"Records": [{"s3": {"bucket": {}, "object": {"key": "k"}}}]}', "field `name`"),
+            (b'{"Records": "x"}', "not an S3 event"),
         ]:
             refs, err, raw = decode(body)
             assert refs == [], body

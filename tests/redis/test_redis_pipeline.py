@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from daemon.build import Builder
 from daemon.jobs import Job
 from daemon.ledger import Ledger
+from daemon.ledger_store import SqliteStore
 from daemon.pipeline import Pipeline, Settings
 from daemon.sinks.files import FilesSink
 from daemon.sources.redis_streams import RedisStreamSource
@@ -37,7 +38,7 @@ def pipeline_for(
     return Pipeline(
         source=source,
         deliverer=FilesSink(tmp / "out", "labelbox"),
-        ledger=Ledger(tmp / "ledger.db").open(),
+        ledger=SqliteStore(Ledger(tmp / "ledger.db").open()),
         prober=probe,
         builder=Builder(
             platform="labelbox", accept_kinds=["image"], strict=False, make_url=lambda r: r.url or ""
@@ -61,14 +62,14 @@ async def test_pipeline_drains_a_stream_once(client: Redis, stream: str, make_so
     counters = await pipeline.run()
     assert counters.delivered == 20
     assert delivered_keys(tmp_path / "out") == sorted(good)
-    dead = {d.key: d for d in pipeline.ledger.dead_letters()}
+    dead = {d.key: d for d in await pipeline.ledger.dead_letters()}
     malformed, poison = dead.pop(f"msg:redis:{stream}:{bad}"), dead.pop(f"msg:redis:{stream}:{flaky}")
     assert dead == {}
     assert malformed.raw == b"not json" and "body is not valid JSON" in malformed.message
     assert poison.message.startswith("poison: delivered 3 times")
     assert poison.raw == b'"https://cdn.example.com/flaky.jpg"'
     assert await pending_ids(client, stream) == []
-    pipeline.ledger.close()
+    pipeline.ledger.ledger.close()  # type: ignore[attr-defined]
 
 
 async def test_a_stopped_pipeline_hands_unfinished_entries_to_another_consumer(
@@ -93,7 +94,7 @@ async def test_a_stopped_pipeline_hands_unfinished_entries_to_another_consumer(
     await eventually(fast_ones_done)
     pipeline.stop()
     await asyncio.wait_for(run, 10)
-    pipeline.ledger.close()
+    pipeline.ledger.ledger.close()  # type: ignore[attr-defined]
     slow = sorted(u for u in urls if "slow" in u)
     other = await make_source(visibility=30.0)  # only a give-back makes them claimable this soon
     got = await Reader(other).take(5, timeout=5)

@@ -46,7 +46,7 @@ def source(client: Any, queue_url: str, **kw: Any) -> SqsSource:
     return SqsSource(client, queue_url=queue_url, **opts)
 
 
-async def take(src: SqsSource, n: int, timeout: float = 15.0) -> list[SqsMessage]:
+async def take(src: SqsSource, n: int, timeout: float = 60.0) -> list[SqsMessage]:
     """The first ``n`` messages handed out (kept un-acked)."""
     got: list[SqsMessage] = []
 
@@ -282,7 +282,7 @@ class TestVisibility:
         src = source(sqs_client, queue, once=False, max_in_flight=20, receivers=3)
         try:
             msgs = await take(src, 20)
-            await apoll(lambda: queue_counts(sqs, queue) == (20, 20), timeout=5)
+            await apoll(lambda: queue_counts(sqs, queue) == (20, 20), timeout=30)
             for m in msgs[:10]:
                 await m.ack()
             await apoll(lambda: src.stats["received"] >= 30)
