@@ -36,7 +36,8 @@ async def test_two_cli_instances_share_a_stream(
         cfg.write_text(
             f'[source]\ntype = "redis"\nredis_url = "{redis_url}"\nstream = "{stream}"\ngroup = "g"\n'
             f'consumer = "cli-{i}"\nurl_prefix = "https://cdn.example.com/"\n'
-            f'[pipeline]\nmax_in_flight = 32\n[sink]\npath = "out{i}"\nmax_items = 20\nlinger_ms = 20\n[ledger]\npath = "l{i}.db"\n'
+            f'[pipeline]\nmax_in_flight = 32\n[sink]\npath = "out{i}"\nmax_items = 20\nlinger_ms = 20\n'
+            f'[ledger]\npath = "l{i}.db"\n'
             '[log]\nlevel = "warning"\n'
         )
         procs.append(

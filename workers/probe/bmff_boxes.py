@@ -21,7 +21,7 @@ from workers.probe.media import ProbeError
 from workers.probe.sparse import Missing, Sparse
 
 REMAINDER_LIMIT = 16 * 1024 * 1024  # ask for the whole rest of the file when at most this big
-WINDOW = 64 * 1024  # otherwise the next header plus this much
+WINDOW = 16 * 1024  # else the next header plus this much (a bigger moov costs one more, exact, read)
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _HEAD = struct.Struct(">I4s")
