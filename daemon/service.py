@@ -107,6 +107,7 @@ class Service:
         self.readiness = Readiness()
         self.monitor = ProgressMonitor(stall_after=cfg.pipeline.stall_seconds)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_retries = 0
         self.pipeline: Pipeline | None = None
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -141,7 +142,10 @@ class Service:
             else:
                 self.readiness.source(None)
             self._spawn(self._ready_when_reachable(), "ready")
-            self._spawn(run_watchdog(self.notifier, self.monitor, extra_status=self._status), "watchdog")
+            self._spawn(
+                run_watchdog(self.notifier, self.monitor, extra_status=self._status, observe=self._observe),
+                "watchdog",
+            )
             if self.once and sys.stderr.isatty():
                 self._spawn(_progress(p, sys.stderr, started), "progress")
             try:
@@ -156,11 +160,14 @@ class Service:
                     sys.stderr.write("\n")
             return summarize(counters, time.monotonic() - started), p.drained
 
+    def _observe(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.observe()
+            self._observe_delivery(self.pipeline.deliverer)
+
     def _status(self) -> str:
         if self.pipeline is None:
             return "starting"
-        self.pipeline.observe()
-        self._observe_delivery(self.pipeline.deliverer)
         c = self.pipeline.counters
         return f"seen={c.seen} delivered={c.delivered} dead={c.dead} in_flight={self.pipeline.in_flight}"
 
@@ -177,6 +184,13 @@ class Service:
         is_open = circuit().value == "open"
         m.circuit(sink, is_open)
         self.readiness.circuit(sink, is_open)
+        endpoint = getattr(deliverer, "endpoint", None)
+        waiting = is_open or (endpoint is not None and endpoint.paused_for() > 0)
+        if waiting or stats.retries != self._last_retries:
+            # waiting on the platform by choice (Retry-After, open circuit, backoff) is not a
+            # wedge: count it as progress so the watchdog keeps pinging
+            self.monitor.stage("deliver").progress()
+        self._last_retries = stats.retries
 
     async def _ready_when_reachable(self) -> None:
         while not self.readiness.ready:

@@ -134,6 +134,7 @@ async def run_watchdog(
     *,
     status_every: float = 10.0,
     extra_status: Callable[[], str] | None = None,
+    observe: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Ping systemd while the pipeline is healthy; run until cancelled.
@@ -141,11 +142,14 @@ async def run_watchdog(
     Ticks at the watchdog interval (half of ``$WATCHDOG_USEC``) when systemd's watchdog is on,
     otherwise every ``status_every`` seconds just to refresh ``STATUS=``. A wedged stage stops
     the pings (systemd then restarts the service after ``WatchdogSec``) and is named in
-    ``STATUS=`` and in a warning log line.
+    ``STATUS=`` and in a warning log line. ``observe`` runs before each check (it refreshes
+    queue depths and marks deliberate waits, such as a Retry-After pause, as progress).
     """
     interval = notifier.watchdog_interval or status_every
     was_ok = True
     while True:
+        if observe is not None:
+            observe()
         health = monitor.check(clock())
         if health.ok:
             if notifier.watchdog_interval is not None:

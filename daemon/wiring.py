@@ -195,7 +195,9 @@ def settings(cfg: Config) -> Settings:
     k = cfg.sink
     return Settings(
         probe_workers=cfg.probe.concurrency,
-        deliver_workers=k.max_concurrency if k.type != "files" else 1,
+        # the delivery gate (AIMD, reloadable) bounds real concurrency; enough workers are kept
+        # for a SIGHUP to raise max_concurrency up to 16 without a restart
+        deliver_workers=max(k.max_concurrency, 16) if k.type != "files" else 1,
         queue_size=cfg.pipeline.queue_size,
         max_in_flight=cfg.pipeline.max_in_flight,
         max_items=k.max_items,
