@@ -12,15 +12,17 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # System tools the tests use (ffmpeg builds the media corpus, ffprobe/mediainfo are the
-# references, nginx/redis are real servers). Installed with apt when missing and we are root.
+# references, nginx/redis/postgresql are real servers, systemd-analyze checks the units).
+# Installed with apt when missing and we are root.
 deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgres"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing system packages for:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      ffmpeg mediainfo nginx-light redis-server systemd >/dev/null; \
-	  else echo "missing system tools:$$missing (install ffmpeg mediainfo nginx redis-server systemd)"; exit 1; fi; \
+	      ffmpeg mediainfo nginx-light redis-server systemd postgresql >/dev/null; \
+	  else echo "missing system tools:$$missing (install ffmpeg mediainfo nginx redis-server systemd postgresql)"; exit 1; fi; \
 	fi
 
 lint: $(VENV)/.installed
