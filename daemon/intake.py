@@ -32,6 +32,7 @@ class Intake:
     def __init__(self, pipeline: Pipeline) -> None:
         self.p = pipeline
         self.progress = pipeline.monitor.stage("intake")
+        self.received = 0
 
     async def run(self) -> None:
         p = self.p
@@ -80,10 +81,12 @@ class Intake:
             if not msg.refs:
                 p.tracker.finish(msg)
                 continue
-            p.tracker.add(msg, len(msg.refs))
+            self.received += 1
+            token = f"{msg.id}#{self.received}"  # unique per receive: a message may arrive twice
+            p.tracker.add(msg, len(msg.refs), token=token)
             for ref in msg.refs:
                 p.counters.seen += 1
-                job = Job(ref=ref, message_id=msg.id)
+                job = Job(ref=ref, message_id=token)
                 try:
                     job.global_key = p.key_for(ref)
                 except ValueError as e:
@@ -118,13 +121,14 @@ class Intake:
             job.global_key = f"{job.global_key}#case-collision"
             await p.slots.acquire()
             await p.dead_q.put(job)
-        elif recorded is not None:
-            # known, or in flight in this process (whose own message stays unacknowledged until
-            # that work is final): a duplicate, acknowledged.
+        elif folded in claimed.known:
+            # already final (accepted or dead-lettered): a duplicate, acknowledged
             job.state = "duplicate"
             p.tracker.settle(job.message_id, "duplicate")
-        elif folded in claimed.busy:
-            # another instance holds it: give the message back for later, never ack it for them
+        elif recorded is not None or folded in claimed.busy:
+            # in flight here or held by another instance: give this message back for later and
+            # never acknowledge it on the other's behalf (if that work then fails, this copy is
+            # what brings the object back; e.g. an SQS message received twice)
             p.tracker.settle(job.message_id, "retry", delay=p.s.retry_delay)
         else:
             await p.slots.acquire()

@@ -80,8 +80,10 @@ class Tracker:
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _closed: bool = False
 
-    def add(self, msg: Message, n_jobs: int) -> None:
-        self._entries[msg.id] = _Entry(msg, n_jobs)
+    def add(self, msg: Message, n_jobs: int, *, token: str | None = None) -> None:
+        """Track ``msg`` until ``n_jobs`` settle under ``token`` (default: its id; the pipeline
+        passes a per-receive token, since one message can be received twice)."""
+        self._entries[token or msg.id] = _Entry(msg, n_jobs)
 
     def __len__(self) -> int:
         return len(self._entries)

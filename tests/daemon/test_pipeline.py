@@ -239,6 +239,25 @@ class TestFlow:
         assert (c2.duplicates, c2.dead, c2.delivered) == (1, 1, 0)
         assert output_keys(tmp_path / "out") == ["img/Cat.jpg"]
 
+    async def test_an_object_already_in_flight_is_given_back_not_acked(self, tmp_path: Path) -> None:
+        """The same object arriving again while its first copy is in flight (an SQS message
+        received twice, a manifest listing it twice): the second message is given back for later,
+        never acknowledged while the first copy's outcome is unknown."""
+        log: list[tuple[str, str, float | None]] = []
+        prober = Script()
+        prober.gate.clear()
+        first = Msg(id="m1", refs=[ref("img1.jpg")], log=log)
+        again = Msg(id="m1", refs=[ref("img1.jpg")], log=log)  # same message id, received twice
+        p, _ = make(tmp_path, ListSource([first, again], chunk=1), prober)
+        task = asyncio.create_task(p.run())
+        while not log:
+            await asyncio.sleep(0)
+        assert log == [("retry", "m1", 7.0)]  # the second copy, while the first is held at the gate
+        prober.gate.set()
+        await asyncio.wait_for(task, 10)
+        assert log == [("retry", "m1", 7.0), ("ack", "m1", None)]
+        assert output_keys(tmp_path / "out") == ["img1.jpg"]
+
 
 class TestBounds:
     async def test_in_flight_never_exceeds_the_bound_and_source_waits(self, tmp_path: Path) -> None:
