@@ -2,14 +2,16 @@
 
 Filters (list, requeue, purge): ``--rule`` (exact, or a prefix ending in ``*``), ``--stage``,
 ``--prefix`` (global key prefix), ``--since``/``--until`` (ISO-8601 or ``15m``/``2h``/``3d``
-ago). ``requeue`` forgets the dead letters so the next run takes the objects again; ``purge``
-drops them for good. Both need ``--all`` or keys or a filter, so nothing is emptied by accident.
+ago). ``requeue`` forgets the dead letters so the next run takes the objects again (for a queue
+source it also announces them to the queue again, see ``daemon.requeue``); ``purge`` drops
+them for good. Both need ``--all`` or keys or a filter, so nothing is emptied by accident.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from contextlib import AsyncExitStack
 
 import msgspec
@@ -87,6 +89,13 @@ async def _run(cfg: Config, args: argparse.Namespace) -> int:
                 missing = {k.casefold() for k in args.keys} - {d.key for d in letters}
                 raise CommandError(f"no dead letter for: {', '.join(sorted(missing))}")
             return 0
+        if args.action == "requeue" and cfg.source.type in ("sqs", "redis"):
+            from daemon.requeue import announce  # noqa: PLC0415 - queue clients only when needed
+
+            done = await announce(cfg, letters)
+            letters = [d for d in letters if d.key in set(done.sent)]
+            for key, why in done.skipped.items():
+                sys.stderr.write(f"ingestd: not requeued: {key}: {why}\n")
         keys = [d.key for d in letters]
         n = await (ledger.requeue(keys) if args.action == "requeue" else ledger.purge(keys))
         write(

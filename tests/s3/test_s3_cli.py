@@ -262,3 +262,34 @@ class TestBackfill:
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+class TestRequeue:
+    def test_dlq_requeue_announces_the_object_to_the_queue_again(
+        self, s3: Any, sqs: Any, queue: str, moto_endpoint: str, tmp_path: Path
+    ) -> None:
+        """A dead-lettered S3 object, once fixed and requeued, is imported by the next run."""
+        bucket = unique("fix")
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="clip.png", Body=b"not a png at all")
+        sqs.send_message(
+            QueueUrl=queue, MessageBody=json.dumps({"Records": [s3_event(bucket, "clip.png", 16)]})
+        )
+        cfg = config(
+            tmp_path, moto_endpoint, f'[source]\ntype = "sqs"\nqueue_url = "{queue}"\nwait_time_seconds = 1\n'
+        )
+        first = run_once(cfg)
+        assert first["dead_lettered"] == 1 and rows(tmp_path / "out") == []
+        s3.put_object(Bucket=bucket, Key="clip.png", Body=PNG)  # the user fixes the object
+        proc = subprocess.run(
+            [sys.executable, "-m", "daemon", "dlq", "-c", str(cfg), "requeue", "--all"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert "requeued 1" in proc.stdout
+        second = run_once(cfg)
+        assert second["delivered"] == 1
+        assert [r["global_key"] for r in rows(tmp_path / "out")] == [gk(bucket, "clip.png")]
