@@ -21,19 +21,18 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import structlog
 
 from daemon.build import Builder
-from daemon.commit import recovery_dead_letters, sort_results
+from daemon.commit import recover, sort_results
 from daemon.intake import Intake
 from daemon.jobs import Job, ObjectRef, Rejection
 from daemon.ledger import dead_letter_for, fold
 from daemon.ledger_store import LedgerStore
 from daemon.metrics import Metrics, Stage
 from daemon.metrics import Outcome as MetricOutcome
-from daemon.sinks.base import Batch, BatchItem, ItemResult, PermanentError, TransientError
+from daemon.sinks.base import Batch, BatchItem, Deliverer, ItemResult, PermanentError, TransientError
 from daemon.sources.base import Source
 from daemon.tracker import Counters, Outcome, Tracker
 from daemon.watchdog import ProgressMonitor
@@ -68,12 +67,6 @@ _REJECTION_STAGE: dict[str, Stage] = {
     "batch": "batch",
     "deliver": "deliver",
 }
-
-
-class Deliverer(Protocol):
-    name: str
-
-    async def deliver(self, batch: Batch) -> list[ItemResult]: ...
 
 
 @dataclass(slots=True)
@@ -163,16 +156,7 @@ class Pipeline:
 
     async def recover(self) -> None:
         """Re-deliver batches begun before a crash, before taking new work."""
-        for sink_name, batch in await self.ledger.pending_batches():
-            if sink_name != self.deliverer.name:
-                log.warning("pending batch for another sink dropped", batch_id=batch.id, sink=sink_name)
-                await self.ledger.abort_batch(batch.id)
-                continue
-            log.info("recovering batch", batch_id=batch.id, items=len(batch.items))
-            results = await self.deliverer.deliver(batch)
-            if any(r.status == "retryable" for r in results):
-                raise RuntimeError(f"recovery of batch {batch.id} failed: the sink is not accepting work")
-            await self.ledger.finish_batch(batch.id, results, recovery_dead_letters(results))
+        await recover(self.ledger, self.deliverer)
 
     async def run(self) -> Counters:
         await self.recover()

@@ -15,7 +15,8 @@ from daemon.delivery import DeliveryLimits
 from daemon.jobs import Job, ObjectRef
 from daemon.ledger_store import open_store
 from daemon.metrics import Metrics
-from daemon.pipeline import Deliverer, Pipeline, Prober, Settings
+from daemon.pipeline import Pipeline, Prober, Settings
+from daemon.sinks.base import Deliverer
 from daemon.sinks.files import FilesSink
 from daemon.sinks.http import open_http_deliverer
 from daemon.sources.base import Source

@@ -76,6 +76,14 @@ class PermanentError(Exception):
         self.status = status
 
 
+class Deliverer(Protocol):
+    """What the pipeline delivers batches to: a sink, or a sink behind the delivery policy."""
+
+    name: str
+
+    async def deliver(self, batch: Batch) -> list[ItemResult]: ...
+
+
 class Sink(Protocol):
     name: str
 
