@@ -237,7 +237,7 @@ class TestBackfill:
         """s3-listing over a bucket, killed mid-way, resumes from its checkpoint; nothing twice."""
         bucket = unique("backfill")
         s3.create_bucket(Bucket=bucket)
-        keys = _put_many(s3, bucket, 600)
+        keys = _put_many(s3, bucket, 2000)
         s3.put_object(Bucket=bucket, Key="batch/readme.txt", Body=b"not media")
         cfg = config(
             tmp_path,
@@ -245,7 +245,7 @@ class TestBackfill:
             f'[source]\ntype = "s3-listing"\nbucket = "{bucket}"\nprefix = "batch/"\nsuffix = ".png"\n',
             max_items=10,
         )
-        _kill_mid_run(cfg, tmp_path / "out", 5)
+        _kill_mid_run(cfg, tmp_path / "out", 20)
         first = len(rows(tmp_path / "out"))
         assert 0 < first < len(keys)
         summary = run_once(cfg, timeout=180)
