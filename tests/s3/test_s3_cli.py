@@ -245,14 +245,15 @@ class TestBackfill:
             f'[source]\ntype = "s3-listing"\nbucket = "{bucket}"\nprefix = "batch/"\nsuffix = ".png"\n',
             max_items=10,
         )
-        _kill_mid_run(cfg, tmp_path / "out", 20)
+        _kill_mid_run(cfg, tmp_path / "out", 110)  # past the first 1,000-key page
         first = len(rows(tmp_path / "out"))
-        assert 0 < first < len(keys)
+        assert 1000 < first < len(keys)
         summary = run_once(cfg, timeout=180)
         got = [r["global_key"] for r in rows(tmp_path / "out")]
         assert len(got) == len(set(got)) == len(keys)
-        assert summary["seen"] < len(keys) + 100, (
-            "the restart resumed near its checkpoint, not from the start"
+        assert summary["delivered"] == len(keys) - first
+        assert summary["seen"] <= len(keys) - 1000, (
+            "resumed after the finished first page, not from the start"
         )
         with sqlite3.connect(tmp_path / "l.db") as c:
             (checkpoint,) = c.execute("SELECT value FROM checkpoints").fetchone()
