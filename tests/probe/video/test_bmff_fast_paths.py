@@ -4,6 +4,8 @@
   reads them one bit at a time (the definition in H.264 9.1).
 * ``bmff_boxes.walk``/``children`` read child box headers in one tight loop; the reference
   decodes each header by the ISO BMFF rules and names the first bad one the same way.
+* ``bmff_timing``: one ``stts`` run takes its decode times from a ``range``; the same run cut
+  in two takes the general per-sample path, and both must give the same timing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workers.probe.bmff_boxes import children, find, walk
+from workers.probe.bmff_timing import _pts_list, track_timing
+from workers.probe.bmff_track import Edit
 from workers.probe.h26x import BitReader
 from workers.probe.media import ProbeError
 
@@ -149,3 +153,31 @@ def test_children_yields_the_good_boxes_before_raising() -> None:
         for box in children(data, 0, len(data), 0, "moov"):
             seen.append(box.type)
     assert seen == ["free"]
+
+
+_CTTS = st.lists(st.tuples(st.integers(0, 3), st.integers(-3000, 3000)), max_size=40)
+
+
+@SETTINGS
+@given(
+    n=st.integers(0, 120),
+    delta=st.integers(-5, 3000),
+    split=st.integers(0, 120),
+    ctts=_CTTS,
+    edits=st.none() | st.lists(st.tuples(st.integers(0, 9000), st.integers(-1, 4000)), max_size=3),
+)
+def test_constant_rate_timing_matches_the_general_path(
+    n: int, delta: int, split: int, ctts: list[tuple[int, int]], edits: list[tuple[int, int]] | None
+) -> None:
+    """One stts run (a range of decode times) gives what the same run cut in two gives."""
+    split = min(split, n)
+    whole, cut = [(n, delta)], [(split, delta), (n - split, delta)]
+    assert _pts_list(whole, ctts) == _pts_list(cut, ctts)
+    edit_list = None if edits is None else [Edit(d, t) for d, t in edits]
+
+    def timing(stts: list[tuple[int, int]]) -> object:
+        return track_timing(
+            stts=stts, ctts=ctts, timescale=30000, media_duration=0, edits=edit_list, movie_timescale=1000
+        )
+
+    assert timing(whole) == timing(cut)
