@@ -141,48 +141,51 @@ def _bad_child(data: bytes, pos: int, end: int, base: int, where: str) -> ProbeE
     )
 
 
-def walk(data: bytes, start: int, end: int, base: int, where: str) -> tuple[list[Box], ProbeError | None]:
+def walk(
+    data: bytes, start: int, end: int, base: int, where: str, *args: object
+) -> tuple[list[Box], ProbeError | None]:
     """The boxes in ``data[start:end]`` up to the first bad header, and the error for that one.
 
     What a lazy walk would yield before raising, in one tight loop: a caller that handles the
     boxes in order and then raises the error behaves exactly like one iterating
     :func:`children`. ``Box`` offsets are indexes into ``data``; ``base`` (the file offset of
-    ``data[0]``) is only used in error messages, which give file offsets.
+    ``data[0]``) is only used in error messages, which give file offsets. ``where`` names the
+    container; with ``args`` it is a ``str.format`` template, filled only for an error.
     """
     boxes: list[Box] = []
     add, unpack, pos = boxes.append, _HEAD.unpack_from, start
     while pos < end:
         if end - pos < 8:
-            return boxes, _bad_child(data, pos, end, base, where)
+            return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
         size, raw = unpack(data, pos)
         header = 8
         if size < 8 or pos + size > end or raw == b"uuid":  # not the plain 32-bit header
             if size == 1:
                 if end - pos < 16:
-                    return boxes, _bad_child(data, pos, end, base, where)
+                    return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
                 size, header = _U64.unpack_from(data, pos + 8)[0], 16
             elif size == 0:
                 size = end - pos
             if raw == b"uuid":
                 header += 16
             if size < header or pos + size > end:
-                return boxes, _bad_child(data, pos, end, base, where)
+                return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
         add(_new_box(Box, (raw.decode("latin-1"), pos, pos + header, pos + size)))
         pos += size
     return boxes, None
 
 
-def children(data: bytes, start: int, end: int, base: int, where: str) -> Iterator[Box]:
+def children(data: bytes, start: int, end: int, base: int, where: str, *args: object) -> Iterator[Box]:
     """The boxes in ``data[start:end]``; a bad header raises once the boxes before it are out."""
-    boxes, error = walk(data, start, end, base, where)
+    boxes, error = walk(data, start, end, base, where, *args)
     yield from boxes
     if error is not None:
         raise error
 
 
-def scan(data: bytes, start: int, end: int, base: int, where: str) -> list[Box]:
+def scan(data: bytes, start: int, end: int, base: int, where: str, *args: object) -> list[Box]:
     """Every box in ``data[start:end]``, or the ``ProbeError`` for the first bad header."""
-    boxes, error = walk(data, start, end, base, where)
+    boxes, error = walk(data, start, end, base, where, *args)
     if error is not None:
         raise error
     return boxes
@@ -193,9 +196,9 @@ def first_of_each(boxes: list[Box]) -> dict[str, Box]:
     return {box.type: box for box in reversed(boxes)}
 
 
-def find(data: bytes, start: int, end: int, base: int, where: str) -> dict[str, Box]:
+def find(data: bytes, start: int, end: int, base: int, where: str, *args: object) -> dict[str, Box]:
     """The first child box of each type in ``data[start:end]``."""
-    return first_of_each(scan(data, start, end, base, where))
+    return first_of_each(scan(data, start, end, base, where, *args))
 
 
 def full_box(data: bytes, box: Box, base: int, min_payload: int) -> tuple[int, int, int]:

@@ -182,14 +182,14 @@ def _media_end(data: bytes, stbl: dict[str, Box], base: int, const: int, sizes: 
 
 def parse_trak(data: bytes, trak: Box, base: int) -> Track:
     """One track from its ``trak`` box inside the ``moov`` bytes ``data``."""
-    where = f"trak at offset {base + trak.start}"
-    boxes = find(data, trak.payload, trak.end, base, where)
+    at = base + trak.start  # error texts name the trak by its offset, built only when raising
+    boxes = find(data, trak.payload, trak.end, base, "trak at offset {}", at)
     if "tkhd" not in boxes or "mdia" not in boxes:
-        raise ProbeError(f"{where}: missing {'tkhd' if 'tkhd' not in boxes else 'mdia'}")
+        raise ProbeError(f"trak at offset {at}: missing {'tkhd' if 'tkhd' not in boxes else 'mdia'}")
     track_id, enabled, rotation = _tkhd(data, boxes["tkhd"], base)
-    mdia = find(data, boxes["mdia"].payload, boxes["mdia"].end, base, f"{where} mdia")
+    mdia = find(data, boxes["mdia"].payload, boxes["mdia"].end, base, "trak at offset {} mdia", at)
     if "mdhd" not in mdia or "hdlr" not in mdia:
-        raise ProbeError(f"{where}: mdia lacks {'mdhd' if 'mdhd' not in mdia else 'hdlr'}")
+        raise ProbeError(f"trak at offset {at}: mdia lacks {'mdhd' if 'mdhd' not in mdia else 'hdlr'}")
     timescale, media_duration = mdhd_or_mvhd_times(data, mdia["mdhd"], base)
     _, _, p = full_box(data, mdia["hdlr"], base, 8)
     handler = data[p + 4 : p + 8].decode("latin-1")
@@ -205,16 +205,16 @@ def parse_trak(data: bytes, trak: Box, base: int) -> Track:
         return track  # timecode, metadata, subtitle ... tracks: their tables are not ours to judge
     edts = boxes.get("edts")
     if edts is not None:
-        elst = find(data, edts.payload, edts.end, base, f"{where} edts").get("elst")
+        elst = find(data, edts.payload, edts.end, base, "trak at offset {} edts", at).get("elst")
         if elst is not None:
             track.edits = _elst(data, elst, base)
     minf = mdia.get("minf")
     if minf is None:
         return track
-    stbl_box = find(data, minf.payload, minf.end, base, f"{where} minf").get("stbl")
+    stbl_box = find(data, minf.payload, minf.end, base, "trak at offset {} minf", at).get("stbl")
     if stbl_box is None:
         return track
-    stbl = find(data, stbl_box.payload, stbl_box.end, base, f"{where} stbl")
+    stbl = find(data, stbl_box.payload, stbl_box.end, base, "trak at offset {} stbl", at)
     if "stsd" in stbl:
         track.entry = parse_stsd(data, stbl["stsd"], base, handler)
     if "stts" in stbl:
@@ -225,9 +225,13 @@ def parse_trak(data: bytes, trak: Box, base: int) -> Track:
     track.sample_count = count
     stts_total = sum(map(itemgetter(0), track.stts))
     if stts_total != count and (track.stts or count):
-        raise ProbeError(f"{where}: stts covers {stts_total} samples but the size table has {count}")
+        raise ProbeError(
+            f"trak at offset {at}: stts covers {stts_total} samples but the size table has {count}"
+        )
     ctts_total = sum(map(itemgetter(0), track.ctts))
     if track.ctts and ctts_total != count:
-        raise ProbeError(f"{where}: ctts covers {ctts_total} samples but the size table has {count}")
+        raise ProbeError(
+            f"trak at offset {at}: ctts covers {ctts_total} samples but the size table has {count}"
+        )
     track.media_end = _media_end(data, stbl, base, const, sizes)
     return track
