@@ -25,7 +25,7 @@ from fractions import Fraction
 from math import gcd
 from operator import itemgetter
 
-from workers.probe.bmff_boxes import Box, children, find, top_level_header
+from workers.probe.bmff_boxes import Box, first_of_each, scan, top_level_header
 from workers.probe.bmff_fragments import Fragments, parse_mvex, walk_fragments
 from workers.probe.bmff_timing import Timing, track_timing
 from workers.probe.bmff_track import MEDIA_HANDLERS, Track, mdhd_or_mvhd_times, parse_trak
@@ -131,7 +131,8 @@ def parse(buf: Sparse) -> MediaInfo:
     moov, brand = _find_moov(buf)
     data = buf.get(moov.start, moov.size)
     base = moov.start
-    top = find(data, moov.payload - base, moov.size, base, "moov")
+    kids = scan(data, moov.payload - base, moov.size, base, "moov")
+    top = first_of_each(kids)
     if "mvhd" not in top:
         raise ProbeError(f"moov at offset {base}: no mvhd")
     movie_ts, _ = mdhd_or_mvhd_times(data, top["mvhd"], base)
@@ -140,11 +141,7 @@ def parse(buf: Sparse) -> MediaInfo:
     if "mvex" in top:  # first, so the re-runs after each fragment read skip the track parsing
         trex, fragment_duration = parse_mvex(data, top["mvex"], base)
         fragments = walk_fragments(buf, moov.end, trex)
-    tracks = [
-        parse_trak(data, b, base)
-        for b in children(data, moov.payload - base, moov.size, base, "moov")
-        if b.type == "trak"
-    ]
+    tracks = [parse_trak(data, b, base) for b in kids if b.type == "trak"]
     if fragments is None:
         for t in tracks:
             if t.media_end > buf.size:

@@ -41,14 +41,20 @@ class Box(NamedTuple):
         return self.end - self.start
 
 
+_new_box = tuple.__new__  # a Box without the NamedTuple's Python-level ``__new__``
+
+
 def fourcc(raw: bytes) -> str:
     """A box type as text (latin-1 keeps every byte value)."""
     return raw.decode("latin-1")
 
 
+_TYPE_BYTES = bytes([*range(0x20, 0x7F), 0xA9])
+
+
 def is_plausible_type(raw: bytes) -> bool:
     """True for four printable ASCII characters or ``©`` (what real box types are made of)."""
-    return len(raw) == 4 and all(0x20 <= b <= 0x7E or b == 0xA9 for b in raw)
+    return len(raw) == 4 and not raw.translate(None, _TYPE_BYTES)
 
 
 def _decode_header(head: bytes, start: int, limit: int, where: str) -> Box:
@@ -70,7 +76,7 @@ def _decode_header(head: bytes, start: int, limit: int, where: str) -> Box:
             f"box {kind!r} at offset {start} in {where}: size {size} runs past its end at {limit} "
             f"by {start + size - limit} bytes"
         )
-    return Box(kind, start, start + header, start + size)
+    return _new_box(Box, (kind, start, start + header, start + size))
 
 
 def _header_length(first8: bytes) -> int:
@@ -82,7 +88,10 @@ def _fetch_header(buf: Sparse, offset: int, want: int) -> bytes:
     """The header bytes at ``offset``; a ``Missing`` is widened to ``want`` bytes from there."""
     try:
         first8 = buf.get(offset, 8)
-        return buf.get(offset, _header_length(first8)) if len(first8) == 8 else first8
+        if len(first8) < 8:
+            return first8
+        length = _header_length(first8)
+        return first8 if length == 8 else buf.get(offset, length)
     except Missing as m:
         raise Missing(m.offset, max(m.length, offset + want - m.offset)) from None
 
@@ -111,42 +120,85 @@ def top_level_header(
     return _decode_header(head, offset, buf.size, "file")
 
 
-def children(data: bytes, start: int, end: int, base: int, where: str) -> Iterator[Box]:
-    """The boxes in ``data[start:end]``.
+def _bad_child(data: bytes, pos: int, end: int, base: int, where: str) -> ProbeError:
+    """The error for the child box header at ``pos`` that the fast walk refused."""
+    if end - pos < 8:
+        return ProbeError(f"{where}: {end - pos} stray bytes at offset {base + pos} (box header is 8)")
+    size, raw = _HEAD.unpack_from(data, pos)
+    header = 8
+    if size == 1:
+        if end - pos < 16:
+            return ProbeError(f"{where}: 64-bit box header at offset {base + pos} truncated")
+        size, header = _U64.unpack_from(data, pos + 8)[0], 16
+    elif size == 0:
+        size = end - pos
+    kind = raw.decode("latin-1")
+    if kind == "uuid":
+        header += 16
+    return ProbeError(
+        f"box {kind!r} at offset {base + pos} in {where}: size {size} "
+        + (f"< header size {header}" if size < header else f"runs past its end at {base + end}")
+    )
 
-    ``Box`` offsets are indexes into ``data``; ``base`` (the file offset of ``data[0]``) is only
-    used in error messages, which give file offsets.
+
+def walk(
+    data: bytes, start: int, end: int, base: int, where: str, *args: object
+) -> tuple[list[Box], ProbeError | None]:
+    """The boxes in ``data[start:end]`` up to the first bad header, and the error for that one.
+
+    What a lazy walk would yield before raising, in one tight loop: a caller that handles the
+    boxes in order and then raises the error behaves exactly like one iterating
+    :func:`children`. ``Box`` offsets are indexes into ``data``; ``base`` (the file offset of
+    ``data[0]``) is only used in error messages, which give file offsets. ``where`` names the
+    container; with ``args`` it is a ``str.format`` template, filled only for an error.
     """
-    pos = start
+    boxes: list[Box] = []
+    add, unpack, pos = boxes.append, _HEAD.unpack_from, start
     while pos < end:
         if end - pos < 8:
-            raise ProbeError(f"{where}: {end - pos} stray bytes at offset {base + pos} (box header is 8)")
-        size, raw = _HEAD.unpack_from(data, pos)
+            return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
+        size, raw = unpack(data, pos)
         header = 8
-        if size == 1:
-            if end - pos < 16:
-                raise ProbeError(f"{where}: 64-bit box header at offset {base + pos} truncated")
-            size, header = _U64.unpack_from(data, pos + 8)[0], 16
-        elif size == 0:
-            size = end - pos
-        kind = raw.decode("latin-1")
-        if kind == "uuid":
-            header += 16
-        if size < header or pos + size > end:
-            raise ProbeError(
-                f"box {kind!r} at offset {base + pos} in {where}: size {size} "
-                + (f"< header size {header}" if size < header else f"runs past its end at {base + end}")
-            )
-        yield Box(kind, pos, pos + header, pos + size)
+        if size < 8 or pos + size > end or raw == b"uuid":  # not the plain 32-bit header
+            if size == 1:
+                if end - pos < 16:
+                    return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
+                size, header = _U64.unpack_from(data, pos + 8)[0], 16
+            elif size == 0:
+                size = end - pos
+            if raw == b"uuid":
+                header += 16
+            if size < header or pos + size > end:
+                return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
+        add(_new_box(Box, (raw.decode("latin-1"), pos, pos + header, pos + size)))
         pos += size
+    return boxes, None
 
 
-def find(data: bytes, start: int, end: int, base: int, where: str) -> dict[str, Box]:
+def children(data: bytes, start: int, end: int, base: int, where: str, *args: object) -> Iterator[Box]:
+    """The boxes in ``data[start:end]``; a bad header raises once the boxes before it are out."""
+    boxes, error = walk(data, start, end, base, where, *args)
+    yield from boxes
+    if error is not None:
+        raise error
+
+
+def scan(data: bytes, start: int, end: int, base: int, where: str, *args: object) -> list[Box]:
+    """Every box in ``data[start:end]``, or the ``ProbeError`` for the first bad header."""
+    boxes, error = walk(data, start, end, base, where, *args)
+    if error is not None:
+        raise error
+    return boxes
+
+
+def first_of_each(boxes: list[Box]) -> dict[str, Box]:
+    """The first box of each type among ``boxes``."""
+    return {box.type: box for box in reversed(boxes)}
+
+
+def find(data: bytes, start: int, end: int, base: int, where: str, *args: object) -> dict[str, Box]:
     """The first child box of each type in ``data[start:end]``."""
-    found: dict[str, Box] = {}
-    for box in children(data, start, end, base, where):
-        found.setdefault(box.type, box)
-    return found
+    return first_of_each(scan(data, start, end, base, where, *args))
 
 
 def full_box(data: bytes, box: Box, base: int, min_payload: int) -> tuple[int, int, int]:
@@ -160,10 +212,14 @@ def full_box(data: bytes, box: Box, base: int, min_payload: int) -> tuple[int, i
     return vf >> 24, vf & 0xFFFFFF, box.payload + 4
 
 
-def need_bytes(box: Box, base: int, at: int, length: int, field: str) -> None:
-    """Raise ``ProbeError`` unless ``[at, at+length)`` lies inside ``box``."""
+def need_bytes(box: Box, base: int, at: int, length: int, field: str, *args: object) -> None:
+    """Raise ``ProbeError`` unless ``[at, at+length)`` lies inside ``box``.
+
+    ``field`` names what needs the bytes; with ``args`` it is a ``str.format`` template, filled
+    only when raising (the common, passing call builds no text).
+    """
     if at + length > box.end:
         raise ProbeError(
-            f"box {box.type!r} at offset {base + box.start}: {field} needs {at + length - box.start} "
-            f"bytes but the box has {box.size}"
+            f"box {box.type!r} at offset {base + box.start}: {field.format(*args) if args else field} "
+            f"needs {at + length - box.start} bytes but the box has {box.size}"
         )

@@ -55,7 +55,7 @@ class SampleEntry(msgspec.Struct, kw_only=True):
 
 def _original_format(data: bytes, box: Box, body: int, base: int) -> str | None:
     """``sinf/frma`` of a protected entry: the fourcc the content was before encryption."""
-    for child in children(data, body, box.end, base, f"{box.type} entry"):
+    for child in children(data, body, box.end, base, "{} entry", box.type):
         if child.type == "sinf":
             frma = find(data, child.payload, child.end, base, "sinf").get("frma")
             if frma is not None and frma.end - frma.payload >= 4:
@@ -63,14 +63,18 @@ def _original_format(data: bytes, box: Box, body: int, base: int) -> str | None:
     return None
 
 
-def _nal_list(data: bytes, at: int, end: int, count: int, where: str) -> tuple[list[bytes], int]:
-    nals = []
+def _nal_list(data: bytes, at: int, count: int, box: Box, base: int) -> tuple[list[bytes], int]:
+    nals, end = [], box.end
     for _ in range(count):
         if at + 2 > end:
-            raise ProbeError(f"{where}: parameter set length runs past the box end")
+            raise ProbeError(
+                f"{box.type} at offset {base + box.start}: parameter set length runs past the box end"
+            )
         n = _U16.unpack_from(data, at)[0]
         if at + 2 + n > end:
-            raise ProbeError(f"{where}: parameter set of {n} bytes runs past the box end")
+            raise ProbeError(
+                f"{box.type} at offset {base + box.start}: parameter set of {n} bytes runs past the box end"
+            )
         nals.append(data[at + 2 : at + 2 + n])
         at += 2 + n
     return nals, at
@@ -79,19 +83,18 @@ def _nal_list(data: bytes, at: int, end: int, count: int, where: str) -> tuple[l
 def _avcc_sar(data: bytes, box: Box, base: int) -> tuple[int, int] | None:
     need_bytes(box, base, box.payload, 6, "avcC header")
     count = data[box.payload + 5] & 0x1F
-    sps, _ = _nal_list(data, box.payload + 6, box.end, count, f"avcC at offset {base + box.start}")
+    sps, _ = _nal_list(data, box.payload + 6, count, box, base)
     return h264_sps_sar(sps[0]) if sps else None
 
 
 def _hvcc_sar(data: bytes, box: Box, base: int) -> tuple[int, int] | None:
-    where = f"hvcC at offset {base + box.start}"
     need_bytes(box, base, box.payload, 23, "hvcC header")
     at, arrays = box.payload + 23, data[box.payload + 22]
     for _ in range(arrays):
         if at + 3 > box.end:
-            raise ProbeError(f"{where}: NAL array header runs past the box end")
+            raise ProbeError(f"hvcC at offset {base + box.start}: NAL array header runs past the box end")
         nal_type, count = data[at] & 0x3F, _U16.unpack_from(data, at + 1)[0]
-        nals, at = _nal_list(data, at + 3, box.end, count, where)
+        nals, at = _nal_list(data, at + 3, count, box, base)
         if nal_type == 33 and nals:
             return hevc_sps_sar(nals[0])
     return None
@@ -142,7 +145,7 @@ def _visual(data: bytes, box: Box, base: int, kind: str) -> SampleEntry:
     if kind in ("encv", "resv"):
         kind = _original_format(data, box, body, base) or kind
     entry = SampleEntry(fourcc=kind, codec=VIDEO_CODECS.get(kind, kind.strip()), width=width, height=height)
-    for child in children(data, body, box.end, base, f"{box.type} sample entry"):
+    for child in children(data, body, box.end, base, "{} sample entry", box.type):
         if child.type == "pasp":
             need_bytes(child, base, child.payload, 8, "pasp spacing")
             h, v = _U32.unpack_from(data, child.payload)[0], _U32.unpack_from(data, child.payload + 4)[0]
@@ -175,7 +178,7 @@ def _audio(data: bytes, box: Box, base: int, kind: str) -> SampleEntry:
         kind = _original_format(data, box, min(body, box.end), base) or kind
     codec = AUDIO_CODECS.get(kind, kind.strip())
     if kind == "mp4a" and body < box.end:
-        esds = find(data, body, box.end, base, f"{box.type} sample entry").get("esds")
+        esds = find(data, body, box.end, base, "{} sample entry", box.type).get("esds")
         if esds is not None:
             esds_codec, esds_channels = _esds(data, esds)
             codec, channels = esds_codec or codec, esds_channels or channels

@@ -95,7 +95,7 @@ def _trun(data: bytes, box: Box, base: int, default_duration: int, out: Fragment
     count = _U32.unpack_from(data, p)[0]
     p += 4 + (4 if flags & 0x1 else 0) + (4 if flags & 0x4 else 0)
     fields = [bit for bit in (0x100, 0x200, 0x400, 0x800) if flags & bit]
-    need_bytes(box, base, p, count * 4 * len(fields), f"trun with {count} samples")
+    need_bytes(box, base, p, count * 4 * len(fields), "trun with {} samples", count)
     if not fields or not flags & (0x100 | 0x800):
         _append(out.stts, count, default_duration)
         _append(out.ctts, count, 0)
@@ -149,7 +149,7 @@ def _sidx(data: bytes, box: Box, base: int) -> tuple[int, Fraction] | None:
     p += 8 + (16 if version == 1 else 8) + 2
     need_bytes(box, base, p, 2, "sidx reference_count")
     count = struct.unpack_from(">H", data, p)[0]
-    need_bytes(box, base, p + 2, count * 12, f"sidx with {count} references")
+    need_bytes(box, base, p + 2, count * 12, "sidx with {} references", count)
     if timescale == 0:
         return None
     total = sum(struct.unpack_from(">I", data, p + 2 + 12 * i + 4)[0] for i in range(count))

@@ -74,7 +74,19 @@ def _expand(runs: list[tuple[int, int]]) -> list[int]:
 
 
 def _pts_list(stts: list[tuple[int, int]], ctts: list[tuple[int, int]]) -> tuple[list[int], int]:
-    """Every sample's PTS, sorted, and the media end (max PTS + the sample's delta)."""
+    """Every sample's PTS, sorted, and the media end (max PTS + the sample's delta).
+
+    One ``stts`` run (constant frame rate, the common case) needs no per-sample delta list:
+    the decode times are a ``range`` and the end is the largest PTS plus the one delta.
+    """
+    if len(stts) == 1 and stts[0][1] != 0:
+        n, delta = stts[0]
+        offsets = _expand(ctts)
+        if len(offsets) < n:
+            offsets += [0] * (n - len(offsets))
+        pts = list(map(add, range(0, n * delta, delta), offsets))
+        pts.sort()
+        return pts, (pts[-1] + delta if pts else 0)
     deltas = _expand(stts)
     offsets = _expand(ctts)
     if len(offsets) < len(deltas):  # fragments without offsets after a moov with them
@@ -110,7 +122,7 @@ def track_timing(
 ) -> Timing:
     """Timing of a track from its (possibly fragment-extended) tables."""
     frames = sum(map(itemgetter(0), stts))
-    shifts = {off for _, off in ctts}
+    shifts = set(map(itemgetter(1), ctts))
     if len(shifts) > 1:
         if frames > MAX_EXPANDED_SAMPLES:
             raise ProbeError(

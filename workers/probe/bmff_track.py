@@ -13,6 +13,7 @@ import math
 import struct
 import sys
 from array import array
+from collections.abc import Sequence
 from operator import itemgetter
 
 import msgspec
@@ -83,7 +84,7 @@ def mdhd_or_mvhd_times(data: bytes, box: Box, base: int) -> tuple[int, int]:
     """``(timescale, duration)`` of an ``mdhd`` or ``mvhd`` (same layout for both)."""
     version, _, p = full_box(data, box, base, 16)
     if version == 1:
-        need_bytes(box, base, p, 28, f"{box.type} v1 fields")
+        need_bytes(box, base, p, 28, "{} v1 fields", box.type)
         timescale, duration = _U32.unpack_from(data, p + 16)[0], _U64.unpack_from(data, p + 20)[0]
         if duration == 0xFFFFFFFFFFFFFFFF:
             duration = 0
@@ -100,7 +101,7 @@ def _elst(data: bytes, box: Box, base: int) -> list[Edit]:
     version, _, p = full_box(data, box, base, 4)
     count = _U32.unpack_from(data, p)[0]
     width = 20 if version == 1 else 12
-    need_bytes(box, base, p + 4, count * width, f"elst with {count} entries")
+    need_bytes(box, base, p + 4, count * width, "elst with {} entries", count)
     edits = []
     for i in range(count):
         at = p + 4 + i * width
@@ -114,21 +115,21 @@ def _elst(data: bytes, box: Box, base: int) -> list[Edit]:
 def _runs(data: bytes, box: Box, base: int, signed: bool) -> list[tuple[int, int]]:
     _, _, p = full_box(data, box, base, 4)
     count = _U32.unpack_from(data, p)[0]
-    need_bytes(box, base, p + 4, count * 8, f"{box.type} with {count} entries")
+    need_bytes(box, base, p + 4, count * 8, "{} with {} entries", box.type, count)
     return list(struct.iter_unpack(">Ii" if signed else ">II", data[p + 4 : p + 4 + count * 8]))
 
 
-def _u32_array(data: bytes, at: int, count: int) -> list[int]:
+def _u32_array(data: bytes, at: int, count: int) -> Sequence[int]:
     """``count`` big-endian u32 values at ``at`` (``array`` is ~10x faster than ``struct``)."""
     if array("I").itemsize != 4:  # pragma: no cover - no mainstream platform
-        return list(struct.unpack_from(f">{count}I", data, at))
+        return struct.unpack_from(f">{count}I", data, at)
     arr = array("I", data[at : at + 4 * count])
     if sys.byteorder == "little":
         arr.byteswap()
-    return arr.tolist()
+    return arr
 
 
-def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, int, list[int]]:
+def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, int, Sequence[int]]:
     """``(count, constant_size, last sizes)``: the sample count and enough sizes for the end."""
     if "stsz" in stbl:
         box = stbl["stsz"]
@@ -136,7 +137,7 @@ def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, in
         const, count = _U32.unpack_from(data, p)[0], _U32.unpack_from(data, p + 4)[0]
         if const:
             return count, const, []
-        need_bytes(box, base, p + 8, count * 4, f"stsz with {count} sizes")
+        need_bytes(box, base, p + 8, count * 4, "stsz with {} sizes", count)
         return count, 0, _u32_array(data, p + 8, count)
     if "stz2" in stbl:
         box = stbl["stz2"]
@@ -144,7 +145,7 @@ def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, in
         field, count = data[p + 3], _U32.unpack_from(data, p + 4)[0]
         if field not in (4, 8, 16):
             raise ProbeError(f"stz2 at offset {base + box.start}: field_size {field} not 4, 8 or 16")
-        need_bytes(box, base, p + 8, (count * field + 7) // 8, f"stz2 with {count} sizes")
+        need_bytes(box, base, p + 8, (count * field + 7) // 8, "stz2 with {} sizes", count)
         raw = data[p + 8 : p + 8 + (count * field + 7) // 8]
         if field == 16:
             return count, 0, list(struct.unpack(f">{count}H", raw))
@@ -154,7 +155,7 @@ def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, in
     return 0, 0, []
 
 
-def _media_end(data: bytes, stbl: dict[str, Box], base: int, const: int, sizes: list[int]) -> int:
+def _media_end(data: bytes, stbl: dict[str, Box], base: int, const: int, sizes: Sequence[int]) -> int:
     """End of the last chunk's sample data (0 without a chunk table)."""
     box = stbl.get("stco") or stbl.get("co64")
     if box is None:
@@ -164,14 +165,14 @@ def _media_end(data: bytes, stbl: dict[str, Box], base: int, const: int, sizes: 
     if count == 0:
         return 0
     width = 8 if box.type == "co64" else 4
-    need_bytes(box, base, p + 4, count * width, f"{box.type} with {count} offsets")
+    need_bytes(box, base, p + 4, count * width, "{} with {} offsets", box.type, count)
     offsets = struct.unpack_from(f">{count}{'Q' if width == 8 else 'I'}", data, p + 4)
     end = max(offsets)
     stsc = stbl.get("stsc")
     if stsc is not None:
         _, _, q = full_box(data, stsc, base, 4)
         n = _U32.unpack_from(data, q)[0]
-        need_bytes(stsc, base, q + 4, n * 12, f"stsc with {n} entries")
+        need_bytes(stsc, base, q + 4, n * 12, "stsc with {} entries", n)
         if n:
             per_chunk = _U32.unpack_from(data, q + 4 + (n - 1) * 12 + 4)[0]
             last = offsets[-1] + (const * per_chunk if const else sum(sizes[-per_chunk:]) if per_chunk else 0)
@@ -181,14 +182,14 @@ def _media_end(data: bytes, stbl: dict[str, Box], base: int, const: int, sizes: 
 
 def parse_trak(data: bytes, trak: Box, base: int) -> Track:
     """One track from its ``trak`` box inside the ``moov`` bytes ``data``."""
-    where = f"trak at offset {base + trak.start}"
-    boxes = find(data, trak.payload, trak.end, base, where)
+    at = base + trak.start  # error texts name the trak by its offset, built only when raising
+    boxes = find(data, trak.payload, trak.end, base, "trak at offset {}", at)
     if "tkhd" not in boxes or "mdia" not in boxes:
-        raise ProbeError(f"{where}: missing {'tkhd' if 'tkhd' not in boxes else 'mdia'}")
+        raise ProbeError(f"trak at offset {at}: missing {'tkhd' if 'tkhd' not in boxes else 'mdia'}")
     track_id, enabled, rotation = _tkhd(data, boxes["tkhd"], base)
-    mdia = find(data, boxes["mdia"].payload, boxes["mdia"].end, base, f"{where} mdia")
+    mdia = find(data, boxes["mdia"].payload, boxes["mdia"].end, base, "trak at offset {} mdia", at)
     if "mdhd" not in mdia or "hdlr" not in mdia:
-        raise ProbeError(f"{where}: mdia lacks {'mdhd' if 'mdhd' not in mdia else 'hdlr'}")
+        raise ProbeError(f"trak at offset {at}: mdia lacks {'mdhd' if 'mdhd' not in mdia else 'hdlr'}")
     timescale, media_duration = mdhd_or_mvhd_times(data, mdia["mdhd"], base)
     _, _, p = full_box(data, mdia["hdlr"], base, 8)
     handler = data[p + 4 : p + 8].decode("latin-1")
@@ -204,16 +205,16 @@ def parse_trak(data: bytes, trak: Box, base: int) -> Track:
         return track  # timecode, metadata, subtitle ... tracks: their tables are not ours to judge
     edts = boxes.get("edts")
     if edts is not None:
-        elst = find(data, edts.payload, edts.end, base, f"{where} edts").get("elst")
+        elst = find(data, edts.payload, edts.end, base, "trak at offset {} edts", at).get("elst")
         if elst is not None:
             track.edits = _elst(data, elst, base)
     minf = mdia.get("minf")
     if minf is None:
         return track
-    stbl_box = find(data, minf.payload, minf.end, base, f"{where} minf").get("stbl")
+    stbl_box = find(data, minf.payload, minf.end, base, "trak at offset {} minf", at).get("stbl")
     if stbl_box is None:
         return track
-    stbl = find(data, stbl_box.payload, stbl_box.end, base, f"{where} stbl")
+    stbl = find(data, stbl_box.payload, stbl_box.end, base, "trak at offset {} stbl", at)
     if "stsd" in stbl:
         track.entry = parse_stsd(data, stbl["stsd"], base, handler)
     if "stts" in stbl:
@@ -224,9 +225,13 @@ def parse_trak(data: bytes, trak: Box, base: int) -> Track:
     track.sample_count = count
     stts_total = sum(map(itemgetter(0), track.stts))
     if stts_total != count and (track.stts or count):
-        raise ProbeError(f"{where}: stts covers {stts_total} samples but the size table has {count}")
+        raise ProbeError(
+            f"trak at offset {at}: stts covers {stts_total} samples but the size table has {count}"
+        )
     ctts_total = sum(map(itemgetter(0), track.ctts))
     if track.ctts and ctts_total != count:
-        raise ProbeError(f"{where}: ctts covers {ctts_total} samples but the size table has {count}")
+        raise ProbeError(
+            f"trak at offset {at}: ctts covers {ctts_total} samples but the size table has {count}"
+        )
     track.media_end = _media_end(data, stbl, base, const, sizes)
     return track

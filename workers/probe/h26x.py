@@ -69,12 +69,19 @@ class BitReader:
         return self.u(1, field) == 1
 
     def ue(self, field: str) -> int:
-        """Read an unsigned exp-Golomb code."""
-        zeros = 0
-        while self.u(1, field) == 0:
-            zeros += 1
-            if zeros > _MAX_UE_ZEROS:
-                raise ProbeError(f"{self.what}: exp-Golomb code of {field} longer than 32 bits")
+        """Read an unsigned exp-Golomb code: ``zeros`` 0 bits, a 1, then ``zeros`` bits.
+
+        The leading zeros are counted from the bit length of what is left, not bit by bit;
+        the errors are those of a bit-by-bit read (a run of more than 31 zeros, else the end).
+        """
+        left = self._nbits - self._pos
+        rest = self._bits & ((1 << left) - 1)
+        zeros = left - rest.bit_length()  # all that is left when no 1 bit remains
+        if zeros > _MAX_UE_ZEROS:
+            raise ProbeError(f"{self.what}: exp-Golomb code of {field} longer than 32 bits")
+        if not rest:
+            raise ProbeError(f"{self.what}: bitstream ends at bit {self._nbits} while reading {field}")
+        self._pos += zeros + 1
         return (1 << zeros) - 1 + self.u(zeros, field)
 
     def se(self, field: str) -> int:
