@@ -240,20 +240,8 @@ class Ledger:
             ],
         )
 
-    def dead_letters(
-        self,
-        *,
-        keys: Sequence[str] = (),
-        rule: str | None = None,
-        stage: str | None = None,
-        prefix: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-    ) -> list[DeadLetter]:
-        sql, args = dead_letter_query(
-            "?", keys=keys, rule=rule, stage=stage, prefix=prefix, since=since, until=until, limit=limit
-        )
+    def dead_letters(self, f: DeadLetterFilter | None = None) -> list[DeadLetter]:
+        sql, args = dead_letter_query("?", f or DeadLetterFilter())
         return [dead_letter_from_row(row) for row in self.db.execute(sql, args)]
 
     def requeue(self, keys: Sequence[str]) -> int:
@@ -324,22 +312,34 @@ class Ledger:
         }
 
 
-def dead_letter_query(
-    mark: str,
-    *,
-    keys: Sequence[str] = (),
-    rule: str | None = None,
-    stage: str | None = None,
-    prefix: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    limit: int | None = None,
-) -> tuple[str, list[Any]]:
-    """The dead-letter listing query for both stores (``mark`` is the driver's placeholder).
+class DeadLetterFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which dead letters to list: every given condition must hold.
 
     ``rule`` is exact, or a literal prefix when it ends in ``*`` (no LIKE: ``_`` is not a
-    wildcard and case matters); ``prefix`` is a literal prefix of the casefolded key.
+    wildcard and case matters); ``prefix`` is a literal prefix of the casefolded key;
+    ``since``/``until`` are epoch seconds.
     """
+
+    keys: tuple[str, ...] = ()
+    rule: str | None = None
+    stage: str | None = None
+    prefix: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int | None = None
+
+
+def dead_letter_query(mark: str, f: DeadLetterFilter) -> tuple[str, list[Any]]:
+    """The dead-letter listing query for both stores (``mark`` is the driver's placeholder)."""
+    keys, rule, stage, prefix, since, until, limit = (
+        f.keys,
+        f.rule,
+        f.stage,
+        f.prefix,
+        f.since,
+        f.until,
+        f.limit,
+    )
     where: list[str] = []
     args: list[Any] = []
     if keys:

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import psycopg
 
-from daemon.ledger import Claimed, DeadLetter, dead_letter_from_row, dead_letter_query, fold
+from daemon.ledger import Claimed, DeadLetter, DeadLetterFilter, dead_letter_from_row, dead_letter_query, fold
 from daemon.sinks.base import Batch, BatchItem, ItemResult
 
 _SCHEMA = """
@@ -261,20 +261,8 @@ class PostgresStore:
         if letters:
             await self._tx(self._dead_statements(list(letters), time.time()))
 
-    async def dead_letters(
-        self,
-        *,
-        keys: Sequence[str] = (),
-        rule: str | None = None,
-        stage: str | None = None,
-        prefix: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-    ) -> list[DeadLetter]:
-        sql, args = dead_letter_query(
-            "%s", keys=keys, rule=rule, stage=stage, prefix=prefix, since=since, until=until, limit=limit
-        )
+    async def dead_letters(self, f: DeadLetterFilter | None = None) -> list[DeadLetter]:
+        sql, args = dead_letter_query("%s", f or DeadLetterFilter())
         async with self._lock:
             cur = await self._conn.execute(sql, args)
             rows = await cur.fetchall()

@@ -20,7 +20,7 @@ from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
 from daemon.config import Config, load_secret, resolve
-from daemon.ledger import Claimed, DeadLetter, Ledger
+from daemon.ledger import Claimed, DeadLetter, DeadLetterFilter, Ledger
 from daemon.sinks.base import Batch, ItemResult
 
 
@@ -41,17 +41,7 @@ class LedgerStore(Protocol):
 
     async def add_dead(self, letters: Sequence[DeadLetter]) -> None: ...
 
-    async def dead_letters(
-        self,
-        *,
-        keys: Sequence[str] = (),
-        rule: str | None = None,
-        stage: str | None = None,
-        prefix: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-    ) -> list[DeadLetter]: ...
+    async def dead_letters(self, f: DeadLetterFilter | None = None) -> list[DeadLetter]: ...
 
     async def requeue(self, keys: Sequence[str]) -> int: ...
 
@@ -95,20 +85,8 @@ class SqliteStore:
     async def add_dead(self, letters: Sequence[DeadLetter]) -> None:
         self.ledger.add_dead(letters)
 
-    async def dead_letters(
-        self,
-        *,
-        keys: Sequence[str] = (),
-        rule: str | None = None,
-        stage: str | None = None,
-        prefix: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-    ) -> list[DeadLetter]:
-        return self.ledger.dead_letters(
-            keys=keys, rule=rule, stage=stage, prefix=prefix, since=since, until=until, limit=limit
-        )
+    async def dead_letters(self, f: DeadLetterFilter | None = None) -> list[DeadLetter]:
+        return self.ledger.dead_letters(f)
 
     async def requeue(self, keys: Sequence[str]) -> int:
         return self.ledger.requeue(keys)

@@ -18,7 +18,7 @@ import msgspec
 
 from daemon.commands.common import CommandError, iso, load_config, parse_time, write
 from daemon.config import Config
-from daemon.ledger import DeadLetter
+from daemon.ledger import DeadLetter, DeadLetterFilter
 from daemon.ledger_store import LedgerStore, open_store
 
 
@@ -42,13 +42,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 async def _select(ledger: LedgerStore, args: argparse.Namespace) -> list[DeadLetter]:
     return await ledger.dead_letters(
-        keys=args.keys,
-        rule=args.rule,
-        stage=args.stage,
-        prefix=args.prefix,
-        since=parse_time(args.since) if args.since else None,
-        until=parse_time(args.until) if args.until else None,
-        limit=args.limit,
+        DeadLetterFilter(
+            keys=tuple(args.keys),
+            rule=args.rule,
+            stage=args.stage,
+            prefix=args.prefix,
+            since=parse_time(args.since) if args.since else None,
+            until=parse_time(args.until) if args.until else None,
+            limit=args.limit,
+        )
     )
 
 

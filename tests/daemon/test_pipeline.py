@@ -16,7 +16,7 @@ import pytest
 
 from daemon.build import Builder
 from daemon.jobs import Job, ObjectRef
-from daemon.ledger import Ledger
+from daemon.ledger import DeadLetterFilter, Ledger
 from daemon.ledger_store import SqliteStore
 from daemon.logs import configure
 from daemon.pipeline import Pipeline, Settings
@@ -220,7 +220,7 @@ class TestFlow:
         bad = Msg(id="junk", refs=[], raw=b'{"Records": [oops', error="not JSON at byte 13", log=log)
         p, ledger = make(tmp_path, ListSource([bad, *msgs(["img1.jpg"], log)]), Script())
         await p.run()
-        (d,) = ledger.dead_letters(rule="message.decode")
+        (d,) = ledger.dead_letters(DeadLetterFilter(rule="message.decode"))
         assert d.raw == b'{"Records": [oops' and "byte 13" in d.message
         assert ("ack", "junk", None) in log and output_keys(tmp_path / "out") == ["img1.jpg"]
 
@@ -231,7 +231,7 @@ class TestFlow:
         p, ledger = make(tmp_path, ListSource(msgs(["img/Cat.jpg", "img/cat.jpg"], [])), Script())
         c = await p.run()
         assert (c.delivered, c.dead) == (1, 1)
-        (d,) = ledger.dead_letters(rule="global_key.case_collision")
+        (d,) = ledger.dead_letters(DeadLetterFilter(rule="global_key.case_collision"))
         assert d.actual == {"key": "img/cat.jpg", "existing": "img/Cat.jpg"}
         ledger.close()
         p2, _ = make(tmp_path, ListSource(msgs(["img/Cat.jpg", "img/CAT.jpg"], [])), Script())

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from daemon.build import Builder
-from daemon.ledger import DeadLetter
+from daemon.ledger import DeadLetter, DeadLetterFilter
 from daemon.ledger_pg import PostgresStore
 from daemon.logs import configure
 from daemon.pipeline import Pipeline, Settings
@@ -94,9 +94,9 @@ class TestContract:
                     )
                 ]
             )
-            (got,) = await s.dead_letters(rule="labelbox.*")
+            (got,) = await s.dead_letters(DeadLetterFilter(rule="labelbox.*"))
             assert got.attempts == 2 and got.actual == "4:3" and got.object == {"key": "vid/a.mp4"}
-            (raw,) = await s.dead_letters(prefix="IMG/")
+            (raw,) = await s.dead_letters(DeadLetterFilter(prefix="IMG/"))
             assert raw.raw == b"\x00\x01"
             assert (await s.claim(["vid/a.mp4"])).known == {"vid/a.mp4": "Vid/A.mp4"}
             assert await s.requeue(["VID/A.MP4"]) == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from daemon.jobs import ObjectRef, Rejection
-from daemon.ledger import DeadLetter, Ledger, dead_letter_for
+from daemon.ledger import DeadLetter, DeadLetterFilter, Ledger, dead_letter_for
 from daemon.sinks.base import Batch, BatchItem, ItemResult
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,39 +211,49 @@ class TestDeadLetters:
 
     def test_rule_filter_exact(self, filled: Ledger) -> None:
         """A rule without '*' matches only that rule."""
-        assert self.keys(filled.dead_letters(rule="labelbox.video.sar")) == ["clips/b.mp4"]
+        assert self.keys(filled.dead_letters(DeadLetterFilter(rule="labelbox.video.sar"))) == ["clips/b.mp4"]
 
     def test_rule_filter_prefix(self, filled: Ledger) -> None:
         """A rule ending in '*' matches every rule with that prefix."""
-        assert self.keys(filled.dead_letters(rule="labelbox.video.*")) == ["clips/a.mp4", "clips/b.mp4"]
-        assert len(filled.dead_letters(rule="labelbox.*")) == 4
+        assert self.keys(filled.dead_letters(DeadLetterFilter(rule="labelbox.video.*"))) == [
+            "clips/a.mp4",
+            "clips/b.mp4",
+        ]
+        assert len(filled.dead_letters(DeadLetterFilter(rule="labelbox.*"))) == 4
 
     def test_rule_filter_has_no_wildcards_but_the_star(self, filled: Ledger) -> None:
         """'_' and case in a rule filter are literal, not SQL LIKE patterns."""
-        assert self.keys(filled.dead_letters(rule="labelbox.video_vfr")) == []
-        assert self.keys(filled.dead_letters(rule="LABELBOX.VIDEO.VFR")) == []
-        assert self.keys(filled.dead_letters(rule="labelbox.video_*")) == ["x/e.mp4"]
+        assert self.keys(filled.dead_letters(DeadLetterFilter(rule="labelbox.video_vfr"))) == []
+        assert self.keys(filled.dead_letters(DeadLetterFilter(rule="LABELBOX.VIDEO.VFR"))) == []
+        assert self.keys(filled.dead_letters(DeadLetterFilter(rule="labelbox.video_*"))) == ["x/e.mp4"]
 
     def test_stage_filter(self, filled: Ledger) -> None:
         """Stage matches exactly."""
-        assert self.keys(filled.dead_letters(stage="probe")) == ["img/d.png"]
+        assert self.keys(filled.dead_letters(DeadLetterFilter(stage="probe"))) == ["img/d.png"]
 
     def test_key_prefix_filter_is_case_insensitive(self, filled: Ledger) -> None:
         """A key prefix selects keys that start with it, ignoring case."""
-        assert self.keys(filled.dead_letters(prefix="IMG/")) == ["img/c.png", "img/d.png"]
+        assert self.keys(filled.dead_letters(DeadLetterFilter(prefix="IMG/"))) == ["img/c.png", "img/d.png"]
 
     def test_time_window_and_limit(self, filled: Ledger) -> None:
         """since is inclusive, until exclusive; limit keeps the oldest first."""
-        assert self.keys(filled.dead_letters(since=20.0, until=40.0)) == ["clips/b.mp4", "img/c.png"]
-        assert self.keys(filled.dead_letters(limit=2)) == ["clips/a.mp4", "clips/b.mp4"]
+        assert self.keys(filled.dead_letters(DeadLetterFilter(since=20.0, until=40.0))) == [
+            "clips/b.mp4",
+            "img/c.png",
+        ]
+        assert self.keys(filled.dead_letters(DeadLetterFilter(limit=2))) == ["clips/a.mp4", "clips/b.mp4"]
 
     def test_filters_combine(self, filled: Ledger) -> None:
         """All given filters must hold."""
-        assert self.keys(filled.dead_letters(rule="labelbox.*", prefix="img/", since=25.0)) == ["img/c.png"]
+        assert self.keys(
+            filled.dead_letters(DeadLetterFilter(rule="labelbox.*", prefix="img/", since=25.0))
+        ) == ["img/c.png"]
 
     def test_by_keys(self, filled: Ledger) -> None:
         """Named keys select those dead letters, ignoring case."""
-        assert self.keys(filled.dead_letters(keys=["CLIPS/A.mp4", "nope"])) == ["clips/a.mp4"]
+        assert self.keys(filled.dead_letters(DeadLetterFilter(keys=("CLIPS/A.mp4", "nope")))) == [
+            "clips/a.mp4"
+        ]
 
     def test_requeue_forgets_so_the_object_is_taken_again(self, filled: Ledger) -> None:
         """Requeued keys are no longer known and no longer listed; the count is returned."""
