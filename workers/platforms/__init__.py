@@ -1,0 +1,1 @@
+"""Platform protocols (sans-I/O): request documents, response decoding, payload framing."""
