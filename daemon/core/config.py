@@ -98,6 +98,16 @@ class SinkConfig(_Base):
     retry_budget: float = 0.2  # retries as a fraction of requests
     request_timeout: float = 30.0
     retry_after_cap: float = 300.0
+    # labelbox: the API URL (empty = https://api.labelbox.com/graphql), the secret holding the API
+    # key, the org's request budget (every upload, poll and page counts), tasks in flight at once,
+    # GKEY upserts (rows updated in place), task polling pace and the wait before a lookup by key
+    endpoint: str = ""
+    api_key_secret: str = "labelbox_api_key"  # noqa: S105 - a secret's name, not a secret
+    requests_per_minute: float = 1500.0
+    tasks_in_flight: int = 4
+    upsert: bool = False
+    poll_interval: float = 2.0
+    task_deadline: float = 1800.0
 
 
 class LedgerConfig(_Base):
@@ -239,6 +249,8 @@ def _check(cfg: Config) -> None:
     k = cfg.sink
     if k.type == "http" and not k.url.startswith(("http://", "https://")):
         raise bad("sink.url", f"required http(s) URL for sink type 'http', got {k.url!r}")
+    if k.type == "labelbox":
+        _check_labelbox(cfg)
     for key, val, lo in (
         ("sink.max_items", k.max_items, 1),
         ("sink.max_bytes", k.max_bytes, 1024),
@@ -262,6 +274,25 @@ def _check(cfg: Config) -> None:
         raise bad("ledger.dsn", "must not contain a password: use dsn_secret or PGPASSFILE")
     if cfg.http.listen and not re.fullmatch(r"\[?[0-9A-Za-z.:]+\]?:\d{1,5}", cfg.http.listen):
         raise bad("http.listen", f"must be HOST:PORT, got {cfg.http.listen!r}")
+
+
+def _check_labelbox(cfg: Config) -> None:
+    k, t = cfg.sink, cfg.target
+    if k.endpoint and not k.endpoint.startswith(("https://", "http://")):
+        raise ConfigError(f"sink.endpoint: must be an http(s) URL, got {k.endpoint!r}")
+    if t.platform != "labelbox":
+        raise ConfigError("target.platform: must be 'labelbox' for sink type 'labelbox'")
+    if not t.dataset:
+        raise ConfigError("target.dataset: required for sink type 'labelbox' (the dataset id)")
+    for key, ok, rule in (
+        ("sink.requests_per_minute", k.requests_per_minute > 0, "must be > 0"),
+        ("sink.tasks_in_flight", 1 <= k.tasks_in_flight <= 64, "must be 1..64"),
+        ("sink.poll_interval", k.poll_interval >= 2.0, "must be >= 2 seconds (Labelbox's floor)"),
+        ("sink.task_deadline", k.task_deadline > 0, "must be > 0"),
+        ("sink.max_items", k.max_items <= 150_000, "must be <= 150000 (rows per Labelbox task)"),
+    ):
+        if not ok:
+            raise ConfigError(f"{key}: {rule}, got {getattr(k, key.split('.')[1])!r}")
 
 
 def _template_problem(template: str) -> str | None:

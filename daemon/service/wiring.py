@@ -21,6 +21,7 @@ from daemon.sinks.delivery import Deliverer as DeliveryDeliverer
 from daemon.sinks.delivery import DeliveryLimits
 from daemon.sinks.files import FilesSink
 from daemon.sinks.http import open_http_deliverer
+from daemon.sinks.labelbox import open_labelbox_deliverer
 from daemon.sources.base import Source
 from daemon.sources.listing import Checkpoints, open_listing_source
 from daemon.sources.manifest import ManifestSource
@@ -128,13 +129,16 @@ async def open_source(
     raise WiringError(f"source.type {s.type!r} is not available in this build")
 
 
-async def make_sink(cfg: Config, stack: AsyncExitStack) -> Deliverer:
-    """The configured sink behind the daemon's one delivery policy (``daemon.sinks.delivery``)."""
+async def make_sink(cfg: Config, stack: AsyncExitStack, checkpoints: Checkpoints | None = None) -> Deliverer:
+    """The configured sink behind the daemon's one delivery policy (``daemon.sinks.delivery``).
+    ``checkpoints`` (the ledger) lets a platform sink resume its tasks; ``None`` for checks."""
     k = cfg.sink
     if k.type == "files":
         return FilesSink(resolve(cfg, k.path), cfg.target.platform)
     if k.type == "http":
         return await open_http_deliverer(k, stack)
+    if k.type == "labelbox":
+        return await open_labelbox_deliverer(k, cfg.target, stack, checkpoints)
     raise WiringError(f"sink.type {k.type!r} is not available in this build")
 
 
@@ -199,7 +203,7 @@ def settings(cfg: Config) -> Settings:
         probe_workers=cfg.probe.concurrency,
         # the delivery gate (AIMD, reloadable) bounds real concurrency; enough workers are kept
         # for a SIGHUP to raise max_concurrency up to 16 without a restart
-        deliver_workers=max(k.max_concurrency, 16) if k.type != "files" else 1,
+        deliver_workers=max(k.max_concurrency, k.tasks_in_flight, 16) if k.type != "files" else 1,
         queue_size=cfg.pipeline.queue_size,
         max_in_flight=cfg.pipeline.max_in_flight,
         max_items=k.max_items,
@@ -221,7 +225,7 @@ async def build_pipeline(
 ) -> Pipeline:
     """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
     ledger = await open_store(cfg, stack)
-    sink = await make_sink(cfg, stack)
+    sink = await make_sink(cfg, stack, ledger)
     credentials = ChainCredentials()
     builder = Builder(
         platform=cfg.target.platform,

@@ -68,6 +68,12 @@ class TransientError(Exception):
         self.status = status
 
 
+class CredentialsError(TransientError):
+    """The platform refuses our credentials (authentication or authorization). No item is at
+    fault, so nothing is dead-lettered: the batch is given back, and readiness stays false until
+    a check passes again. Platform sinks say it once in the log, not at every retry."""
+
+
 class PermanentError(Exception):
     """The whole batch failed in a way no retry can fix (4xx, bad credentials)."""
 

@@ -24,6 +24,7 @@ alive); 429, 503 and slow failures shrink the concurrency limit.
 from __future__ import annotations
 
 import asyncio
+import math
 import operator
 import random
 import time
@@ -62,6 +63,9 @@ class DeliveryLimits(msgspec.Struct, frozen=True, kw_only=True):
     breaker_threshold: int = 10  # consecutive failures ...
     breaker_min_failing_seconds: float = 1.0  # ... lasting at least this long open the circuit
     breaker_open_seconds: float = 5.0
+    # AIMD shrinks concurrency when a call takes this many times its usual latency; infinite for
+    # sinks whose one call lasts as long as a platform task (labelbox: seconds to minutes)
+    latency_tolerance: float = 2.0
 
     def __post_init__(self) -> None:
         checks = (
@@ -84,6 +88,16 @@ class DeliveryLimits(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_config(cls, sink: SinkConfig) -> DeliveryLimits:
+        if sink.type == "labelbox":  # the org's budget per minute; one call = one task
+            return cls(
+                requests_per_second=sink.requests_per_minute / 60,
+                max_concurrency=sink.tasks_in_flight,
+                max_retries=sink.max_retries,
+                retry_budget=sink.retry_budget,
+                retry_after_cap=sink.retry_after_cap,
+                deadline=sink.task_deadline + max(60.0, 4 * sink.request_timeout),
+                latency_tolerance=math.inf,
+            )
         return cls(
             requests_per_second=sink.requests_per_second,
             items_per_second=sink.items_per_second,
@@ -114,7 +128,7 @@ class Deliverer:
         self._clock = clock
         self._random = random_source
         self._split_on = frozenset(split_on)
-        self._aimd = AdaptiveConcurrency(maximum=limits.max_concurrency)
+        self._aimd = AdaptiveConcurrency(maximum=limits.max_concurrency, tolerance=limits.latency_tolerance)
         self._gate = AdaptiveGate(self._aimd)
         self._breaker = CircuitBreaker(
             threshold=limits.breaker_threshold,
