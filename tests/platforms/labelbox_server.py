@@ -39,6 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
+TEST_KEY = "lb-secret-9f8e7d"  # tests grep every output for it
 ROOT_FIELDS = (
     "uploadFile",
     "upsertDataRows",
@@ -88,7 +89,7 @@ class Task:
 
 @dataclass
 class LabelboxServer:
-    api_key: str = "lb-test-key"
+    api_key: str = TEST_KEY
     dataset_id: str = "ds-1"
     dataset_name: str = "ingestd test dataset"
     user_id: str = "user-1"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -15,10 +14,10 @@ from daemon.sinks.base import Batch, BatchItem, CredentialsError, PermanentError
 from daemon.sinks.delivery import Deliverer
 from daemon.sinks.labelbox import open_labelbox_deliverer
 from daemon.sinks.labelbox.sink import LabelboxSink, checkpoint_name
-from tests.platforms.labelbox_server import LabelboxServer
+from tests.platforms.labelbox_server import TEST_KEY, LabelboxServer
 from workers.payloads import labelbox as lb
 
-KEY = "lb-test-key"
+KEY = TEST_KEY
 
 
 @dataclass
@@ -39,14 +38,6 @@ def batch(n: int, prefix: str = "k", **row: object) -> Batch:
         body = lb.encode(lb.DataRow(row_data=f"https://cdn.example.com/{key}.jpg", global_key=key, **row))  # type: ignore[arg-type]
         items.append(BatchItem(key, "IMAGE", body))
     return Batch.of(items)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LabelboxServer]:
-    s = LabelboxServer(api_key=KEY)
-    await s.start()
-    yield s
-    await s.stop()
 
 
 async def open_sink(
