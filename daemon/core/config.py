@@ -108,6 +108,8 @@ class SinkConfig(_Base):
     upsert: bool = False
     poll_interval: float = 2.0
     task_deadline: float = 1800.0
+    # upsert + presigned URLs: re-sign and upsert rows whose URL expires within this many seconds
+    url_refresh_margin: float = 86400.0
 
 
 class LedgerConfig(_Base):
@@ -290,6 +292,11 @@ def _check_labelbox(cfg: Config) -> None:
         ("sink.poll_interval", k.poll_interval >= 2.0, "must be >= 2 seconds (Labelbox's floor)"),
         ("sink.task_deadline", k.task_deadline > 0, "must be > 0"),
         ("sink.max_items", k.max_items <= 150_000, "must be <= 150000 (rows per Labelbox task)"),
+        (
+            "sink.url_refresh_margin",
+            not k.upsert or 0 <= k.url_refresh_margin < t.url_expires,
+            f"must be within 0..target.url_expires ({t.url_expires}) with upsert",
+        ),
     ):
         if not ok:
             raise ConfigError(f"{key}: {rule}, got {getattr(k, key.split('.')[1])!r}")

@@ -33,7 +33,7 @@ from daemon.ops.notify import Notifier
 from daemon.ops.watchdog import ProgressMonitor, extend_stop_while_draining, run_watchdog
 from daemon.pipeline.pipeline import Pipeline
 from daemon.pipeline.tracker import Counters
-from daemon.service.wiring import build_pipeline, reload_sink
+from daemon.service.wiring import build_pipeline, reload_sink, url_refresher
 from daemon.sinks.base import CredentialsError
 
 log = structlog.get_logger()
@@ -158,6 +158,8 @@ class Service:
             else:
                 self.readiness.source(None)
             self._spawn(self._ready_when_reachable(), "ready")
+            if not self.once and (refresher := url_refresher(self.cfg, p.deliverer, p.ledger)) is not None:
+                self._spawn(refresher.run(), "url-refresher")
             self._spawn(
                 run_watchdog(self.notifier, self.monitor, extra_status=self._status, observe=self._observe),
                 "watchdog",

@@ -10,7 +10,7 @@ import aiohttp
 
 from daemon.core.config import Config, resolve
 from daemon.core.jobs import Job, ObjectRef
-from daemon.ledger.store import open_store
+from daemon.ledger.store import LedgerStore, open_store
 from daemon.ops.metrics import Metrics
 from daemon.ops.watchdog import ProgressMonitor
 from daemon.pipeline.build import Builder, file_url
@@ -21,7 +21,7 @@ from daemon.sinks.delivery import Deliverer as DeliveryDeliverer
 from daemon.sinks.delivery import DeliveryLimits
 from daemon.sinks.files import FilesSink
 from daemon.sinks.http import open_http_deliverer
-from daemon.sinks.labelbox import open_labelbox_deliverer
+from daemon.sinks.labelbox import UrlRefresher, open_labelbox_deliverer
 from daemon.sources.base import Source
 from daemon.sources.listing import Checkpoints, open_listing_source
 from daemon.sources.manifest import ManifestSource
@@ -129,17 +129,32 @@ async def open_source(
     raise WiringError(f"source.type {s.type!r} is not available in this build")
 
 
-async def make_sink(cfg: Config, stack: AsyncExitStack, checkpoints: Checkpoints | None = None) -> Deliverer:
+async def make_sink(cfg: Config, stack: AsyncExitStack, ledger: LedgerStore | None = None) -> Deliverer:
     """The configured sink behind the daemon's one delivery policy (``daemon.sinks.delivery``).
-    ``checkpoints`` (the ledger) lets a platform sink resume its tasks; ``None`` for checks."""
+    ``ledger`` lets a platform sink resume its tasks and keep URL expiries; ``None`` for checks."""
     k = cfg.sink
     if k.type == "files":
         return FilesSink(resolve(cfg, k.path), cfg.target.platform)
     if k.type == "http":
         return await open_http_deliverer(k, stack)
     if k.type == "labelbox":
-        return await open_labelbox_deliverer(k, cfg.target, stack, checkpoints)
+        return await open_labelbox_deliverer(k, cfg.target, stack, ledger, expiries=ledger)
     raise WiringError(f"sink.type {k.type!r} is not available in this build")
+
+
+def url_refresher(cfg: Config, deliverer: Deliverer, ledger: LedgerStore) -> UrlRefresher | None:
+    """The labelbox URL refresher, when rows are upserted with presigned URLs (else ``None``)."""
+    k, t = cfg.sink, cfg.target
+    if k.type != "labelbox" or not k.upsert or t.url_mode != "presign" or k.url_refresh_margin <= 0:
+        return None
+    return UrlRefresher(
+        deliverer,
+        ledger,
+        ChainCredentials().get,
+        margin=k.url_refresh_margin,
+        expires=t.url_expires,
+        interval=min(300.0, k.url_refresh_margin / 4),
+    )
 
 
 def reload_sink(deliverer: Deliverer, cfg: Config) -> None:

@@ -254,7 +254,7 @@ class LabelboxServer:
             if key in self.row_failures:
                 task.failed.append({"message": self.row_failures[key], "spec": spec})
             elif s["id"]["type"] == "GKEY":
-                self.rows[folded] = p
+                self.rows[folded] = {**self.rows.get(folded, {}), **p}
                 self.updates[key] += 1
                 task.succeeded.append({"id": f"dr-{folded}", "globalKey": key})
             elif folded in self.rows:

@@ -17,12 +17,13 @@ import aiohttp
 from daemon.core.config import SinkConfig, TargetConfig, load_secret
 from daemon.sinks.delivery import Deliverer, DeliveryLimits
 from daemon.sinks.labelbox.client import LabelboxClient
+from daemon.sinks.labelbox.refresher import UrlExpiries, UrlRefresher
 from daemon.sinks.labelbox.sink import Checkpoints, LabelboxSink, Settings
 from daemon.sinks.labelbox.tasks import TaskPoller
 
 DEFAULT_ENDPOINT = "https://api.labelbox.com/graphql"
 
-__all__ = ["DEFAULT_ENDPOINT", "LabelboxSink", "open_labelbox_deliverer"]
+__all__ = ["DEFAULT_ENDPOINT", "LabelboxSink", "UrlRefresher", "open_labelbox_deliverer"]
 
 
 async def open_labelbox_deliverer(
@@ -31,6 +32,7 @@ async def open_labelbox_deliverer(
     stack: AsyncExitStack,
     checkpoints: Checkpoints | None,
     *,
+    expiries: UrlExpiries | None = None,
     environ: dict[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
     poll_interval: float | None = None,
@@ -58,6 +60,6 @@ async def open_labelbox_deliverer(
     )
     poller = TaskPoller(client, interval=cfg.poll_interval if poll_interval is None else poll_interval)
     settings = Settings(dataset=target.dataset, upsert=cfg.upsert, task_deadline=cfg.task_deadline)
-    sink = LabelboxSink(client, poller, checkpoints, settings)
+    sink = LabelboxSink(client, poller, checkpoints, settings, expiries=expiries)
     stack.push_async_callback(sink.aclose)
     return Deliverer(sink, endpoint, limits, clock=clock, split_on=())

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 import structlog
 
 from daemon.sinks.base import Batch, ItemResult, PermanentError, TransientError
 from daemon.sinks.labelbox.client import LabelboxClient
+from daemon.sinks.labelbox.refresher import UrlExpiries, UrlExpiry
 from daemon.sinks.labelbox.tasks import TaskPoller
 from workers.platforms.labelbox import graphql as gql
 from workers.platforms.labelbox.metadata import (
@@ -39,6 +40,7 @@ from workers.platforms.labelbox.metadata import (
     needs_ontology,
     resolve_row,
 )
+from workers.platforms.labelbox.refresh import presigned
 from workers.platforms.labelbox.results import RowOutcome, outcomes
 from workers.platforms.labelbox.specs import CHUNK_BYTES, TASK_ROWS, IdType, chunks, fits, manifest, spec
 
@@ -68,6 +70,21 @@ class _Resume(msgspec.Struct):
     rejected: dict[str, str] = msgspec.field(default_factory=dict)  # key -> why it was not sent
 
 
+class _RowData(msgspec.Struct):
+    row_data: Any = None
+
+
+_row_data = msgspec.json.Decoder(_RowData).decode
+
+
+def _row_url(body: bytes) -> str | None:
+    try:
+        value = _row_data(body).row_data
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def checkpoint_name(batch_id: str) -> str:
     return f"labelbox.task:{batch_id}"
 
@@ -82,11 +99,13 @@ class LabelboxSink:
         checkpoints: Checkpoints | None,
         settings: Settings,
         *,
+        expiries: UrlExpiries | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.client = client
         self.poller = poller
         self._ckpt = checkpoints
+        self._expiries = expiries if settings.upsert else None
         self.s = settings
         self._sleep = sleep
         self._ontology: Ontology | None = None
@@ -123,8 +142,24 @@ class LabelboxSink:
             rows = await self._outcome(batch, resume.task, keys, view)
         except PermanentError as e:  # the rows' fate is unknown, not refused: never dead-letter them
             raise TransientError(f"reading Labelbox task {resume.task}: {e}") from None
+        if self._expiries is not None:
+            await self._record_expiries(batch, rows)
         await self._ckpt.put_checkpoint(name, "")
         return self._results(batch, rows, resume.rejected)
+
+    async def _record_expiries(self, batch: Batch, rows: list[RowOutcome]) -> None:
+        """Where each accepted row's presigned URL points and when it expires (the refresher's list)."""
+        assert self._expiries is not None
+        taken = {r.key for r in rows if r.status in ("accepted", "duplicate")}
+        found: list[UrlExpiry] = []
+        for item in batch.items:
+            if item.key in taken:
+                url = _row_url(item.body)
+                p = presigned(url) if url else None
+                if p is not None:
+                    found.append((item.key, p.location, p.region, p.expires))
+        if found:
+            await self._expiries.put_url_expiries(found)
 
     async def _outcome(
         self, batch: Batch, task_id: str, keys: list[str], view: gql.TaskView | None
