@@ -57,16 +57,17 @@ def setup(tmp_path: Path, server: LabelboxServer, n: int, sink: str = "") -> Pat
     return cfg
 
 
-async def start(cfg: Path, key: str = KEY) -> asyncio.subprocess.Process:
+async def start(cfg: Path, key: str = KEY, *args: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "INGESTD_SECRET_LABELBOX_API_KEY": key}
+    command = args or ("run", "-c", str(cfg), "--once")
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "daemon", "run", "-c", str(cfg), "--once",
+        sys.executable, "-m", "daemon", *command,
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
 
-async def run(cfg: Path, key: str = KEY) -> tuple[int, dict[str, int], str]:
-    proc = await start(cfg, key)
+async def run(cfg: Path, key: str = KEY, *args: str) -> tuple[int, dict[str, int], str]:
+    proc = await start(cfg, key, *args)
     async with asyncio.timeout(90):
         out, err = await proc.communicate()
     text = out.decode() + err.decode()
@@ -156,3 +157,17 @@ class TestLabelboxCli:
         assert server.count("uploadFile") == uploads and len(server.tasks) == 1
         assert sorted(server.creations) == names(40) and max(server.creations.values()) == 1
         assert summary["unfinished"] == 0 and summary["dead_lettered"] == 0
+
+    async def test_check_proves_the_key_and_names_the_dataset(
+        self, tmp_path: Path, server: LabelboxServer
+    ) -> None:
+        """ingestd check: an authenticated dataset read; failures carry Labelbox's own message."""
+        cfg = setup(tmp_path, server, 1)
+        code, _, text = await run(cfg, KEY, "check", "-c", str(cfg))
+        assert code == 0 and "ok    sink reachable" in text and server.dataset_name in text
+        code, _, text = await run(cfg, "lb-expired-key", "check", "-c", str(cfg))
+        assert code == 1 and "FAIL  sink reachable" in text and "Invalid API key" in text
+        assert "lb-expired-key" not in text
+        server.dataset_id = "ds-other"
+        code, _, text = await run(cfg, KEY, "check", "-c", str(cfg))
+        assert code == 1 and "Dataset ds-1 not found" in text

@@ -10,6 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from daemon.core.config import SinkConfig, TargetConfig
+from daemon.ops.health import Readiness, watch
 from daemon.sinks.base import Batch, BatchItem, CredentialsError, PermanentError
 from daemon.sinks.delivery import Deliverer
 from daemon.sinks.labelbox import open_labelbox_deliverer
@@ -226,3 +227,21 @@ class TestCheck:
             server.dataset_id = "other"
             with pytest.raises(PermanentError, match="Dataset ds-1 not found"):
                 await d.check()
+
+    async def test_readiness_is_false_while_the_key_is_refused(self, server: LabelboxServer) -> None:
+        """/readyz's sink check fails with Labelbox's message while refused, and recovers."""
+        readiness = Readiness()
+        async with AsyncExitStack() as stack:
+            d = await open_sink(stack, server, MemoryCheckpoints({}), key="lb-wrong")
+            watcher = asyncio.create_task(watch(d.check, readiness.sink, every=0.01))
+            try:
+                await readiness.changed.wait()
+                assert readiness.sink_error is not None and "Invalid API key" in readiness.sink_error
+                assert not readiness.ready
+                server.api_key = "lb-wrong"  # the key is accepted again
+                while readiness.sink_error is not None:
+                    readiness.changed.clear()
+                    await readiness.changed.wait()
+            finally:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)

@@ -63,19 +63,25 @@ class TaskPoller:
             await asyncio.gather(self._loop_task, return_exceptions=True)
 
     async def _run(self) -> None:
-        while self._waiters:
-            await self._sleep(self.interval)
-            ids = list(self._waiters)
-            for i in range(0, len(ids), PER_REQUEST):
-                part = ids[i : i + PER_REQUEST]
-                try:
-                    await self._read(part)
-                except (CredentialsError, PermanentError) as e:
-                    self._fail(part, e)
-                except TransientError as e:
-                    if e.retry_after is not None:
-                        self._client.endpoint.pause(e.retry_after)
-                    log.info("labelbox.poll_missed", tasks=len(part), reason=str(e))
+        try:
+            while self._waiters:
+                await self._sleep(self.interval)
+                ids = list(self._waiters)
+                for i in range(0, len(ids), PER_REQUEST):
+                    await self._tick(ids[i : i + PER_REQUEST])
+        except Exception as e:  # a bug here must not leave the waiting batches hanging
+            log.exception("labelbox.poller_failed")
+            self._fail(list(self._waiters), e)
+
+    async def _tick(self, ids: list[str]) -> None:
+        try:
+            await self._read(ids)
+        except (CredentialsError, PermanentError) as e:
+            self._fail(ids, e)
+        except TransientError as e:
+            if e.retry_after is not None:
+                self._client.endpoint.pause(e.retry_after)
+            log.info("labelbox.poll_missed", tasks=len(ids), reason=str(e))
 
     async def _read(self, ids: list[str]) -> None:
         if self.user_id is None:
