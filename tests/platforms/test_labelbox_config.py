@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 
 from daemon.core.config import ConfigError, from_dict
+from daemon.service.runner import Service
 from daemon.service.wiring import settings
 from daemon.sinks.delivery import DeliveryLimits
+from daemon.sinks.endpoint import DeliveryStats
+from workers.limits import CircuitState
 
 
 def cfg(**sink: Any) -> dict[str, Any]:
@@ -56,3 +59,28 @@ class TestLabelboxConfig:
         assert limits.max_concurrency == 24 and math.isinf(limits.latency_tolerance)
         assert limits.deadline >= 600
         assert settings(c).deliver_workers >= 24
+
+
+class _Polling:
+    """A deliverer whose one call lasts long but keeps sending requests (a task being polled)."""
+
+    def __init__(self) -> None:
+        self.stats = DeliveryStats(sink="labelbox")
+
+    def circuit(self) -> CircuitState:
+        return CircuitState.CLOSED
+
+
+def test_a_long_task_being_polled_is_not_a_wedge() -> None:
+    """While requests keep going out the busy deliver stage counts as progressing; when they
+    stop it is a wedge after stall_after."""
+    svc = Service(from_dict(cfg()), None, once=False)
+    d = _Polling()
+    stage = svc.monitor.stage("deliver")
+    stage.busy = True
+    for t in range(0, 600, 30):  # ten minutes of one call, a poll between ticks
+        d.stats.sent += 1
+        svc._observe_delivery(d)
+        assert svc.monitor.check(float(t)).ok
+    svc._observe_delivery(d)
+    assert not svc.monitor.check(600 + svc.monitor.stall_after + 1).ok
