@@ -138,9 +138,10 @@ class TestLabelboxCli:
         assert not server.creations and server.count("uploadFile") == 0
 
     async def test_sigkill_while_a_task_is_in_flight(self, tmp_path: Path, server: LabelboxServer) -> None:
-        """Killed after the task was recorded: the restart polls it; nothing is uploaded again and
-        every row exists exactly once."""
+        """Killed after the task was recorded: the restart polls it; nothing is uploaded again,
+        every row exists exactly once and the refused one is a dead letter with Labelbox's message."""
         server.hold = True
+        server.row_failures = {"img00005.png": "Failed to access URL: 404:Not Found"}
         cfg = setup(tmp_path, server, 40)
         proc = await start(cfg)
         async with asyncio.timeout(60):
@@ -155,8 +156,9 @@ class TestLabelboxCli:
         assert code == 0, text[-2000:]
         assert "labelbox.task_resumed" in text
         assert server.count("uploadFile") == uploads and len(server.tasks) == 1
-        assert sorted(server.creations) == names(40) and max(server.creations.values()) == 1
-        assert summary["unfinished"] == 0 and summary["dead_lettered"] == 0
+        assert sorted(server.creations) == sorted(set(names(40)) - {"img00005.png"})
+        assert max(server.creations.values()) == 1 and summary["unfinished"] == 0
+        assert dead_letters(tmp_path) == {"img00005.png": "Failed to access URL: 404:Not Found"}
 
     async def test_check_proves_the_key_and_names_the_dataset(
         self, tmp_path: Path, server: LabelboxServer
