@@ -61,6 +61,7 @@ MESSAGES: dict[str, str] = {
     "annotation.confidence.ignored": "MAL and ground-truth imports ignore confidence: dropped",
     # media (validate_media)
     "media.kind.video_only": "segments, masks and frames belong on a video",
+    "media.video.segments": "the media is a video: its tools go in segments of keyframes",
     "media.frame.range": "frame outside the probed video",
     "media.bbox.bounds": "bbox reaches outside the probed image",
     "media.bbox.clipped": "bbox clipped to the probed image",
