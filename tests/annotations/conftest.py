@@ -58,3 +58,9 @@ def bbox_track(*frames: int, key: str = GLOBAL_KEY, name: str = "bbox_video", **
 @pytest.fixture
 def track() -> Callable[..., dict[str, Any]]:
     return bbox_track
+
+
+@pytest.fixture
+def seed_ontology() -> dict[str, Any]:
+    """The ontology of the seed's Step 2, in Labelbox's normalized form (a fresh copy per test)."""
+    return json.loads((DATA / "seed_ontology.json").read_text())
