@@ -105,7 +105,8 @@ class TestDecodeProblems:
 
     def test_unknown_key_with_its_path(self):
         """An unknown key deep in a track names its JSON path."""
-        raw = b'{"name":"b","segments":[{"keyframes":[{"frame":1,"bbox":{"top":1,"left":1,"height":1,"width":1},"colour":"red"}]}]}'
+        box = b'"bbox":{"top":1,"left":1,"height":1,"width":1}'
+        raw = b'{"name":"b","segments":[{"keyframes":[{"frame":1,' + box + b',"colour":"red"}]}]}'
         p = decode_line(raw, file="f.ndjson", number=3)
         assert p == Problem(
             file="f.ndjson",
@@ -117,8 +118,8 @@ class TestDecodeProblems:
             actual="colour",
         )
         assert p.render() == (
-            "f.ndjson:3: $.segments[0].keyframes[0]: decode.unknown_field: Object contains unknown field `colour`"
-            " (expected a known field, got colour)"
+            "f.ndjson:3: $.segments[0].keyframes[0]: decode.unknown_field:"
+            " Object contains unknown field `colour` (expected a known field, got colour)"
         )
 
     def test_wrong_type_and_missing_field(self):
@@ -162,7 +163,8 @@ VIDEO = MediaFacts(kind="video", width=100, height=80, frame_count=50)
 IMAGE = MediaFacts(kind="image", width=100, height=80)
 ONTOLOGY = load_ontology(
     b'{"tools": [{"name": "a", "tool": "rectangle", "classifications": [{"name": "b", "type": "radio",'
-    b' "options": [{"value": "c"}]}]}], "classifications": [{"name": "a", "type": "checklist", "scope": "index"}]}'
+    b' "options": [{"value": "c"}]}]}],'
+    b' "classifications": [{"name": "a", "type": "checklist", "scope": "index"}]}'
 )
 
 

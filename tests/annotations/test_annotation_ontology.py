@@ -23,13 +23,13 @@ def covering(seed_ontology):
     by_name = {c["name"]: c for c in ont["classifications"]}
     by_name["free_text"]["scope"] = "index"  # the frame-based text example has frames
     ont["tools"][4]["classifications"][0]["type"] = "checklist"  # bbox_class's checklist_class
-    opt = lambda v, options=(): {"value": v, "label": v, "options": list(options)}  # noqa: E731
-    cls = lambda n, t, options=(), scope="index": {
-        "name": n,
-        "type": t,
-        "scope": scope,
-        "options": list(options),
-    }  # noqa: E731
+
+    def opt(v, options=()):
+        return {"value": v, "label": v, "options": list(options)}
+
+    def cls(n, t, options=(), scope="index"):
+        return {"name": n, "type": t, "scope": scope, "options": list(options)}
+
     ont["classifications"] += [
         cls("free_text_global", "text", scope="global"),
         cls("road_conditions", "checklist", [opt("rain"), opt("construction_zone"), opt("low_visibility")]),
