@@ -79,8 +79,19 @@ def track_line(
     return lines.finish(line, global_key), stats
 
 
+def _track_order(item: tuple[tuple[str, str, Kind], object]) -> tuple[int, int, str, str, str]:
+    """Lines in track order: numeric ids by value, then other ids as text."""
+    track, name, kind = item[0]
+    numeric = track.isdigit() and len(track) < 19
+    return (0 if numeric else 1, int(track) if numeric else 0, track, name, kind)
+
+
 class TrackBuilder:
-    """Collects per-frame samples of many tracks, then builds one line per (track, feature)."""
+    """Collects per-frame samples of many tracks, then builds one line per (track, feature).
+
+    Lines come out ordered by track id (numerically when the ids are numbers), so the output does
+    not depend on the order of the input rows.
+    """
 
     __slots__ = ("_tracks", "global_key", "problems", "tolerance")
 
@@ -108,7 +119,7 @@ class TrackBuilder:
     def build(self) -> tuple[list[dict[str, Any]], Reduction]:
         out: list[dict[str, Any]] = []
         total = Reduction(tolerance=self.tolerance or 0.0)
-        for (_track, name, kind), frames in self._tracks.items():
+        for (_track, name, kind), frames in sorted(self._tracks.items(), key=_track_order):
             samples = [Sample(f, frames[f]) for f in sorted(frames)]
             line, stats = track_line(
                 name=name,
