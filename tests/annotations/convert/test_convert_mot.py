@@ -69,6 +69,24 @@ class TestMotFile:
         other = mot.convert(support.mot_file()[0], source="gt.txt", global_key="other.mp4")
         assert {line["uuid"] for line in other.lines}.isdisjoint(line["uuid"] for line in first.lines)
 
+    def test_line_by_line_path_gives_the_same_lines(self) -> None:
+        """A comment or blank line forces the careful per-line parser: same lines, same uuids."""
+        data, _ = support.mot_file()
+        clean = mot.convert(data, source="gt.txt", global_key=GK, classes={1: "pedestrian"})
+        careful = mot.convert(
+            b"# MOT17 gt\n\n" + data, source="gt.txt", global_key=GK, classes={1: "pedestrian"}
+        )
+        assert careful.problems == []
+        assert careful.lines == clean.lines
+        assert careful.reduction == clean.reduction
+
+    def test_unknown_class_in_a_clean_file_names_its_line(self) -> None:
+        """The fast whole-file path reports problems with the same line numbers."""
+        data = b"1,1,10,20,30,40,1,1,1\n2,1,10,20,30,40,1,3,1\n"
+        for prefix, first in ((b"", 1), (b"# header\n", 2)):
+            result = mot.convert(prefix + data, source="gt.txt", global_key=GK, classes={1: "pedestrian"})
+            assert [(p.rule, p.line) for p in result.problems] == [("mot.class", first + 1)]
+
     def test_no_tolerance_writes_every_box(self) -> None:
         """tolerance=None is the unreduced form: one keyframe per tracker box."""
         data, _ = support.mot_file()

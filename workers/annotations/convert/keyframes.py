@@ -59,21 +59,23 @@ def reduce(frames: Sequence[int], shapes: Sequence[Sequence[float]], tolerance: 
             d = frames[j] - fa
             vj = shapes[j]
             feasible = True
-            for c in range(width):
-                s = (vj[c] - va[c]) / d
-                if s < lo[c] or s > hi[c]:
-                    feasible = False
-                    break
-            if feasible:
-                best = j
             empty = False
             for c in range(width):
-                low = (vj[c] - tol - va[c]) / d
-                high = (vj[c] + tol - va[c]) / d
-                lo[c] = max(lo[c], low)
-                hi[c] = min(hi[c], high)
-                if lo[c] > hi[c]:
+                diff = vj[c] - va[c]
+                s = diff / d
+                low, high = lo[c], hi[c]
+                if s < low or s > high:
+                    feasible = False
+                # narrow the window by this sample's own band, for the samples after it
+                bound = (diff - tol) / d
+                low = bound if bound > low else low
+                bound = (diff + tol) / d
+                high = bound if bound < high else high
+                lo[c], hi[c] = low, high
+                if low > high:
                     empty = True
+            if feasible:
+                best = j
             if empty:
                 break
         kept.append(best)

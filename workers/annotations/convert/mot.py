@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import msgspec
 
@@ -84,50 +84,11 @@ def convert(
         return _empty(problems, tolerance)
     builder = TrackBuilder(problems, global_key=global_key, tolerance=tolerance)
     shift = LABELBOX_FIRST_FRAME - 1
-    for n, raw in enumerate(text.splitlines(), start=1):
-        row = raw.strip()
-        if not row or row.startswith("#"):
+    rows = _bulk_rows(text)
+    for n, frame, track, box, conf, cls in rows if rows is not None else _line_rows(text, problems):
+        if min_confidence is not None and conf is not None and conf < min_confidence:
             continue
-        fields = [f.strip() for f in (row.split(",") if "," in row else row.split())]
-        if len(fields) < 6:
-            problems.add(
-                "mot.columns",
-                "a MOT row has at least frame,id,left,top,width,height",
-                line=n,
-                expected=">= 6 columns",
-                actual=f"{len(fields)} columns",
-            )
-            continue
-        frame, track = integer(fields[0]), integer(fields[1])
-        box = [number(f) for f in fields[2:6]]
-        if frame is None or frame < 1:
-            problems.add("mot.frame", "frame must be an integer >= 1", line=n, path="frame", actual=fields[0])
-            continue
-        if track is None:
-            problems.add("mot.id", "track id must be an integer", line=n, path="id", actual=fields[1])
-            continue
-        if track < 0:
-            problems.add(
-                "mot.id",
-                "a detection without a track id cannot be part of a video track",
-                line=n,
-                path="id",
-                expected="id >= 0",
-                actual=fields[1],
-            )
-            continue
-        if any(v is None for v in box):
-            problems.add("mot.box", "left,top,width,height must be finite numbers", line=n, actual=row)
-            continue
-        left, top, w, h = (v for v in box if v is not None)
-        if _box_problem(problems, n, "width,height", w, h):
-            continue
-        if min_confidence is not None and len(fields) > 6:
-            conf = number(fields[6])
-            if conf is None or conf < min_confidence:
-                continue
         name = default_name
-        cls = integer(fields[7]) if len(fields) > 7 else None
         if classes is not None and cls is not None and cls >= 0:
             mapped = classes.get(cls)
             if mapped is None:
@@ -141,8 +102,123 @@ def convert(
                 )
                 continue
             name = mapped
-        builder.add(str(track), name, "bbox", frame + shift, (left, top, w, h), line=n)
+        builder.add(str(track), name, "bbox", frame + shift, box, line=n)
     return _result(builder, problems)
+
+
+# line, frame, track id, (left, top, width, height), confidence, class
+Parsed = tuple[int, int, int, tuple[float, float, float, float], float | None, int | None]
+_bulk_decoder = msgspec.json.Decoder(list[list[float]])
+
+
+def _bulk_rows(text: str) -> list[Parsed] | None:
+    """All rows at once when the whole file is clean numeric CSV, else None (then line by line).
+
+    A clean MOT file is, after ``\n`` -> ``],[``, a JSON array of number arrays, which msgspec
+    decodes in C; that is most of the speed of this converter. Anything unusual (comments,
+    blank lines, spaces as separators, ``nan``, a short or invalid row) falls back to the
+    line-by-line path, which reports each problem with its line.
+    """
+    body = text.replace("\r\n", "\n").rstrip("\n")
+    if not body:
+        return []
+    try:
+        table = _bulk_decoder.decode(("[[" + body.replace("\n", "],[") + "]]").encode())
+    except msgspec.DecodeError:
+        return None
+    out: list[Parsed] = []
+    for n, row in enumerate(table, start=1):
+        if len(row) < 6:
+            return None
+        frame_f, track_f, left, top, w, h = row[:6]
+        total = frame_f + track_f + left + top + w + h
+        if total - total != 0 or frame_f < 1 or track_f < 0 or w <= 0 or h <= 0:
+            return None
+        frame, track = int(frame_f), int(track_f)
+        if frame != frame_f or track != track_f:
+            return None
+        conf = row[6] if len(row) > 6 else None
+        cls_f = row[7] if len(row) > 7 else None
+        cls = int(cls_f) if cls_f is not None and abs(cls_f) < 2**31 else None
+        if cls is not None and cls != cls_f:
+            cls = None
+        out.append((n, frame, track, (left, top, w, h), conf, cls))
+    return out
+
+
+def _line_rows(text: str, problems: Problems) -> Iterator[Parsed]:
+    for n, raw in enumerate(text.splitlines(), start=1):
+        fields = raw.split(",")
+        parsed = _fast_row(fields) if len(fields) >= 6 else None
+        if parsed is None:
+            row = raw.strip()
+            if not row or row.startswith("#"):
+                continue
+            fields = [f.strip() for f in (row.split(",") if "," in row else row.split())]
+            parsed = _careful_row(fields, n, row, problems)
+            if parsed is None:
+                continue
+        frame, track, box = parsed
+        conf = number(fields[6]) if len(fields) > 6 else None
+        cls = integer(fields[7]) if len(fields) > 7 else None
+        yield n, frame, track, box, conf, cls
+
+
+Row = tuple[int, int, tuple[float, float, float, float]]
+
+
+def _fast_row(fields: list[str]) -> Row | None:
+    """frame, id and box of a well-formed row, or None to take the careful path (the hot loop)."""
+    try:
+        frame_f, track_f = float(fields[0]), float(fields[1])
+        left, top, w, h = float(fields[2]), float(fields[3]), float(fields[4]), float(fields[5])
+    except ValueError:
+        return None
+    total = frame_f + track_f + left + top + w + h
+    if total - total != 0 or frame_f < 1 or track_f < 0 or w <= 0 or h <= 0:
+        return None  # not finite, or out of range: the careful path says which
+    frame, track = int(frame_f), int(track_f)
+    if frame != frame_f or track != track_f:
+        return None
+    return frame, track, (left, top, w, h)
+
+
+def _careful_row(fields: list[str], n: int, row: str, problems: Problems) -> Row | None:
+    """The same row checked field by field, each failure a problem naming it."""
+    if len(fields) < 6:
+        problems.add(
+            "mot.columns",
+            "a MOT row has at least frame,id,left,top,width,height",
+            line=n,
+            expected=">= 6 columns",
+            actual=f"{len(fields)} columns",
+        )
+        return None
+    frame, track = integer(fields[0]), integer(fields[1])
+    box = [number(f) for f in fields[2:6]]
+    if frame is None or frame < 1:
+        problems.add("mot.frame", "frame must be an integer >= 1", line=n, path="frame", actual=fields[0])
+        return None
+    if track is None:
+        problems.add("mot.id", "track id must be an integer", line=n, path="id", actual=fields[1])
+        return None
+    if track < 0:
+        problems.add(
+            "mot.id",
+            "a detection without a track id cannot be part of a video track",
+            line=n,
+            path="id",
+            expected="id >= 0",
+            actual=fields[1],
+        )
+        return None
+    if any(v is None for v in box):
+        problems.add("mot.box", "left,top,width,height must be finite numbers", line=n, actual=row)
+        return None
+    left, top, w, h = (v for v in box if v is not None)
+    if _box_problem(problems, n, "width,height", w, h):
+        return None
+    return frame, track, (left, top, w, h)
 
 
 class PlainRow(msgspec.Struct, forbid_unknown_fields=True):
