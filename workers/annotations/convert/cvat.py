@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from workers.annotations.convert import cvat_images, xmlsafe
+from workers.annotations.convert import cvat_images, cvat_shapes, xmlsafe
 from workers.annotations.convert.keyframes import DEFAULT_TOLERANCE
 from workers.annotations.convert.lines import LABELBOX_FIRST_FRAME
 from workers.annotations.convert.result import ConvertResult, Problems, Reduction
@@ -126,14 +126,7 @@ def video(root: ET.Element, problems: Problems, *, global_key: str, tolerance: f
             )
             out.append(line)
             total.add(stats)
-    if attributes:
-        problems.add(
-            "cvat.attributes",
-            "CVAT attributes are not converted to Labelbox classifications",
-            path="/annotations",
-            actual=sorted(attributes),
-            severity="warning",
-        )
+    cvat_shapes.warn_attributes(problems, attributes)
     return ConvertResult(lines=out, problems=problems.done(), reduction=total)
 
 
@@ -151,7 +144,7 @@ def _track_segments(
             return None
         attributes.update(a.get("name", "?") for a in el.iter("attribute"))
         outside = el.get("outside", "0") == "1"
-        shape = _shape(el, tag, where, problems)
+        shape = [] if outside else cvat_shapes.shape(el, where, problems)
         if shape is None:
             return None
         shapes.append((frame + LABELBOX_FIRST_FRAME - CVAT_FIRST_FRAME, outside, shape))
@@ -188,45 +181,3 @@ def _track_segments(
             segments.append(current)
         result.append(segments)
     return result
-
-
-def _shape(el: ET.Element, tag: str, where: str, problems: Problems) -> list[float] | None:
-    if tag == "box":
-        coords = [xmlsafe.attr_float(el, k) for k in ("xtl", "ytl", "xbr", "ybr")]
-        if any(c is None for c in coords):
-            problems.add("cvat.box", "xtl, ytl, xbr, ybr must be numbers", path=where, actual=el.attrib)
-            return None
-        xtl, ytl, xbr, ybr = (c for c in coords if c is not None)
-        if xbr <= xtl or ybr <= ytl:
-            if el.get("outside") == "1":
-                return [xtl, ytl, 0.0, 0.0]
-            problems.add(
-                "box.size",
-                "a box needs xbr > xtl and ybr > ytl",
-                path=where,
-                actual=f"{xtl},{ytl},{xbr},{ybr}",
-            )
-            return None
-        rotation = xmlsafe.attr_float(el, "rotation") or 0.0
-        if rotation % 360:
-            problems.add(
-                "cvat.box.rotation",
-                "Labelbox boxes are axis-aligned",
-                path=where,
-                expected="rotation 0",
-                actual=el.get("rotation"),
-            )
-            return None
-        return [xtl, ytl, xbr - xtl, ybr - ytl]
-    flat = xmlsafe.points(el.get("points"))
-    minimum = 2 if tag == "points" else 4
-    if flat is None or len(flat) < minimum:
-        problems.add(
-            f"cvat.{tag}",
-            "points must be 'x,y;x,y;...'",
-            path=where,
-            expected=f">= {minimum // 2} points",
-            actual=el.get("points"),
-        )
-        return None
-    return flat

@@ -14,10 +14,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from workers.annotations.convert import lines, xmlsafe
+from workers.annotations.convert import cvat_shapes, lines
 from workers.annotations.convert.result import ConvertResult, Problems, Reduction
 
-SHAPES = frozenset({"box", "polygon", "polyline", "points"})
+SHAPES = frozenset({"box", *cvat_shapes.MIN_POINTS})
 
 
 def images(
@@ -58,49 +58,16 @@ def images(
                 problems.add("cvat.label", "a shape needs a label", path=where)
                 continue
             out.extend(_lines(el, label, key, where, problems))
-    if attributes:
-        problems.add(
-            "cvat.attributes",
-            "CVAT attributes are not converted to Labelbox classifications",
-            path="/annotations",
-            actual=sorted(attributes),
-            severity="warning",
-        )
+    cvat_shapes.warn_attributes(problems, attributes)
     return ConvertResult(lines=lines.unique(out, problems), problems=problems.done(), reduction=Reduction())
 
 
 def _lines(el: ET.Element, label: str, key: str, where: str, problems: Problems) -> list[dict[str, Any]]:
-    if el.tag == "box":
-        coords = [xmlsafe.attr_float(el, k) for k in ("xtl", "ytl", "xbr", "ybr")]
-        if any(c is None for c in coords):
-            problems.add("cvat.box", "xtl, ytl, xbr, ybr must be numbers", path=where, actual=el.attrib)
-            return []
-        xtl, ytl, xbr, ybr = (c for c in coords if c is not None)
-        if xbr <= xtl or ybr <= ytl:
-            problems.add(
-                "box.size",
-                "a box needs xbr > xtl and ybr > ytl",
-                path=where,
-                actual=f"{xtl},{ytl},{xbr},{ybr}",
-            )
-            return []
-        if (xmlsafe.attr_float(el, "rotation") or 0.0) % 360:
-            problems.add(
-                "cvat.box.rotation", "Labelbox boxes are axis-aligned", path=where, actual=el.get("rotation")
-            )
-            return []
-        return [lines.image_line(label, key, "bbox", lines.bbox(xtl, ytl, xbr - xtl, ybr - ytl))]
-    flat = xmlsafe.points(el.get("points"))
-    minimum = {"points": 1, "polyline": 2, "polygon": 3}[el.tag]
-    if flat is None or len(flat) < 2 * minimum:
-        problems.add(
-            f"cvat.{el.tag}",
-            "points must be 'x,y;x,y;...'",
-            path=where,
-            expected=f">= {minimum} points",
-            actual=el.get("points"),
-        )
+    flat = cvat_shapes.shape(el, where, problems)
+    if flat is None:
         return []
+    if el.tag == "box":
+        return [lines.image_line(label, key, "bbox", lines.bbox(*flat))]
     if el.tag == "points":
         return [
             lines.image_line(label, key, "point", lines.point(flat[k], flat[k + 1]))
