@@ -23,25 +23,10 @@ import msgspec
 
 from workers.annotations.convert.keyframes import DEFAULT_TOLERANCE
 from workers.annotations.convert.lines import LABELBOX_FIRST_FRAME, integer, number
-from workers.annotations.convert.result import ConvertResult, Problems, Reduction
+from workers.annotations.convert.result import ConvertResult, Problems, Reduction, text_of
 from workers.annotations.convert.tracks import TrackBuilder
 
 PLAIN_COLUMNS = ("frame", "track", "label", "x", "y", "w", "h")
-
-
-def text_of(data: bytes, problems: Problems) -> str | None:
-    """``data`` as UTF-8 text (a BOM is allowed), or None with a problem."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        problems.add(
-            "encoding.utf8",
-            "the file is not UTF-8 text",
-            path="$",
-            expected="UTF-8",
-            actual=f"byte {e.start}",
-        )
-        return None
 
 
 def _result(builder: TrackBuilder, problems: Problems) -> ConvertResult:

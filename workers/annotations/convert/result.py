@@ -119,3 +119,18 @@ class Problems:
             )
             self.dropped = 0
         return self.items
+
+
+def text_of(data: bytes, problems: Problems) -> str | None:
+    """``data`` as UTF-8 text (a BOM is allowed), or None with a problem."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        problems.add(
+            "encoding.utf8",
+            "the file is not UTF-8 text",
+            path="$",
+            expected="UTF-8",
+            actual=f"byte {e.start}",
+        )
+        return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from workers.annotations.convert.lines import number
-from workers.annotations.convert.result import Problems
+from workers.annotations.convert.result import Problems, text_of
 
 MAX_XML_BYTES = 512 * 1024 * 1024
 
@@ -25,10 +25,8 @@ def parse(data: bytes, problems: Problems) -> ET.Element | None:
             "xml.size", "the XML file is too large", expected=f"<= {MAX_XML_BYTES} bytes", actual=len(data)
         )
         return None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        problems.add("encoding.utf8", "the XML file is not UTF-8", expected="UTF-8", actual=f"byte {e.start}")
+    text = text_of(data, problems)
+    if text is None:
         return None
     for marker in ("<!DOCTYPE", "<!ENTITY"):
         at = text.find(marker)

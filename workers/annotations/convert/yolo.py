@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from workers.annotations.convert import lines
-from workers.annotations.convert.result import ConvertResult, Problem, Problems, Reduction
+from workers.annotations.convert.result import ConvertResult, Problem, Problems, Reduction, text_of
 
 _PLACES = 3
 _NAMES_KEY = re.compile(r"^names\s*:\s*(.*?)\s*$")
@@ -50,12 +50,8 @@ def convert(
         )
         return ConvertResult(lines=[], problems=problems.done(), reduction=Reduction())
     table = dict(enumerate(names)) if not isinstance(names, Mapping) else dict(names)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        problems.add(
-            "encoding.utf8", "the file is not UTF-8 text", expected="UTF-8", actual=f"byte {e.start}"
-        )
+    text = text_of(data, problems)
+    if text is None:
         return ConvertResult(lines=[], problems=problems.done(), reduction=Reduction())
     for n, raw in enumerate(text.splitlines(), start=1):
         fields = raw.split()
@@ -107,12 +103,8 @@ def convert(
 def parse_names(data: bytes, *, source: str) -> tuple[dict[int, str], list[Problem]]:
     """Class id -> name from a ``data.yaml`` or a one-name-per-line file (see the module docstring)."""
     problems = Problems(source)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        problems.add(
-            "encoding.utf8", "the file is not UTF-8 text", expected="UTF-8", actual=f"byte {e.start}"
-        )
+    text = text_of(data, problems)
+    if text is None:
         return {}, problems.done()
     rows = text.splitlines()
     for n, row in enumerate(rows):
