@@ -89,12 +89,12 @@ def convert_video(
 
 
 def _empty(problems: Problems, tolerance: float | None) -> ConvertResult:
-    return ConvertResult(lines=[], problems=problems.done(), reduction=Reduction(tolerance=tolerance or 0.0))
+    return ConvertResult(lines=[], problems=problems.done(), reduction=Reduction(tolerance=tolerance))
 
 
 def video(root: ET.Element, problems: Problems, *, global_key: str, tolerance: float | None) -> ConvertResult:
     out: list[dict[str, Any]] = []
-    total = Reduction(tolerance=tolerance or 0.0)
+    total = Reduction(tolerance=tolerance)
     attributes: set[str] = set()
     for t, track in enumerate(root.iter("track")):
         path = f"/annotations/track[{t}]"

@@ -35,7 +35,7 @@ def _result(builder: TrackBuilder, problems: Problems) -> ConvertResult:
 
 
 def _empty(problems: Problems, tolerance: float | None) -> ConvertResult:
-    return ConvertResult(lines=[], problems=problems.done(), reduction=Reduction(tolerance=tolerance or 0.0))
+    return ConvertResult(lines=[], problems=problems.done(), reduction=Reduction(tolerance=tolerance))
 
 
 def _box_problem(problems: Problems, line: int, path: str, w: float, h: float) -> bool:

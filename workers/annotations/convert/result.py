@@ -39,7 +39,7 @@ class Reduction(msgspec.Struct, kw_only=True):
     segments: int = 0
     shapes_in: int = 0
     keyframes_out: int = 0
-    tolerance: float = 0.0
+    tolerance: float | None = None  # None: not reduced
 
     @property
     def ratio(self) -> float:

@@ -68,7 +68,7 @@ def track_line(
 ) -> tuple[dict[str, Any], Reduction]:
     """One NDJSON line for one track of one feature, and what the reduction did to it."""
     out: list[dict[str, Any]] = []
-    stats = Reduction(tracks=1, tolerance=tolerance or 0.0)
+    stats = Reduction(tracks=1, tolerance=tolerance)
     for segment in segments:
         kept = reduce_segment(kind, segment, tolerance)
         stats.segments += 1
@@ -118,7 +118,7 @@ class TrackBuilder:
 
     def build(self) -> tuple[list[dict[str, Any]], Reduction]:
         out: list[dict[str, Any]] = []
-        total = Reduction(tolerance=self.tolerance or 0.0)
+        total = Reduction(tolerance=self.tolerance)
         for (_track, name, kind), frames in sorted(self._tracks.items(), key=_track_order):
             samples = [Sample(f, frames[f]) for f in sorted(frames)]
             line, stats = track_line(
