@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from daemon.core.config import SinkConfig, TargetConfig
 from daemon.ops.health import Readiness, watch
-from daemon.sinks.base import Batch, BatchItem, CredentialsError, PermanentError
+from daemon.sinks.base import ANNOTATIONS, Batch, BatchItem, CredentialsError, PermanentError
 from daemon.sinks.delivery import Deliverer
 from daemon.sinks.labelbox import open_labelbox_deliverer
 from daemon.sinks.labelbox.sink import LabelboxSink, checkpoint_name
@@ -144,6 +144,16 @@ class TestDeliver:
         assert set(statuses(results).values()) == {"accepted"}
         assert server.rows["k0000"]["row_data"] == "https://cdn.example.com/k0000.jpg"
         assert server.updates["k0000"] == 1
+
+    async def test_an_annotation_item_is_never_sent_as_a_data_row(self, server: LabelboxServer) -> None:
+        """An ANNOTATIONS item is refused with the reason; the data rows beside it go through."""
+        rows = batch(2)
+        note = BatchItem("k0000.labels.ndjson", ANNOTATIONS, b'{"dataRow": {"globalKey": "k0000"}}')
+        async with AsyncExitStack() as stack:
+            d = await open_sink(stack, server, MemoryCheckpoints({}))
+            results = await d.deliver(Batch.of([*rows.items, note]))
+        assert statuses(results) == {"k0000": "accepted", "k0001": "accepted", note.key: "rejected"}
+        assert sorted(server.creations) == ["k0000", "k0001"]
 
 
 class TestMetadata:

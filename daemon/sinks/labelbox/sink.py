@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import msgspec
 import structlog
 
-from daemon.sinks.base import Batch, ItemResult, PermanentError, TransientError
+from daemon.sinks.base import ANNOTATIONS, Batch, ItemResult, PermanentError, TransientError
 from daemon.sinks.labelbox.client import LabelboxClient
 from daemon.sinks.labelbox.refresher import UrlExpiries, UrlExpiry
 from daemon.sinks.labelbox.tasks import TaskPoller
@@ -193,6 +193,9 @@ class LabelboxSink:
         refreshed = False
         id_type: IdType = "GKEY" if self.s.upsert else "AUTO"
         for item in batch.items:
+            if item.kind == ANNOTATIONS:  # wiring routes sidecars elsewhere; never send one as a row
+                rejected[item.key] = "annotations are not imported by the labelbox sink"
+                continue
             row = item.body
             try:
                 if needs_ontology(row):
