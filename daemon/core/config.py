@@ -332,13 +332,20 @@ def _check_labelbox(cfg: Config) -> None:
         ("sink.task_deadline", k.task_deadline > 0, "must be > 0"),
         ("sink.max_items", k.max_items <= 150_000, "must be <= 150000 (rows per Labelbox task)"),
         (
+            "pipeline.max_in_flight",
+            cfg.pipeline.max_in_flight >= k.tasks_in_flight * k.max_items,
+            f"must be >= sink.tasks_in_flight x sink.max_items ({k.tasks_in_flight * k.max_items})"
+            " for that many tasks to fill at once",
+        ),
+        (
             "sink.url_refresh_margin",
             not k.upsert or 0 <= k.url_refresh_margin < t.url_expires,
             f"must be within 0..target.url_expires ({t.url_expires}) with upsert",
         ),
     ):
         if not ok:
-            raise ConfigError(f"{key}: {rule}, got {getattr(k, key.split('.')[1])!r}")
+            section = cfg.pipeline if key.startswith("pipeline.") else k
+            raise ConfigError(f"{key}: {rule}, got {getattr(section, key.split('.')[1])!r}")
 
 
 def _template_problem(template: str) -> str | None:

@@ -41,6 +41,7 @@ class TestLabelboxConfig:
             ({}, {"dataset": ""}, "target.dataset: required"),
             ({}, {"platform": "encord"}, "target.platform"),
             ({"upsert": True, "url_refresh_margin": 7200}, {"url_expires": 3600}, "sink.url_refresh_margin"),
+            ({"max_items": 10_000}, {}, r"pipeline.max_in_flight: must be >= .* \(40000\)"),
         ],
     )
     def test_rules_name_the_key(self, sink: dict[str, Any], target: dict[str, Any], match: str) -> None:
@@ -53,7 +54,7 @@ class TestLabelboxConfig:
     def test_delivery_limits_follow_the_org_budget_and_tasks_in_flight(self) -> None:
         """Requests per minute become the endpoint's rate; concurrency is tasks in flight, never
         shrunk by a task's long latency; the pipeline keeps enough deliver workers."""
-        c = from_dict(cfg(requests_per_minute=5000, tasks_in_flight=24, task_deadline=600))
+        c = from_dict(cfg(requests_per_minute=5000, tasks_in_flight=24, task_deadline=600, max_items=100))
         limits = DeliveryLimits.from_config(c.sink)
         assert limits.requests_per_second == pytest.approx(5000 / 60)
         assert limits.max_concurrency == 24 and math.isinf(limits.latency_tolerance)
