@@ -200,7 +200,8 @@ class LabelboxServer:
         if op == "successesfulDataRowImports":
             task = self.tasks[variables["taskId"]]
             page, after = _page(task.succeeded, variables)
-            return _data({"successesfulDataRowImports": {"nodes": page, "after": after, "total": len(page)}})
+            total = len(task.succeeded)
+            return _data({"successesfulDataRowImports": {"nodes": page, "after": after, "total": total}})
         if op == "customMetadataOntology":
             return _data({"customMetadataOntology": self.ontology})
         if op == "dataset":

@@ -17,6 +17,7 @@ from daemon.sinks.labelbox import open_labelbox_deliverer
 from daemon.sinks.labelbox.sink import LabelboxSink, checkpoint_name
 from tests.platforms.labelbox_server import TEST_KEY, LabelboxServer
 from workers.payloads import labelbox as lb
+from workers.platforms.labelbox import graphql as gql
 
 KEY = TEST_KEY
 
@@ -154,6 +155,20 @@ class TestDeliver:
             results = await d.deliver(Batch.of([*rows.items, note]))
         assert statuses(results) == {"k0000": "accepted", "k0001": "accepted", note.key: "rejected"}
         assert sorted(server.creations) == ["k0000", "k0001"]
+
+    async def test_failures_are_paged_with_the_cursor(
+        self, server: LabelboxServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Five failures read two at a time: three pages, each row mapped to its key once."""
+        monkeypatch.setattr(gql, "PAGE_ROWS", 2)
+        server.row_failures = {f"k{i:04d}": f"refused {i}" for i in range(5)}
+        async with AsyncExitStack() as stack:
+            d = await open_sink(stack, server, MemoryCheckpoints({}))
+            results = await d.deliver(batch(7))
+        reasons = {r.key: r.reason for r in results if r.status == "rejected"}
+        assert reasons == {f"k{i:04d}": f"refused {i}" for i in range(5)}
+        pages = [r.variables for r in server.requests if r.operation == "failedDataRowImports"]
+        assert [p["from"] for p in pages] == [None, "2", "4"] and {p["first"] for p in pages} == {2}
 
 
 class TestMetadata:

@@ -49,7 +49,7 @@ def presigned(url: str) -> Presigned | None:
     scope = q.get("X-Amz-Credential", "").split("/")
     if q.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256" or not expires.isdigit() or len(scope) != 5:
         return None
-    if scope[3] != "s3":
+    if scope[3] != "s3" or not scope[2]:
         return None
     try:
         signed = calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ"))
