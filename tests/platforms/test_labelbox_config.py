@@ -9,7 +9,7 @@ import pytest
 
 from daemon.core.config import ConfigError, from_dict
 from daemon.service.runner import Service
-from daemon.service.wiring import settings
+from daemon.service.wiring import settings, url_refresher
 from daemon.sinks.delivery import DeliveryLimits
 from daemon.sinks.endpoint import DeliveryStats
 from workers.limits import CircuitState
@@ -85,3 +85,14 @@ def test_a_long_task_being_polled_is_not_a_wedge() -> None:
         assert svc.monitor.check(float(t)).ok
     svc._observe_delivery(d)
     assert not svc.monitor.check(600 + svc.monitor.stall_after + 1).ok
+
+
+def test_the_refresher_runs_only_for_presigned_upserts() -> None:
+    """The daemon starts the URL refresher for upsert + presigned URLs, and for nothing else."""
+    deliverer, ledger = object(), object()
+    on = url_refresher(from_dict(cfg(upsert=True)), deliverer, ledger)  # type: ignore[arg-type]
+    assert on is not None and on.margin == 86400 and on.expires == 7 * 24 * 3600
+    assert url_refresher(from_dict(cfg()), deliverer, ledger) is None  # type: ignore[arg-type]
+    raw = cfg(upsert=True)
+    raw["target"]["url_mode"] = "virtual-hosted"
+    assert url_refresher(from_dict(raw), deliverer, ledger) is None  # type: ignore[arg-type]
