@@ -17,9 +17,8 @@ Reported:
   seconds. It is the Segment's duration (Matroska keeps no per-track duration in its headers);
   ``None`` when the muxer did not write it (live streams).
 * ``fps``/``fps_rational``: from the video track's ``DefaultDuration`` (nanoseconds per frame).
-  The stored integer is rounded or truncated, so the rate is the simplest fraction (denominator
-  <= 1001) whose frame duration is within 1 ns of it (33366666 ns -> ``30000/1001``), else
-  ``10^9/DefaultDuration``.
+  The stored integer is rounded or truncated: see :func:`workers.probe.rates.from_frame_duration`
+  (33366666 ns -> ``30000/1001``).
 * ``width``/``height`` (``PixelWidth``/``PixelHeight``) and ``codec`` from ``CodecID``.
 * ``frames`` stays unknown: Matroska headers do not count frames.
 """
@@ -30,6 +29,7 @@ import math
 import struct
 from fractions import Fraction
 
+from workers.probe import rates
 from workers.probe.layout import exact
 from workers.probe.media import ProbeError
 from workers.probe.sparse import Sparse
@@ -116,12 +116,6 @@ def _float(buf: Sparse, span: Span | None) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
-def _rate(default_duration: int) -> Fraction:
-    """Frames per second of a frame duration stored in whole nanoseconds."""
-    simple = Fraction(10**9, default_duration).limit_denominator(1001)
-    return simple if abs(10**9 / simple - default_duration) < 1 else Fraction(10**9, default_duration)
-
-
 def _video_track(buf: Sparse, tracks: Span) -> dict[str, object]:
     pos, end = tracks
     while pos < end:
@@ -145,7 +139,7 @@ def _video_track(buf: Sparse, tracks: Span) -> dict[str, object]:
             fields["width"], fields["height"] = _uint(buf, dims.get(_PIXEL_W)), _uint(buf, dims.get(_PIXEL_H))
         default_duration = _uint(buf, entry.get(_DEFAULT_DURATION))
         if default_duration:
-            fps = _rate(default_duration)
+            fps = rates.from_frame_duration(10**9, Fraction(default_duration))
             fields["fps"], fields["fps_rational"] = float(fps), f"{fps.numerator}/{fps.denominator}"
         return fields
     return {}

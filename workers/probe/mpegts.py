@@ -12,9 +12,8 @@ early and the tail holds no video timestamp, the stream is taken to end inside t
 * Timestamps: the PTS of every PES that starts on the video PID in either window, taken modulo
   2^33 relative to the first one (so a wrap of the 33-bit clock inside the file is harmless).
 * ``fps``/``fps_rational``: from the sorted PTS of each window, the longest run of frame steps
-  (each under 1.5x the smallest) gives the mean step. A common rate (whole numbers, and
-  n x 1000/1001 for 12 to 240) whose step is within one 90 kHz tick of that mean is taken
-  (23.976 fps alternates 3753 and 3754 ticks); otherwise the mean itself as a fraction.
+  (each under 1.5x the smallest) gives the mean step, turned into a rate by
+  :func:`workers.probe.rates.from_frame_duration` (23.976 fps alternates 3753 and 3754 ticks).
 * ``duration``: last PTS in the tail - first PTS in the head, plus one frame (as ffprobe counts
   the stream's duration), only when the rate is known.
 * ``width``/``height``/``frames`` stay unknown: they live in the codec bitstream.
@@ -26,6 +25,7 @@ import itertools
 import struct
 from fractions import Fraction
 
+from workers.probe import rates
 from workers.probe.layout import exact
 from workers.probe.media import ProbeError
 from workers.probe.sparse import Sparse
@@ -156,14 +156,6 @@ def _mean_step(times: list[int]) -> tuple[int, int] | None:
     return best if best[1] else None
 
 
-def _rate(mean: tuple[int, int]) -> Fraction:
-    ticks, frames = mean
-    for rate in _COMMON_RATES:
-        if abs(_CLOCK / rate - Fraction(ticks, frames)) < 1:
-            return rate
-    return Fraction(_CLOCK * frames, ticks)
-
-
 def _timing(head: list[int], tail: list[int] | None) -> dict[str, object]:
     """fps and duration from the PTS in the head and the tail (``None``: the head was all)."""
     if not head:
@@ -174,7 +166,8 @@ def _timing(head: list[int], tail: list[int] | None) -> dict[str, object]:
     means = [m for m in (_mean_step(rel_head), _mean_step(rel_tail)) if m is not None]
     if not means:
         return {}
-    fps = _rate(max(means, key=lambda m: m[1]))
+    ticks, frames = max(means, key=lambda m: m[1])
+    fps = rates.from_frame_duration(_CLOCK, Fraction(ticks, frames))
     fields: dict[str, object] = {"fps": float(fps), "fps_rational": f"{fps.numerator}/{fps.denominator}"}
     if rel_tail:
         fields["duration"] = float(Fraction(rel_tail[-1] - rel_head[0], _CLOCK) + 1 / fps)

@@ -7,8 +7,8 @@ chunks (JUNK padding, strd/vprp) are hopped, never read.
   the size (BITMAPINFOHEADER), the codec fourcc, the frame count (``dwLength``), the rate
   (``dwRate/dwScale``) and so the duration (``dwLength * dwScale / dwRate``).
 * Without a usable video ``strh`` (no rate or no length), the main header stands in: ``avih``'s
-  ``dwTotalFrames`` and ``dwMicroSecPerFrame`` (a whole number of microseconds, so the rate is
-  the simplest fraction with denominator <= 1001 within 1 us of it, 33366 us -> ``30000/1001``).
+  ``dwTotalFrames`` and ``dwMicroSecPerFrame`` (a whole number of microseconds: see
+  :func:`workers.probe.rates.from_frame_duration`, 33367 us -> ``30000/1001``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from fractions import Fraction
 
+from workers.probe import rates
 from workers.probe.layout import exact
 from workers.probe.media import ProbeError
 from workers.probe.sparse import Sparse
@@ -48,9 +49,7 @@ def avi(buf: Sparse) -> dict[str, object]:
     width, height = struct.unpack_from("<II", avih, 8 + 32)
     fields: dict[str, object] = {"width": width or None, "height": height or None}
     if usec_per_frame and total_frames:
-        fps = Fraction(10**6, usec_per_frame).limit_denominator(1001)
-        fps = fps if abs(10**6 / fps - usec_per_frame) < 1 else Fraction(10**6, usec_per_frame)
-        fields |= _timing(fps, total_frames)
+        fields |= _timing(rates.from_frame_duration(10**6, Fraction(usec_per_frame)), total_frames)
     pos = 24 + 8 + struct.unpack_from("<I", avih, 4)[0]
     while pos + 12 <= end:
         kind, size, form = struct.unpack("<4sI4s", exact(buf, pos, 12, f"avi chunk at offset {pos}"))
