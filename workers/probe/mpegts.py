@@ -16,7 +16,12 @@ early and the tail holds no video timestamp, the stream is taken to end inside t
   :func:`workers.probe.rates.from_frame_duration` (23.976 fps alternates 3753 and 3754 ticks).
 * ``duration``: last PTS in the tail - first PTS in the head, plus one frame (as ffprobe counts
   the stream's duration), only when the rate is known.
-* ``width``/``height``/``frames`` stay unknown: they live in the codec bitstream.
+* ``width``/``height``: from the first video PES's sequence header (MPEG-1/2) or SPS (H.264,
+  H.265, via :mod:`workers.probe.h26x`), read from the head's packets (the first 4 KiB of that
+  PES's data). The SPS's VUI timing gives the rate when the timestamps cannot (one PES only).
+  A sequence header or SPS that is cut short or malformed leaves them unknown: the stream
+  around it is still a stream.
+* ``frames`` stays unknown: no TS header counts frames.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import itertools
 import struct
 from fractions import Fraction
 
-from workers.probe import rates
+from workers.probe import h26x, rates
 from workers.probe.layout import exact
 from workers.probe.media import ProbeError
 from workers.probe.sparse import Sparse
@@ -34,6 +39,18 @@ PACKET = 188
 WINDOW_PACKETS = 348  # 65 424 bytes: the head fits the driver's 64 KiB first read
 _SYNCED_PACKETS = 4  # must all carry the sync byte (when the file holds that many)
 _CLOCK = 90_000
+_ES_BYTES = 4096  # of the first video PES: sequence header / parameter sets come first
+# MPEG-1/2 sequence header frame_rate_code -> rate
+_MPEG2_RATES = {
+    1: Fraction(24000, 1001),
+    2: Fraction(24),
+    3: Fraction(25),
+    4: Fraction(30000, 1001),
+    5: Fraction(30),
+    6: Fraction(50),
+    7: Fraction(60000, 1001),
+    8: Fraction(60),
+}
 _WRAP = 1 << 33
 # ISO/IEC 13818-1 stream_type -> codec, for video streams
 VIDEO_TYPES: dict[int, str] = {
@@ -142,6 +159,49 @@ def _pts(packets: list[bytes], pid: int) -> list[int]:
     return out
 
 
+def _first_pes_data(packets: list[bytes], pid: int) -> bytes:
+    """The start of the first PES's data on ``pid`` (after its header), up to ``_ES_BYTES``."""
+    out = bytearray()
+    for packet in packets:
+        at = _payload(packet)
+        if ((packet[1] & 0x1F) << 8 | packet[2]) != pid or at is None:
+            continue
+        if packet[1] & 0x40:
+            if out or at + 9 > PACKET or packet[at : at + 3] != b"\x00\x00\x01":
+                break
+            at += 9 + packet[at + 8]
+        elif not out:
+            continue
+        out += packet[at:]
+        if len(out) >= _ES_BYTES:
+            break
+    return bytes(out)
+
+
+def _nal_units(data: bytes) -> list[bytes]:
+    """NAL units (or MPEG-2 start-code units) of an Annex B byte stream, start codes removed."""
+    units = data.split(b"\x00\x00\x01")[1:]
+    return [unit.rstrip(b"\x00") for unit in units]
+
+
+def _picture(codec: str, data: bytes) -> tuple[int, int, Fraction | None] | None:
+    """(width, height, rate) from the sequence header or SPS at the start of ``data``."""
+    for unit in _nal_units(data):
+        try:
+            if codec in ("mpeg1video", "mpeg2video") and unit[:1] == b"\xb3" and len(unit) >= 5:
+                width, height = unit[1] << 4 | unit[2] >> 4, (unit[2] & 0x0F) << 8 | unit[3]
+                return (width, height, _MPEG2_RATES.get(unit[4] & 0x0F)) if width and height else None
+            if codec == "h264" and unit[:1] and unit[0] & 0x1F == 7:
+                sps = h26x.h264_sps(unit)
+                return sps.width, sps.height, sps.fps
+            if codec == "hevc" and unit[:1] and (unit[0] >> 1) & 0x3F == 33:
+                sps = h26x.hevc_sps(unit)
+                return sps.width, sps.height, sps.fps
+        except ProbeError:
+            return None
+    return None
+
+
 def _mean_step(times: list[int]) -> tuple[int, int] | None:
     """(ticks, frames) of the longest run of regular frame steps in ``times`` (sorted PTS)."""
     steps = [b - a for a, b in itertools.pairwise(times) if b > a]
@@ -156,18 +216,22 @@ def _mean_step(times: list[int]) -> tuple[int, int] | None:
     return best if best[1] else None
 
 
-def _timing(head: list[int], tail: list[int] | None) -> dict[str, object]:
-    """fps and duration from the PTS in the head and the tail (``None``: the head was all)."""
+def _timing(head: list[int], tail: list[int] | None, coded_fps: Fraction | None) -> dict[str, object]:
+    """fps and duration from the PTS in the head and the tail (``None``: the head was all),
+    the rate the bitstream declares standing in when the timestamps give none."""
     if not head:
         return {}
     ref = head[0]
     rel_head = sorted((t - ref + _WRAP // 2) % _WRAP - _WRAP // 2 for t in head)
     rel_tail = rel_head if tail is None else sorted((t - ref + _WRAP // 2) % _WRAP - _WRAP // 2 for t in tail)
     means = [m for m in (_mean_step(rel_head), _mean_step(rel_tail)) if m is not None]
-    if not means:
+    if means:
+        ticks, frames = max(means, key=lambda m: m[1])
+        fps = rates.from_frame_duration(_CLOCK, Fraction(ticks, frames))
+    elif coded_fps is not None:
+        fps = coded_fps
+    else:
         return {}
-    ticks, frames = max(means, key=lambda m: m[1])
-    fps = rates.from_frame_duration(_CLOCK, Fraction(ticks, frames))
     fields: dict[str, object] = {"fps": float(fps), "fps_rational": f"{fps.numerator}/{fps.denominator}"}
     if rel_tail:
         fields["duration"] = float(Fraction(rel_tail[-1] - rel_head[0], _CLOCK) + 1 / fps)
@@ -185,4 +249,8 @@ def mpegts(buf: Sparse) -> dict[str, object]:
     tail_pts = None if tail is None else _pts(tail, pid)
     if not tail_pts and len(head) < WINDOW_PACKETS:
         tail_pts = None  # the stream ended inside the head; what follows is not part of it
-    return {"codec": codec, **_timing(_pts(head, pid), tail_pts)}
+    picture = _picture(codec, _first_pes_data(head, pid))
+    fields: dict[str, object] = {"codec": codec}
+    if picture is not None:
+        fields["width"], fields["height"] = picture[0], picture[1]
+    return fields | _timing(_pts(head, pid), tail_pts, picture[2] if picture else None)
