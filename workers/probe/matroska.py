@@ -173,9 +173,12 @@ def _segment(buf: Sparse, start: int, end: int) -> dict[int, Span]:
     seeks: dict[int, int] = {}
     pos = start
     while pos < end and not (_INFO in found and _TRACKS in found):
-        ident, span, next_pos = _master(buf, pos, end)
-        if ident == _CLUSTER:
+        ident, data, next_pos, unknown = _element(buf, pos, end)
+        if ident == _CLUSTER:  # media from here on; never walked (an unknown size would read it all)
             break
+        if unknown:
+            next_pos = _children(buf, data, end)[1]
+        span = (data, next_pos)
         if ident in (_INFO, _TRACKS):
             found.setdefault(ident, span)
         elif ident == _SEEKHEAD:

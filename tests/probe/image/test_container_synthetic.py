@@ -193,3 +193,13 @@ def test_ts_without_a_tail_timestamp_has_no_duration() -> None:
     data = data[: PACKET * 12] + ts_packet(0x100, b"\x00", start=False) * 1000
     got = probe_bytes(data)
     assert (got.valid, got.fps_rational, got.duration) == (True, "30000/1001", None)
+
+
+def test_a_live_cluster_is_never_walked() -> None:
+    """No Info before a Cluster of unknown size: the walk stops at the Cluster, it does not
+    hop its 300 blocks to find where it ends."""
+    blocks = ebml(0xE7, b"\x00") + ebml(0xA3, bytes(1000)) * 300
+    segment = TRACKS + ebml(0x1F43B675, blocks, unknown=True)
+    data = HEADER + ebml(0x18538067, segment, unknown=True)
+    got = probe_bytes(data)
+    assert (got.valid, got.width, got.duration, got.requests) == (True, 320, None, 1)
