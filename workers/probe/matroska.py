@@ -3,9 +3,9 @@
 Theory of operation: EBML elements are walked by their headers (variable-length id and size),
 asking only for each header, so large elements (Void padding, CodecPrivate, Clusters) are hopped,
 never read. The EBML header's ``DocType`` decides ``matroska`` vs ``webm``. The Segment's
-children are walked up to the first ``Cluster``, stopping early once ``Info`` and ``Tracks`` are
-both known; a ``SeekHead`` met on the way gives their positions when they are not there (a muxer
-that writes them after the media), and each costs one targeted read.
+children are walked up to the first ``Cluster``, stopping early once ``Info``, ``Tracks`` and
+``Tags`` are known; a ``SeekHead`` met on the way gives their positions when they are not there
+(a muxer that writes them after the media), and each costs one targeted read.
 
 An element of unknown size (all ones, as live muxers write for the Segment and Clusters) runs
 to the end of its parent; a master element of unknown size other than the Segment ends where
@@ -13,20 +13,25 @@ the next top-level element (Cluster, Cues, Tags, ...) begins.
 
 Reported:
 
-* ``duration``: ``Info/Duration`` (a float in ``TimecodeScale`` units, default 1 ms) in
-  seconds. It is the Segment's duration (Matroska keeps no per-track duration in its headers);
-  ``None`` when the muxer did not write it (live streams).
+* ``duration``: the video track's ``DURATION`` statistics tag (``HH:MM:SS.nnnnnnnnn``, written
+  by ffmpeg and mkvmerge in ``Tags`` targeted at the track's ``TrackUID``), else
+  ``Info/Duration`` (a float in ``TimecodeScale`` units, default 1 ms), which is the Segment's:
+  the longest track's, an audio track longer than the video included. ``None`` when neither was
+  written (live streams).
+* ``frames``: the video track's ``NUMBER_OF_FRAMES`` statistics tag (mkvmerge), else unknown:
+  Matroska's headers proper do not count frames.
 * ``fps``/``fps_rational``: from the video track's ``DefaultDuration`` (nanoseconds per frame).
   The stored integer is rounded or truncated: see :func:`workers.probe.rates.from_frame_duration`
   (33366666 ns -> ``30000/1001``).
 * ``width``/``height`` (``PixelWidth``/``PixelHeight``) and ``codec`` from ``CodecID``.
-* ``frames`` stays unknown: Matroska headers do not count frames.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import struct
+from collections.abc import Iterator
 from fractions import Fraction
 
 from workers.probe import rates
@@ -40,8 +45,12 @@ _INFO, _TIMECODE_SCALE, _DURATION = 0x1549A966, 0x2AD7B1, 0x4489
 _TRACKS, _TRACK_ENTRY, _TRACK_TYPE, _CODEC_ID = 0x1654AE6B, 0xAE, 0x83, 0x86
 _DEFAULT_DURATION, _VIDEO, _PIXEL_W, _PIXEL_H = 0x23E383, 0xE0, 0xB0, 0xBA
 _CLUSTER, _CUES, _TAGS, _CHAPTERS, _ATTACHMENTS = 0x1F43B675, 0x1C53BB6B, 0x1254C367, 0x1043A770, 0x1941A469
+_TRACK_UID, _TAG, _TARGETS, _TAG_TRACK_UID = 0x73C5, 0x7373, 0x63C0, 0x63C5
+_SIMPLE_TAG, _TAG_NAME, _TAG_STRING = 0x67C8, 0x45A3, 0x4487
 _TOP_LEVEL = frozenset({_SEEKHEAD, _INFO, _TRACKS, _CLUSTER, _CUES, _TAGS, _CHAPTERS, _ATTACHMENTS})
-_MAX_SEEK_FOLLOW = 4  # SeekHead entries followed (Info, Tracks, a second SeekHead)
+_MAX_SEEK_FOLLOW = 4  # SeekHead entries followed (Info, Tracks, Tags, a second SeekHead)
+_MAX_TAGS = 64  # Tag elements looked at for the video track's statistics
+_TAG_DURATION = re.compile(rb"(\d{1,9}):([0-5]\d):([0-5]\d(?:\.\d{1,9})?)")
 _MKV_CODECS = {
     "V_MPEG4/ISO/AVC": "h264",
     "V_MPEGH/ISO/HEVC": "hevc",
@@ -94,6 +103,31 @@ def _children(buf: Sparse, start: int, end: int) -> tuple[dict[int, Span], int]:
     return found, min(pos, end)
 
 
+def _each(buf: Sparse, parent: Span, ident: int) -> Iterator[dict[int, Span]]:
+    """The children (first of each id) of every ``ident`` element directly inside ``parent``."""
+    pos, end = parent
+    while pos < end:
+        child, data, pos, _ = _element(buf, pos, end)
+        if child == ident:
+            yield _children(buf, data, pos)[0]
+
+
+def _target(buf: Sparse, at: int, end: int, ident: int) -> Span | None:
+    """The span of the element ``ident`` a SeekHead entry points at. A pointer to Info or Tracks
+    that misses is an error; one to Tags or another SeekHead (optional) is ignored."""
+    try:
+        got, span, _ = _master(buf, at, end)
+    except ProbeError:
+        if ident in (_INFO, _TRACKS):
+            raise
+        return None
+    if got == ident:
+        return span
+    if ident in (_INFO, _TRACKS):
+        raise ProbeError(f"matroska: SeekHead points at offset {at} for {ident:#x}, found {got:#x}")
+    return None
+
+
 def _master(buf: Sparse, pos: int, end: int) -> tuple[int, Span, int]:
     """(id, data span, element end) of the master element at ``pos``, unknown size resolved."""
     ident, data, data_end, unknown = _element(buf, pos, end)
@@ -116,7 +150,8 @@ def _float(buf: Sparse, span: Span | None) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
-def _video_track(buf: Sparse, tracks: Span) -> dict[str, object]:
+def _video_track(buf: Sparse, tracks: Span) -> tuple[dict[str, object], int | None]:
+    """Fields of the first video TrackEntry, and its TrackUID."""
     pos, end = tracks
     while pos < end:
         ident, entry_span, pos = _master(buf, pos, end)
@@ -141,6 +176,38 @@ def _video_track(buf: Sparse, tracks: Span) -> dict[str, object]:
         if default_duration:
             fps = rates.from_frame_duration(10**9, Fraction(default_duration))
             fields["fps"], fields["fps_rational"] = float(fps), f"{fps.numerator}/{fps.denominator}"
+        return fields, _uint(buf, entry.get(_TRACK_UID))
+    return {}, None
+
+
+def _string(buf: Sparse, span: Span | None) -> bytes:
+    return b"" if span is None else exact(buf, span[0], span[1] - span[0], "string element").rstrip(b"\x00")
+
+
+def _statistics(buf: Sparse, tags: Span, uid: int) -> dict[str, object]:
+    """``DURATION`` and ``NUMBER_OF_FRAMES`` of the Tag whose target is track ``uid``."""
+    pos, end = tags
+    for _ in range(_MAX_TAGS):
+        if pos >= end:
+            break
+        ident, span, pos = _master(buf, pos, end)
+        if ident in _TOP_LEVEL:
+            break
+        if ident != _TAG:
+            continue
+        children = _children(buf, *span)[0]
+        targets = children.get(_TARGETS)
+        if targets is None or _uint(buf, _children(buf, *targets)[0].get(_TAG_TRACK_UID)) != uid:
+            continue
+        fields: dict[str, object] = {}
+        for simple in _each(buf, span, _SIMPLE_TAG):
+            name, value = _string(buf, simple.get(_TAG_NAME)).upper(), _string(buf, simple.get(_TAG_STRING))
+            if name == b"DURATION" and (clock := _TAG_DURATION.fullmatch(value)):
+                seconds = int(clock[1]) * 3600 + int(clock[2]) * 60 + float(clock[3])
+                if seconds > 0:
+                    fields["duration"] = seconds
+            elif name == b"NUMBER_OF_FRAMES" and value.isdigit() and int(value) > 0:
+                fields["frames"] = int(value)
         return fields
     return {}
 
@@ -155,12 +222,7 @@ def _info(buf: Sparse, info: Span) -> dict[str, object]:
 def _seeks(buf: Sparse, seekhead: Span, segment_data: int) -> dict[int, int]:
     """SeekHead entries: element id -> absolute offset."""
     out: dict[int, int] = {}
-    pos, end = seekhead
-    while pos < end:
-        ident, data, pos, _ = _element(buf, pos, end)
-        if ident != _SEEK:
-            continue
-        seek = _children(buf, data, pos)[0]
+    for seek in _each(buf, seekhead, _SEEK):
         target, where = _uint(buf, seek.get(_SEEK_ID)), _uint(buf, seek.get(_SEEK_POSITION))
         if target is not None and where is not None:
             out.setdefault(target, segment_data + where)
@@ -168,25 +230,25 @@ def _seeks(buf: Sparse, seekhead: Span, segment_data: int) -> dict[int, int]:
 
 
 def _segment(buf: Sparse, start: int, end: int) -> dict[int, Span]:
-    """Spans of the Segment's Info and Tracks (when found), by walk then SeekHead."""
+    """Spans of the Segment's Info, Tracks and Tags (when found), by walk then SeekHead."""
     found: dict[int, Span] = {}
     seeks: dict[int, int] = {}
     pos = start
-    while pos < end and not (_INFO in found and _TRACKS in found):
+    while pos < end and not (_INFO in found and _TRACKS in found and _TAGS in found):
         ident, data, next_pos, unknown = _element(buf, pos, end)
         if ident == _CLUSTER:  # media from here on; never walked (an unknown size would read it all)
             break
         if unknown:
             next_pos = _children(buf, data, end)[1]
         span = (data, next_pos)
-        if ident in (_INFO, _TRACKS):
+        if ident in (_INFO, _TRACKS, _TAGS):
             found.setdefault(ident, span)
         elif ident == _SEEKHEAD:
             seeks = {**_seeks(buf, span, start), **seeks}
         pos = next_pos
     followed = 0
-    while followed < _MAX_SEEK_FOLLOW and (_INFO not in found or _TRACKS not in found):
-        wanted = [i for i in (_INFO, _TRACKS, _SEEKHEAD) if i in seeks and i not in found]
+    while followed < _MAX_SEEK_FOLLOW:
+        wanted = [i for i in (_INFO, _TRACKS, _TAGS, _SEEKHEAD) if i in seeks and i not in found]
         if not wanted:
             break
         ident = wanted[0]
@@ -194,12 +256,12 @@ def _segment(buf: Sparse, start: int, end: int) -> dict[int, Span]:
         followed += 1
         if not start <= at < end:
             continue
-        got, span, _ = _master(buf, at, end)
-        if got != ident:
-            raise ProbeError(f"matroska: SeekHead points at offset {at} for {ident:#x}, found {got:#x}")
+        target = _target(buf, at, end, ident)
+        if target is None:
+            continue
         if ident == _SEEKHEAD:
-            seeks = {**_seeks(buf, span, start), **seeks}
-        found[ident] = span
+            seeks = {**_seeks(buf, target, start), **seeks}
+        found[ident] = target
     return found
 
 
@@ -219,8 +281,12 @@ def matroska(buf: Sparse) -> tuple[str, dict[str, object]]:
         raise ProbeError(f"matroska: element {ident:#x} after the EBML header is not a Segment")
     found = _segment(buf, pos, segment_end)
     fields: dict[str, object] = {}
+    uid = None
     if _TRACKS in found:
-        fields.update(_video_track(buf, found[_TRACKS]))
+        video, uid = _video_track(buf, found[_TRACKS])
+        fields.update(video)
     if _INFO in found:
         fields.update(_info(buf, found[_INFO]))
+    if _TAGS in found and uid is not None:
+        fields.update(_statistics(buf, found[_TAGS], uid))
     return doctype.decode(), fields

@@ -29,10 +29,11 @@ def uint(ident: int, value: int) -> bytes:
 HEADER = ebml(0x1A45DFA3, ebml(0x4282, b"webm"))
 TRACKS = ebml(
     0x1654AE6B,
-    ebml(0xAE, uint(0x83, 2) + ebml(0x86, b"A_OPUS"))
+    ebml(0xAE, uint(0x83, 2) + uint(0x73C5, 11) + ebml(0x86, b"A_OPUS"))
     + ebml(
         0xAE,
         uint(0x83, 1)
+        + uint(0x73C5, 22)
         + ebml(0x86, b"V_VP9")
         + uint(0x23E383, 41_708_333)
         + ebml(0xE0, uint(0xB0, 320) + uint(0xBA, 240)),
@@ -203,3 +204,43 @@ def test_a_live_cluster_is_never_walked() -> None:
     data = HEADER + ebml(0x18538067, segment, unknown=True)
     got = probe_bytes(data)
     assert (got.valid, got.width, got.duration, got.requests) == (True, 320, None, 1)
+
+
+def statistics(uid: int, duration: bytes, frames: bytes) -> bytes:
+    """One Tag of mkvmerge's track statistics, targeted at TrackUID ``uid``."""
+    simple = ebml(0x67C8, ebml(0x45A3, b"DURATION") + ebml(0x4487, duration))
+    simple += ebml(0x67C8, ebml(0x45A3, b"NUMBER_OF_FRAMES") + ebml(0x4487, frames))
+    return ebml(0x7373, ebml(0x63C0, uint(0x63C5, uid)) + simple)
+
+
+def test_video_statistics_tags_after_the_media_through_the_seekhead() -> None:
+    """mkvmerge writes Tags at the end: the video track's DURATION (not the Segment's 10 s, which
+    is the audio's) and NUMBER_OF_FRAMES, for one more read; the audio track's Tag is not used."""
+    clusters = ebml(0x1F43B675, bytes(200_000))
+    tags = ebml(
+        0x1254C367,
+        statistics(11, b"00:00:10.000000000", b"500") + statistics(22, b"00:00:08.008000000", b"192"),
+    )
+    head = seekhead({0x1254C367: 0}) + info(1_000_000, struct.pack(">d", 10_000.0)) + TRACKS
+    segment = seekhead({0x1254C367: len(head) + len(clusters)}) + head[len(seekhead({0x1254C367: 0})) :]
+    data = HEADER + ebml(0x18538067, segment + clusters + tags)
+    got = probe_bytes(data)
+    assert (got.valid, got.duration, got.frames, got.fps_rational) == (True, 8.008, 192, "24000/1001")
+    assert got.requests == 2 and got.bytes_read <= DEFAULT_HEAD_BYTES + 4096
+    assert round(got.fps * got.duration) == got.frames
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        ebml(0x1254C367, statistics(22, b"8 seconds", b"many")),  # unreadable values
+        ebml(0x1254C367, statistics(33, b"00:00:01.000", b"25")),  # another track's
+        b"\x00\x00\x00\x00",  # the SeekHead points at damage
+    ],
+)
+def test_unusable_statistics_leave_the_segment_duration(tags: bytes) -> None:
+    head = info(1_000_000, struct.pack(">d", 10_000.0)) + TRACKS
+    pointer = len(seekhead({0x1254C367: 0})) + len(head) + 12
+    segment = seekhead({0x1254C367: pointer}) + head + ebml(0x1F43B675, bytes(0)) + tags
+    got = probe_bytes(HEADER + ebml(0x18538067, segment))
+    assert (got.valid, got.duration, got.frames) == (True, 10.0, None)

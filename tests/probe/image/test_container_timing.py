@@ -48,6 +48,13 @@ CLIPS: dict[str, tuple[list[str], str, int, str]] = {
     "cropped.ts": (X264, "30", 2, "100x74"),
     "cropped-hevc.ts": (["-c:v", "libx265", "-x265-params", "log-level=none"], "24", 2, "100x74"),
     "cropped.mkv": (X264, "30", 2, "100x74"),
+    # 4 s of audio, 2 s of video: the Segment lasts 4 s, the video track's DURATION tag 2 s
+    "audio-longer.mkv": (
+        ["-f", "lavfi", "-i", "sine=duration=4", *X264, "-c:a", "libopus"],
+        "25",
+        2,
+        "64x48",
+    ),
     "interlaced.ts": ([*X264, "-flags", "+ildct+ilme", "-x264opts", "tff=1"], "25", 2, "64x48"),
 }
 
@@ -67,31 +74,36 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def ffprobe(path: Path) -> dict[str, Any]:
-    entries = "stream=width,height,r_frame_rate,duration,nb_frames:format=duration"
+    entries = "stream=width,height,r_frame_rate,duration,nb_frames:stream_tags=DURATION:format=duration"
     cmd = ["ffprobe", "-v", "quiet", "-select_streams", "v:0", "-show_entries", entries, "-of", "json"]
     out = subprocess.run([*cmd, str(path)], capture_output=True, check=True, timeout=60, text=True).stdout
     parsed = json.loads(out)
     stream: dict[str, Any] = parsed["streams"][0]
     stream["format_duration"] = parsed.get("format", {}).get("duration")
+    tag = stream.get("tags", {}).get("DURATION")  # Matroska's per-track statistics, H:MM:SS.nnnnnnnnn
+    if tag is not None:
+        hours, minutes, seconds = tag.split(":")
+        stream["tag_duration"] = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     return stream
 
 
 @pytest.mark.parametrize("name", sorted(CLIPS))
 def test_fps_and_duration_match_ffprobe(clips: dict[str, Path], name: str) -> None:
     """fps exactly as ffprobe's r_frame_rate, duration within a millisecond of the stream's
-    (the Segment's for Matroska, which keeps no per-stream duration)."""
+    (for Matroska the video track's DURATION tag, as ffprobe shows it; the Segment's without)."""
     info = probe_bytes(clips[name].read_bytes())
     theirs = ffprobe(clips[name])
     assert info.valid, info.error
     told = Fraction(CLIPS[name][1])
     assert info.fps_rational == theirs["r_frame_rate"] == f"{told.numerator}/{told.denominator}"
     assert info.fps == float(told)
-    duration = theirs.get("duration") or theirs["format_duration"]
+    duration = theirs.get("duration") or theirs.get("tag_duration") or theirs["format_duration"]
     if name == "live.webm":
         assert duration is None and info.duration is None
     else:
         assert info.duration is not None and abs(info.duration - float(duration)) < 1e-3
-        assert abs(info.duration - CLIPS[name][2]) < 1 / info.fps
+        assert abs(info.duration - CLIPS[name][2]) < 1 / info.fps  # what ffmpeg was told
+        assert round(info.fps * info.duration) == round(Fraction(CLIPS[name][1]) * CLIPS[name][2])
     assert (info.width, info.height) == (theirs["width"], theirs["height"])
     if info.container == "avi":
         assert str(info.frames) == theirs["nb_frames"]
