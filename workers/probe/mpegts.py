@@ -15,7 +15,8 @@ early and the tail holds no video timestamp, the stream is taken to end inside t
   (each under 1.5x the smallest) gives the mean step, turned into a rate by
   :func:`workers.probe.rates.from_frame_duration` (23.976 fps alternates 3753 and 3754 ticks).
 * ``duration``: last PTS in the tail - first PTS in the head, plus one frame (as ffprobe counts
-  the stream's duration), only when the rate is known.
+  the stream's duration), only when the rate is known and the tail's timestamps do not fall
+  behind the head's (a discontinuity, such as concatenated streams, leaves it unknown).
 * ``width``/``height``: from the first video PES's sequence header (MPEG-1/2) or SPS (H.264,
   H.265, via :mod:`workers.probe.h26x`), read from the head's packets (the first 4 KiB of that
   PES's data). The SPS's VUI timing gives the rate when the timestamps cannot (one PES only).
@@ -233,7 +234,7 @@ def _timing(head: list[int], tail: list[int] | None, coded_fps: Fraction | None)
     else:
         return {}
     fields: dict[str, object] = {"fps": float(fps), "fps_rational": f"{fps.numerator}/{fps.denominator}"}
-    if rel_tail:
+    if rel_tail and rel_tail[-1] >= rel_head[-1]:  # else the clock was reset: no duration to tell
         fields["duration"] = float(Fraction(rel_tail[-1] - rel_head[0], _CLOCK) + 1 / fps)
     return fields
 

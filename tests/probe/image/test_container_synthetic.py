@@ -244,3 +244,11 @@ def test_unusable_statistics_leave_the_segment_duration(tags: bytes) -> None:
     segment = seekhead({0x1254C367: pointer}) + head + ebml(0x1F43B675, bytes(0)) + tags
     got = probe_bytes(HEADER + ebml(0x18538067, segment))
     assert (got.valid, got.duration, got.frames) == (True, 10.0, None)
+
+
+def test_ts_clock_reset_leaves_the_duration_unknown() -> None:
+    """Two streams concatenated: the tail's timestamps restart below the head's."""
+    first, second = ts(900_000, 30, 3600), ts(0, 30, 3600)
+    data = first + second[2 * PACKET :] * 200
+    got = probe_bytes(data)
+    assert (got.valid, got.fps_rational, got.duration, got.requests) == (True, "25/1", None, 2)
