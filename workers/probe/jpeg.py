@@ -118,7 +118,7 @@ def _junk_error(buf: Sparse, start: int, end: int) -> ProbeError:
     return ProbeError(f"jpeg: expected a marker at offset {start}, {found}; {rest}")
 
 
-def next_marker(buf: Sparse, pos: int) -> tuple[int, int, int]:
+def _next_marker(buf: Sparse, pos: int) -> tuple[int, int, int]:
     """(offset, code, discarded bytes) of the first marker at or after ``pos``, found as libjpeg's
     ``next_marker`` finds it: bytes other than FF are junk, FF runs are fill, and a stuffed
     ``FF00`` (only meaningful inside entropy-coded data) is junk too. The discarded count is what
@@ -166,7 +166,7 @@ def scan(buf: Sparse) -> JpegHeader:
             buf.get(pos, icc_end + _AFTER_ICC - pos)
         if pos >= buf.size:
             raise ProbeError(f"jpeg: file ends at offset {buf.size} before any frame header (SOFn)")
-        found, marker, discarded = next_marker(buf, pos)
+        found, marker, discarded = _next_marker(buf, pos)
         if discarded:
             junk.append((pos, discarded, marker))
         pos = found
