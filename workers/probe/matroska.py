@@ -16,8 +16,9 @@ Reported:
 * ``duration``: the video track's ``DURATION`` statistics tag (``HH:MM:SS.nnnnnnnnn``, written
   by ffmpeg and mkvmerge in ``Tags`` targeted at the track's ``TrackUID``), else
   ``Info/Duration`` (a float in ``TimecodeScale`` units, default 1 ms), which is the Segment's:
-  the longest track's, an audio track longer than the video included. ``None`` when neither was
-  written (live streams).
+  the longest track's, an audio track longer than the video included, so it is flagged
+  ``duration_estimated`` unless the video is the only track. ``None`` when neither was written
+  (live streams).
 * ``frames``: the video track's ``NUMBER_OF_FRAMES`` statistics tag (mkvmerge), else unknown:
   Matroska's headers proper do not count frames.
 * ``fps``/``fps_rational``: from the video track's ``DefaultDuration`` (nanoseconds per frame).
@@ -150,34 +151,41 @@ def _float(buf: Sparse, span: Span | None) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
-def _video_track(buf: Sparse, tracks: Span) -> tuple[dict[str, object], int | None]:
-    """Fields of the first video TrackEntry, and its TrackUID."""
+def _video_fields(buf: Sparse, entry: dict[int, Span]) -> dict[str, object]:
+    fields: dict[str, object] = {}
+    codec = entry.get(_CODEC_ID)
+    if codec is not None:
+        raw = exact(buf, codec[0], codec[1] - codec[0], "CodecID")
+        name = raw.rstrip(b"\x00").decode("ascii", "replace")
+        fields["codec"] = _MKV_CODECS.get(name, name)
+    video = entry.get(_VIDEO)
+    if video is not None:
+        dims = _children(buf, *video)[0]
+        fields["width"], fields["height"] = _uint(buf, dims.get(_PIXEL_W)), _uint(buf, dims.get(_PIXEL_H))
+    default_duration = _uint(buf, entry.get(_DEFAULT_DURATION))
+    if default_duration:
+        fps = rates.from_frame_duration(10**9, Fraction(default_duration))
+        fields["fps"], fields["fps_rational"] = float(fps), f"{fps.numerator}/{fps.denominator}"
+    return fields
+
+
+def _video_track(buf: Sparse, tracks: Span) -> tuple[dict[str, object], int | None, int]:
+    """Fields of the first video TrackEntry, its TrackUID, and how many tracks there are."""
     pos, end = tracks
+    fields: dict[str, object] = {}
+    uid, count, found = None, 0, False
     while pos < end:
         ident, entry_span, pos = _master(buf, pos, end)
         if ident in _TOP_LEVEL:
             break
         if ident != _TRACK_ENTRY:
             continue
+        count += 1
         entry = _children(buf, *entry_span)[0]
-        if _uint(buf, entry.get(_TRACK_TYPE)) != 1:
-            continue
-        fields: dict[str, object] = {}
-        codec = entry.get(_CODEC_ID)
-        if codec is not None:
-            raw = exact(buf, codec[0], codec[1] - codec[0], "CodecID")
-            name = raw.rstrip(b"\x00").decode("ascii", "replace")
-            fields["codec"] = _MKV_CODECS.get(name, name)
-        video = entry.get(_VIDEO)
-        if video is not None:
-            dims = _children(buf, *video)[0]
-            fields["width"], fields["height"] = _uint(buf, dims.get(_PIXEL_W)), _uint(buf, dims.get(_PIXEL_H))
-        default_duration = _uint(buf, entry.get(_DEFAULT_DURATION))
-        if default_duration:
-            fps = rates.from_frame_duration(10**9, Fraction(default_duration))
-            fields["fps"], fields["fps_rational"] = float(fps), f"{fps.numerator}/{fps.denominator}"
-        return fields, _uint(buf, entry.get(_TRACK_UID))
-    return {}, None
+        if not found and _uint(buf, entry.get(_TRACK_TYPE)) == 1:
+            found = True
+            fields, uid = _video_fields(buf, entry), _uint(buf, entry.get(_TRACK_UID))
+    return fields, uid, count
 
 
 def _string(buf: Sparse, span: Span | None) -> bytes:
@@ -281,12 +289,17 @@ def matroska(buf: Sparse) -> tuple[str, dict[str, object]]:
         raise ProbeError(f"matroska: element {ident:#x} after the EBML header is not a Segment")
     found = _segment(buf, pos, segment_end)
     fields: dict[str, object] = {}
-    uid = None
+    uid, tracks = None, 0
     if _TRACKS in found:
-        video, uid = _video_track(buf, found[_TRACKS])
+        video, uid, tracks = _video_track(buf, found[_TRACKS])
         fields.update(video)
     if _INFO in found:
         fields.update(_info(buf, found[_INFO]))
+        if "duration" in fields:
+            fields["duration_estimated"] = tracks != 1  # the Segment's, other tracks' included
     if _TAGS in found and uid is not None:
-        fields.update(_statistics(buf, found[_TAGS], uid))
+        statistics = _statistics(buf, found[_TAGS], uid)
+        if "duration" in statistics:
+            statistics["duration_estimated"] = False
+        fields.update(statistics)
     return doctype.decode(), fields

@@ -11,6 +11,7 @@ from workers.probe.engine import DEFAULT_HEAD_BYTES, probe_bytes
 from workers.probe.engine import parse as engine_parse
 from workers.probe.mpegts import PACKET
 from workers.probe.sparse import Sparse
+from workers.rules import encord
 
 from .test_image_properties import fed, outcome
 
@@ -27,18 +28,16 @@ def uint(ident: int, value: int) -> bytes:
 
 
 HEADER = ebml(0x1A45DFA3, ebml(0x4282, b"webm"))
-TRACKS = ebml(
-    0x1654AE6B,
-    ebml(0xAE, uint(0x83, 2) + uint(0x73C5, 11) + ebml(0x86, b"A_OPUS"))
-    + ebml(
-        0xAE,
-        uint(0x83, 1)
-        + uint(0x73C5, 22)
-        + ebml(0x86, b"V_VP9")
-        + uint(0x23E383, 41_708_333)
-        + ebml(0xE0, uint(0xB0, 320) + uint(0xBA, 240)),
-    ),
+AUDIO_ENTRY = ebml(0xAE, uint(0x83, 2) + uint(0x73C5, 11) + ebml(0x86, b"A_OPUS"))
+VIDEO_ENTRY = ebml(
+    0xAE,
+    uint(0x83, 1)
+    + uint(0x73C5, 22)
+    + ebml(0x86, b"V_VP9")
+    + uint(0x23E383, 41_708_333)
+    + ebml(0xE0, uint(0xB0, 320) + uint(0xBA, 240)),
 )
+TRACKS = ebml(0x1654AE6B, AUDIO_ENTRY + VIDEO_ENTRY)
 
 
 def info(scale: int, duration: bytes) -> bytes:
@@ -243,7 +242,7 @@ def test_unusable_statistics_leave_the_segment_duration(tags: bytes) -> None:
     pointer = len(seekhead({0x1254C367: 0})) + len(head) + 12
     segment = seekhead({0x1254C367: pointer}) + head + ebml(0x1F43B675, bytes(0)) + tags
     got = probe_bytes(HEADER + ebml(0x18538067, segment))
-    assert (got.valid, got.duration, got.frames) == (True, 10.0, None)
+    assert (got.valid, got.duration, got.frames, got.duration_estimated) == (True, 10.0, None, True)
 
 
 def test_ts_clock_reset_leaves_the_duration_unknown() -> None:
@@ -252,3 +251,23 @@ def test_ts_clock_reset_leaves_the_duration_unknown() -> None:
     data = first + second[2 * PACKET :] * 200
     got = probe_bytes(data)
     assert (got.valid, got.fps_rational, got.duration, got.requests) == (True, "25/1", None, 2)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_segment_duration_with_other_tracks_is_not_given_to_encord(strict: bool) -> None:
+    """Two tracks and no statistics tag: the Segment's 10 s may be the audio's. Encord's frame
+    indices would follow it, so videoMetadata is withheld (a warning; an error when strict)."""
+    data = HEADER + ebml(0x18538067, info(1_000_000, struct.pack(">d", 10_000.0)) + TRACKS)
+    got = probe_bytes(data)
+    assert (got.duration, got.duration_estimated) == (10.0, True)
+    report = encord.check(got, strict=strict)
+    assert report.videoMetadata is None
+    rules = [v.rule for v in (report.errors if strict else report.warnings)]
+    assert rules == ["encord.video.duration_estimated"]
+
+
+def test_a_segment_duration_of_a_video_only_file_is_its_own() -> None:
+    video_only = ebml(0x1654AE6B, VIDEO_ENTRY)
+    got = probe_bytes(HEADER + ebml(0x18538067, info(1_000_000, struct.pack(">d", 2_002.0)) + video_only))
+    assert (got.duration, got.duration_estimated, got.width) == (2.002, False, 320)
+    assert encord.check(got, strict=True).videoMetadata is not None

@@ -127,10 +127,11 @@ def test_ts_rate_declared_in_the_bitstream(clips: dict[str, Path], name: str) ->
     }
 
 
-@pytest.mark.parametrize("name", ["ntsc.mkv", "film.mkv", "vp9.webm", "vp8.webm"])
+@pytest.mark.parametrize("name", ["ntsc.mkv", "film.mkv", "vp9.webm", "vp8.webm", "audio-longer.mkv"])
 def test_encord_gets_video_metadata(clips: dict[str, Path], name: str) -> None:
     """The point of reading the timing: Encord's videoMetadata is complete for Matroska/WebM."""
     info = probe_bytes(clips[name].read_bytes())
+    assert info.duration_estimated is False  # the video track's own DURATION tag
     report = encord.check(info, strict=True)
     assert report.errors == [] and report.videoMetadata is not None
     assert (report.videoMetadata.fps, report.videoMetadata.duration) == (info.fps, info.duration)
