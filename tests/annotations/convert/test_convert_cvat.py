@@ -200,3 +200,20 @@ class TestUnsafeXml:
         for line in result.lines:
             kind = next(iter(line["segments"][0]["keyframes"][0].keys() - {"frame"}))
             assert support.conforms(line, support.video_shape(kind))
+
+
+class TestVideoNumbering:
+    def test_start_frame_and_step_map_to_video_frames(self) -> None:
+        """A task made from frames 100, 102, ... of the video: CVAT frame f is video frame 100 + 2f."""
+        data = (support.DATA / "cvat_video.xml").read_bytes()
+        data = data.replace(b"<start_frame>0</start_frame>", b"<start_frame>100</start_frame>")
+        data = data.replace(b"<mode>", b"<frame_filter>step=2</frame_filter>\n      <mode>")
+        car = cvat.convert(data, source="a.xml", global_key=GK).lines[0]
+        assert frames_of(car) == [[101, 121, 139], [161, 191]]
+
+    def test_bad_meta_is_reported(self) -> None:
+        """A start_frame that is not a number stops the conversion with a problem."""
+        data = (support.DATA / "cvat_video.xml").read_bytes().replace(b"<start_frame>0<", b"<start_frame>x<")
+        result = cvat.convert(data, source="a.xml", global_key=GK)
+        assert [(p.rule, p.path) for p in result.problems] == [("cvat.meta.frames", "/annotations/meta")]
+        assert result.lines == []
