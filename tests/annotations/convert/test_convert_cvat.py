@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workers.annotations.convert import cvat
+from workers.annotations.facts import MediaFacts
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 GK = "job-7/street.mp4"
@@ -35,6 +36,7 @@ class TestVideo:
             ("wheel", "point"),
             ("wheel", "point"),
         ]
+        support.check_valid(result.lines, MediaFacts(kind="video", width=1280, height=720, frame_count=60))
         for line, kind in zip(result.lines, ("bbox", "line", "point", "point"), strict=True):
             assert support.conforms(line, support.video_shape(kind)), line
 
@@ -109,6 +111,7 @@ class TestImages:
         """Boxes, a polygon, a polyline and two points; each line shaped as Labelbox images want."""
         lines = self.convert().lines
         kinds = [next(iter(line.keys() - {"name", "dataRow", "uuid"})) for line in lines]
+        support.check_valid(lines, MediaFacts(kind="image", width=1920, height=1080))
         assert kinds == ["bbox", "bbox", "polygon", "line", "point", "point"]
         for line, kind in zip(lines, kinds, strict=True):
             assert support.conforms(line, support.image_shape(kind)), line
@@ -197,6 +200,7 @@ class TestUnsafeXml:
         )
         xml = f'<annotations><track id="0" label="a">{body}</track></annotations>'.encode()
         result = cvat.convert(xml, source="fuzz.xml", global_key=GK)
+        support.check_valid(result.lines)
         for line in result.lines:
             kind = next(iter(line["segments"][0]["keyframes"][0].keys() - {"frame"}))
             assert support.conforms(line, support.video_shape(kind))

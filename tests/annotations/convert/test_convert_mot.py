@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workers.annotations.convert import mot
+from workers.annotations.facts import MediaFacts
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 GK = "cam-03/clip-0042.mp4"
@@ -24,6 +25,7 @@ class TestMotFile:
         result, _ = self.convert()
         assert result.problems == []
         assert len(result.lines) == 3
+        support.check_valid(result.lines, MediaFacts(kind="video", width=1920, height=1080, frame_count=300))
         for line in result.lines:
             assert line["name"] == "pedestrian"
             assert line["dataRow"] == {"globalKey": GK}
@@ -160,6 +162,7 @@ class TestMotRows:
         """Rows of plausible tokens never raise, and lines only come from valid rows."""
         data = "\n".join(",".join(r) for r in rows).encode()
         result = mot.convert(data, source="fuzz.txt", global_key=GK)
+        support.check_valid(result.lines)
         for line in result.lines:
             assert support.conforms(line, support.video_shape("bbox"))
 

@@ -75,7 +75,7 @@ def track_line(
         stats.shapes_in += len(segment)
         stats.keyframes_out += len(kept)
         out.append({"keyframes": [keyframe(kind, s) for s in kept]})
-    line = {"name": name, "dataRow": lines.data_row(global_key), "segments": out}
+    line = {"dataRow": lines.data_row(global_key), "name": name, "segments": out}
     return lines.finish(line, global_key), stats
 
 
