@@ -208,7 +208,7 @@ def _track_segments(
                 current = []
                 continue
             part = tuple(shape[2 * k : 2 * k + 2]) if width else tuple(shape)
-            current.append(Sample(frame, part))
+            current.append((frame, part))
         if current:
             segments.append(current)
         result.append(segments)
