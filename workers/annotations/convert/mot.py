@@ -132,6 +132,8 @@ def _bulk_rows(text: str) -> Iterator[Parsed] | None:
     body = text.replace("\r\n", "\n").rstrip("\n")
     if not body:
         return iter(())
+    if "[" in body or "]" in body:  # a line must not be able to open or close rows of its own
+        return None
     try:
         rows = _bulk_decoder.decode(("[[" + body.replace("\n", "],[") + "]]").encode())
     except msgspec.MsgspecError:
