@@ -108,14 +108,15 @@ class TestSegments:
         samples = [(f, (0.0, 0.0)) for f in (1, 2, 3, 5, 6, 9)]
         assert [[s[0] for s in run] for run in split_at_gaps(samples)] == [[1, 2, 3], [5, 6], [9]]
 
-    def test_polyline_with_changing_vertex_count_is_kept_whole(self) -> None:
-        """Vertices that appear or vanish cannot be interpolated: every frame is a keyframe."""
-        seg = [
-            (1, (0.0, 0.0, 1.0, 1.0)),
-            (2, (0.0, 0.0, 1.0, 1.0, 2, 2)),
-            (3, (0.0, 0.0, 1.0, 1.0)),
-        ]
-        assert reduce_segment("line", seg, 0.5) == seg
+    def test_polyline_vertex_count_change_is_a_boundary(self) -> None:
+        """Vertices appearing: each run of equal vertex count is reduced on its own, and the
+        frames where the count changes stay keyframes on both sides."""
+        two = [(f, (f * 1.0, 0.0, f + 10.0, 5.0)) for f in range(1, 11)]
+        three = [(f, (f * 1.0, 0.0, f + 10.0, 5.0, f + 20.0, 0.0)) for f in range(11, 21)]
+        kept = reduce_segment("line", two + three, 0.5)
+        assert [s[0] for s in kept] == [1, 10, 11, 20]
+        flicker = [(1, (0.0, 0.0, 1.0, 1.0)), (2, (0.0, 0.0, 1.0, 1.0, 2.0, 2.0)), (3, (0.0, 0.0, 1.0, 1.0))]
+        assert reduce_segment("line", flicker, 0.5) == flicker
 
     def test_polyline_with_fixed_vertices_is_reduced(self) -> None:
         """A polyline translating at constant speed keeps its first and last keyframes."""

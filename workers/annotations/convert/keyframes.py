@@ -9,7 +9,7 @@ labelling tool we convert from does too (CVAT's boxes and polylines are linear b
 
 For a box that is linear on ``top, left, height, width`` (equivalently on its two corners). A
 shape here is a flat tuple of coordinates: ``(left, top, width, height)``, ``(x, y)``, or the
-``x, y`` of every vertex of a polyline (only reducible when the vertex count does not change).
+``x, y`` of every vertex of a polyline (reduced only between shapes with the same vertex count).
 
 **Algorithm (greedy furthest reach, O(n) per segment).** From an anchor keyframe ``a``, a later
 sample ``j`` can be the next keyframe when the straight line from ``a`` to ``j`` passes within the

@@ -45,13 +45,29 @@ def split_at_gaps(samples: list[Sample]) -> list[list[Sample]]:
 
 
 def reduce_segment(kind: Kind, segment: list[Sample], tolerance: float | None) -> list[Sample]:
-    """The keyframes to write for one segment (all of them when ``tolerance`` is None)."""
+    """The keyframes to write for one segment (all of them when ``tolerance`` is None).
+
+    A polyline whose vertex count changes is reduced within each run of samples with the same
+    count; the first and last sample of every run stay, so no frame is ever interpolated
+    between two lines of different vertex counts.
+    """
     if tolerance is None or len(segment) <= 2:
         return segment
-    if kind == "line" and len({len(s[1]) for s in segment}) != 1:
-        return segment  # vertices appear or vanish: nothing to interpolate between
-    kept = keyframes.reduce([s[0] for s in segment], [s[1] for s in segment], tolerance)
-    return [segment[i] for i in kept]
+    if kind == "line":
+        runs: list[list[Sample]] = []
+        for s in segment:
+            if runs and len(runs[-1][-1][1]) == len(s[1]):
+                runs[-1].append(s)
+            else:
+                runs.append([s])
+        if len(runs) > 1:
+            return [k for run in runs for k in _reduce(run, tolerance)]
+    return _reduce(segment, tolerance)
+
+
+def _reduce(samples: list[Sample], tolerance: float) -> list[Sample]:
+    kept = keyframes.reduce([s[0] for s in samples], [s[1] for s in samples], tolerance)
+    return [samples[i] for i in kept]
 
 
 def track_line(
