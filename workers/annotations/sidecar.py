@@ -27,6 +27,7 @@ import msgspec
 from workers.annotations.convert import coco, cvat, mot, yolo
 from workers.annotations.convert.result import ConvertResult
 from workers.annotations.decode import convert_dicts, decode_ndjson
+from workers.annotations.encode import line_with_deterministic_uuid
 from workers.annotations.facts import MediaFacts
 from workers.annotations.model import Line, row_key
 from workers.annotations.problems import Problem
@@ -120,6 +121,7 @@ def load_sidecar(
         result = _convert(data, fmt, source=source, global_key=global_key, facts=facts, o=options)
         lines, problems = convert_dicts(result.lines, source=source)
         problems = result.problems + problems
+    lines = [line_with_deterministic_uuid(line) for line in lines]  # a re-sent line is the same line
     for line in lines:
         named = row_key(line.annotation)
         if named is not None and named != global_key:
