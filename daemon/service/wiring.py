@@ -10,7 +10,7 @@ import aiohttp
 
 from daemon.core.config import Config, resolve
 from daemon.core.jobs import Job, ObjectRef
-from daemon.ledger.store import open_store
+from daemon.ledger.store import LedgerStore, open_store
 from daemon.ops.metrics import Metrics
 from daemon.ops.watchdog import ProgressMonitor
 from daemon.pipeline.build import Builder, file_url
@@ -19,6 +19,7 @@ from daemon.pipeline.stages import Prober, Settings
 from daemon.sinks.base import Deliverer
 from daemon.sinks.delivery import Deliverer as DeliveryDeliverer
 from daemon.sinks.delivery import DeliveryLimits
+from daemon.sinks.encord.sink import open_encord_deliverer
 from daemon.sinks.files import FilesSink
 from daemon.sinks.http import open_http_deliverer
 from daemon.sources.base import Source
@@ -128,13 +129,15 @@ async def open_source(
     raise WiringError(f"source.type {s.type!r} is not available in this build")
 
 
-async def make_sink(cfg: Config, stack: AsyncExitStack) -> Deliverer:
+async def make_sink(cfg: Config, stack: AsyncExitStack, ledger: LedgerStore | None = None) -> Deliverer:
     """The configured sink behind the daemon's one delivery policy (``daemon.sinks.delivery``)."""
     k = cfg.sink
     if k.type == "files":
         return FilesSink(resolve(cfg, k.path), cfg.target.platform)
     if k.type == "http":
         return await open_http_deliverer(k, stack)
+    if k.type == "encord":  # job ids are checkpoints in the ledger (a restart resumes the poll)
+        return await open_encord_deliverer(cfg, stack, ledger or await open_store(cfg, stack))
     raise WiringError(f"sink.type {k.type!r} is not available in this build")
 
 
@@ -221,7 +224,7 @@ async def build_pipeline(
 ) -> Pipeline:
     """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
     ledger = await open_store(cfg, stack)
-    sink = await make_sink(cfg, stack)
+    sink = await make_sink(cfg, stack, ledger)
     credentials = ChainCredentials()
     builder = Builder(
         platform=cfg.target.platform,
