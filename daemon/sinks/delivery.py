@@ -13,7 +13,9 @@ token from the shared :class:`~daemon.endpoint.Endpoint` before each request it 
   backoff, if the attempt count, the deadline and the retry budget allow it;
 * :class:`PermanentError` with a splitting status (400, 413, 422) on a multi-item batch: the batch
   is split in halves and each half delivered, down to the single bad items, which are rejected
-  with the server's message; any other permanent error rejects the batch's items.
+  with the server's message; any other permanent error rejects the batch's items;
+* :class:`CredentialsError` (the endpoint refuses *us*): no retry, nothing rejected; the items are
+  given back with the message, and :meth:`Deliverer.ready` is false until a delivery succeeds.
 
 The deadline (``DeliveryLimits.deadline``, per batch) bounds the waits (breaker, concurrency slot,
 backoff, Retry-After pause), never a call in progress: the sink's request timeout bounds that, so

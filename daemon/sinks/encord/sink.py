@@ -12,9 +12,11 @@
     -> checkpoint cleared ("")
 
 The create POST is never retried inside one call; the Deliverer's next attempt re-enters
-``deliver``, which finds the checkpoint. A poll that fails leaves the job id in place, so the
-retry polls the same job. A 404 for the job (it expired) clears the checkpoint: the next attempt
-re-sends. The integration title is resolved to its hash once (``cloud-integrations``).
+``deliver``, which finds the checkpoint: "sent" stays after no answer or a 5xx (the job may
+exist), and is cleared after a refusal (429, 4xx) or a connection never made. A poll that fails
+leaves the job id in place, so the retry polls the same job. A 404 for the job (it expired) sets
+"sent": the next attempt re-sends. The integration title is resolved to its hash once
+(``cloud-integrations``).
 """
 
 from __future__ import annotations
@@ -114,9 +116,15 @@ class EncordSink:
                     reason=str(e),
                     next="the re-send relies on skipDuplicateUrls",
                 )
+            else:
+                await self._ckpt.put_checkpoint(name, "")
             raise
-        except NotFound as e:
-            raise CredentialsError(f"Encord storage folder {self.folder} (target.dataset): {e}") from None
+        except (TransientError, PermanentError) as e:
+            if e.status is not None and e.status < 500:  # a refusal: no job was made
+                await self._ckpt.put_checkpoint(name, "")
+            if isinstance(e, NotFound):
+                raise CredentialsError(f"Encord storage folder {self.folder} (target.dataset): {e}") from None
+            raise
         try:
             job = responses.job_id(data)
         except ResponseError as e:
