@@ -101,19 +101,27 @@ class TestJobCheckpoints:
         assert [r.status for r in results] == ["accepted"] * 3
 
     async def test_recorded_job_is_resumed_not_created_again(self, srv: EncordServer) -> None:
-        """A job id in the ledger (a crash mid-poll) is polled; no POST is sent."""
+        """A job id in the ledger (a crash mid-poll) is polled; no POST is sent. Polls answered
+        "still running" count as deliberate waits (the watchdog's progress)."""
         ckpt = Checkpoints()
         b = batch(2)
         async with AsyncExitStack() as stack:
             d = await deliverer(srv, stack, ckpt)
+            sink = sink_of(d)
+            sink.poll_seconds = 0  # the server answers PENDING at once
             srv.hold_jobs = True
-            with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.5):  # the poll is held: cut it (a crash, for the sink)
-                    await sink_of(d).deliver(b)
+            task = asyncio.create_task(sink.deliver(b))
+            async with asyncio.timeout(10):
+                while sum(h.method == "GET" and "data-upload-jobs/" in h.path for h in srv.hits) < 3:
+                    await asyncio.sleep(0.01)
+            task.cancel()  # a crash, as far as the sink can tell
+            with pytest.raises(asyncio.CancelledError):
+                await task
             job = ckpt.values[f"encord.job:{b.id}"]
+            assert d.endpoint.stats.platform_waits >= 2
             srv.release()
             with capture_logs() as logs:
-                results = await sink_of(d).deliver(b)
+                results = await sink.deliver(b)
         assert len(srv.creates()) == 1 and [r.status for r in results] == ["accepted"] * 2
         assert any(e["event"] == "encord.job.resumed" and e["job"] == job for e in logs)
 

@@ -64,7 +64,7 @@ class EncordClient:
         self._base = base.rstrip("/")
         self._signer = signer
         self._session = session
-        self._endpoint = endpoint
+        self.endpoint = endpoint
         self._timeout = request_timeout
         self._retry_after_cap = retry_after_cap
         self._clock = clock
@@ -89,7 +89,7 @@ class EncordClient:
         if body:
             headers["Content-Type"] = "application/json"
         what = f"{method} {path} (trace {trace})"
-        await self._endpoint.request_slot()
+        await self.endpoint.request_slot()
         self.requests += 1
         timeout = aiohttp.ClientTimeout(total=self._timeout + wait)
         try:

@@ -68,6 +68,7 @@ class EncordSink:
         self.integration = integration
         self._integration_hash: str | None = None
         self._resolving = asyncio.Lock()  # concurrent first batches resolve it once
+        self.poll_seconds = POLL_SECONDS
         self.jobs_created = 0
 
     def __repr__(self) -> str:
@@ -139,7 +140,7 @@ class EncordSink:
         while True:
             try:
                 data = await self._client.call(
-                    "GET", path, query=f"timeoutSeconds={POLL_SECONDS}", wait=POLL_SECONDS
+                    "GET", path, query=f"timeoutSeconds={self.poll_seconds}", wait=self.poll_seconds
                 )
             except NotFound as e:
                 await self._ckpt.put_checkpoint(name, SENT)
@@ -153,6 +154,7 @@ class EncordSink:
                 raise TransientError(f"Encord job {job}: {e}") from None
             if state.terminal:
                 return state
+            self._client.endpoint.stats.platform_waits += 1  # the watchdog: waiting by choice
             log.debug("encord.job.pending", batch_id=batch.id, job=job, pending=state.units_pending_count)
 
     def _results(
