@@ -157,7 +157,8 @@ class TestJobCheckpoints:
         assert not [e for e in logs if e["event"] == "encord.job.resend"]
 
     async def test_invalid_batches_are_permanent_and_422_is_splittable(self, srv: EncordServer) -> None:
-        """Encord's 422 keeps its status (the Deliverer splits on it); a kind it cannot take is named."""
+        """Encord's 422 keeps its status (the Deliverer splits on it); an item of a kind it cannot
+        take is rejected alone, naming the kind."""
         srv.fault("create", 422)
         pdf = Batch.of([BatchItem("x", "PDF", enc.encode(enc.Item(objectUrl="https://h/x.pdf")))])
         async with AsyncExitStack() as stack:
@@ -165,8 +166,10 @@ class TestJobCheckpoints:
             with pytest.raises(PermanentError) as err:
                 await sink.deliver(batch(2))
             assert err.value.status == 422 and "Injected fault 422" in str(err.value)
-            with pytest.raises(PermanentError, match="kind 'PDF' cannot be registered"):
-                await sink.deliver(pdf)
+            mixed = Batch.of([*pdf.items, *batch(1, "m").items])
+            results = await sink.deliver(mixed)
+        assert [(r.key, r.status) for r in results] == [("m0", "accepted"), ("x", "rejected")]
+        assert results[1].reason == "Encord registers video, image and audio, not PDF"
 
 
 class TestRefusals:

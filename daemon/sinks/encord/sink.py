@@ -36,6 +36,7 @@ from daemon.sinks.base import Batch, CredentialsError, ItemResult, PermanentErro
 from daemon.sinks.delivery import Deliverer, DeliveryLimits
 from daemon.sinks.encord.client import EncordClient, NotFound, Unanswered
 from daemon.sinks.endpoint import Endpoint
+from workers.payloads.encord import GROUP
 from workers.platforms.encord import responses
 from workers.platforms.encord.payload import Sent, upload_job
 from workers.platforms.encord.responses import ResponseError
@@ -79,13 +80,21 @@ class EncordSink:
         return f"storage/folders/{quote(self.folder, safe='')}/data-upload-jobs"
 
     async def deliver(self, batch: Batch) -> list[ItemResult]:
+        items = [(i.key, i.kind, i.body) for i in batch.items if i.kind in GROUP]
+        refused = [
+            ItemResult(
+                key=i.key, status="rejected", reason=f"Encord registers video, image and audio, not {i.kind}"
+            )
+            for i in batch.items
+            if i.kind not in GROUP
+        ]
+        if not items:
+            return refused
         try:
             body, sent = upload_job(
-                [(i.key, i.kind, i.body) for i in batch.items],
-                integration_hash=await self._resolve_integration(),
-                file_name=f"ingestd-{batch.id}",
+                items, integration_hash=await self._resolve_integration(), file_name=f"ingestd-{batch.id}"
             )
-        except ValueError as e:  # a kind Encord cannot register, or a body that is not an Item
+        except ValueError as e:  # a body that is not an encoded Item: a bug upstream
             raise PermanentError(f"batch {batch.id}: {e}") from None
         name = f"encord.job:{batch.id}"
         job = await self._ckpt.get_checkpoint(name) or ""
@@ -95,7 +104,7 @@ class EncordSink:
             log.info("encord.job.resumed", batch_id=batch.id, job=job, items=len(batch.items))
         state = await self._wait(batch, name, job)
         await self._ckpt.put_checkpoint(name, "")
-        return self._results(batch, job, sent, state)
+        return [*self._results(batch, job, sent, state), *refused]
 
     async def _create(self, batch: Batch, body: bytes, name: str, *, resend: bool) -> str:
         if resend:
