@@ -75,21 +75,23 @@ def _row(line: Line, out: list[Problem]) -> str | None:
     return row_key(line.annotation)
 
 
-def _uuid(line: Line, u: str, uuids: dict[str, int], out: list[Problem]) -> None:
+def _uuid(line: Line, u: str, uuids: dict[str, tuple[str, int]], out: list[Problem]) -> None:
     try:
         uuidlib.UUID(u)
     except ValueError:
         out.append(report(line, "$.uuid", "annotation.uuid.format", "a UUID", u))
-    first = uuids.setdefault(u, line.number)
-    if first != line.number:
-        out.append(report(line, "$.uuid", "annotation.uuid.unique", f"a uuid not on line {first}", u))
+    here = (line.file, line.number)
+    first = uuids.setdefault(u, here)
+    if first != here:
+        where = f"line {first[1]}" if first[0] == line.file else f"{first[0]}:{first[1]}"
+        out.append(report(line, "$.uuid", "annotation.uuid.unique", f"a uuid not on {where}", u))
 
 
 def check_format(lines: Sequence[Line], *, kind: ImportKind | None = None) -> list[Problem]:
     """Every format rule over one import's lines: per-line problems in order, then per-import ones."""
     walk = FormatWalker()
     out = walk.out
-    uuids: dict[str, int] = {}
+    uuids: dict[str, tuple[str, int]] = {}
     per_feature: Counter[tuple[str, str]] = Counter()
     over: dict[tuple[str, str], Line] = {}
     video_rows: set[str] = set()
