@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from typing import Literal
 
 from msgspec import UNSET
@@ -87,8 +87,12 @@ def _uuid(line: Line, u: str, uuids: dict[str, tuple[str, int]], out: list[Probl
         out.append(report(line, "$.uuid", "annotation.uuid.unique", f"a uuid not on {where}", u))
 
 
-def check_format(lines: Sequence[Line], *, kind: ImportKind | None = None) -> list[Problem]:
-    """Every format rule over one import's lines: per-line problems in order, then per-import ones."""
+def check_format(
+    lines: Sequence[Line], *, kind: ImportKind | None = None, plain: Set[int] = frozenset()
+) -> list[Problem]:
+    """Every format rule over one import's lines: per-line problems in order, then per-import ones.
+    ``plain`` holds the ``id`` of lines whose segments passed
+    :func:`~workers.annotations.walk.plain_track`: their keyframes are not walked again."""
     walk = FormatWalker()
     out = walk.out
     uuids: dict[str, tuple[str, int]] = {}
@@ -115,10 +119,12 @@ def check_format(lines: Sequence[Line], *, kind: ImportKind | None = None) -> li
                 per_feature[key] += 1
                 if per_feature[key] == ANNOTATION_PER_FEATURE_LIMIT + 1:
                     over[key] = line
-            for c, cat in nested(ann.classifications, "$"):
-                walk.classification(line, c, cat, None)
+            if ann.classifications:
+                for c, cat in nested(ann.classifications, "$"):
+                    walk.classification(line, c, cat, None)
             if isinstance(ann, VideoObject):
-                walk.segments(line, ann.segments)
+                if id(line) not in plain:
+                    walk.segments(line, ann.segments)
                 video = True
             elif isinstance(ann, RadioClassification | ChecklistClassification):
                 parents = None
