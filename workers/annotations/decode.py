@@ -52,7 +52,7 @@ _SHAPES: tuple[type[Base], ...] = (
 )
 _DECODERS: dict[type[Base], msgspec.json.Decoder[Any]] = {cls: msgspec.json.Decoder(cls) for cls in _SHAPES}
 _VIDEO = msgspec.json.Decoder(VideoObject)
-_FIRST_BYTE: dict[type, int] = {str: ord('"'), dict: ord("{"), list: ord("[")}
+_FIRST_BYTE: dict[type, int] = {str: ord('"'), dict: ord("{"), list: ord("["), tuple: ord("[")}
 _ANSWER_BY_BYTE: dict[int, type[Base]] = {
     ord('"'): TextClassification,
     ord("{"): RadioClassification,

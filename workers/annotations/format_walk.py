@@ -30,7 +30,7 @@ from workers.annotations.walk import (
 _GEOMETRIES = ("bbox", "point", "line")
 
 
-def _contained(child: FrameRange, parents: list[FrameRange]) -> bool:
+def _contained(child: FrameRange, parents: tuple[FrameRange, ...]) -> bool:
     return any(p.start <= child.start and child.end <= p.end for p in parents)
 
 
@@ -57,7 +57,7 @@ class FormatWalker:
                 self.confidence = (line, f"{path}.confidence")
 
     def frames(
-        self, line: Line, frames: list[FrameRange], path: str, parents: list[FrameRange] | None
+        self, line: Line, frames: tuple[FrameRange, ...], path: str, parents: tuple[FrameRange, ...] | None
     ) -> None:
         for i, r in enumerate(frames):
             at = f"{path}.frames[{i}]"
@@ -72,7 +72,7 @@ class FormatWalker:
                 self.out.append(report(line, at, "annotation.frames.nested", want, f"{r.start}..{r.end}"))
 
     def classification(
-        self, line: Line, c: Classification, path: str, parents: list[FrameRange] | None
+        self, line: Line, c: Classification, path: str, parents: tuple[FrameRange, ...] | None
     ) -> None:
         self.feature(line, c, path)
         self.saw_confidence(line, c, path)
@@ -82,9 +82,13 @@ class FormatWalker:
         self.answer(line, c.answer, path, parents)
 
     def answer(
-        self, line: Line, answer: str | Answer | list[Answer], path: str, parents: list[FrameRange] | None
+        self,
+        line: Line,
+        answer: str | Answer | tuple[Answer, ...],
+        path: str,
+        parents: tuple[FrameRange, ...] | None,
     ) -> None:
-        if isinstance(answer, list) and answer:
+        if isinstance(answer, tuple) and answer:
             texts = sum(a.value is not UNSET for a in answer)
             if texts not in (0, len(answer)):
                 want = "all items with name/schemaId, or all with value"
@@ -136,7 +140,7 @@ class FormatWalker:
             got = f"width={width:g} height={height:g}"
             self.out.append(report(line, path, "annotation.bbox.size", "width > 0 and height > 0", got))
 
-    def segments(self, line: Line, segments: list[Segment]) -> None:
+    def segments(self, line: Line, segments: tuple[Segment, ...]) -> None:
         prev_end: int | None = None
         first_kf = next((kf for seg in segments for kf in seg.keyframes), None)
         want = next((g for g in _GEOMETRIES if getattr(first_kf, g, UNSET) is not UNSET), None)

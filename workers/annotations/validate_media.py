@@ -78,7 +78,7 @@ class _MediaWalk:
         if n is not None and not FIRST_FRAME <= f <= n:
             self.out.append(report(self.line, path, "media.frame.range", f"{FIRST_FRAME}..{n}", f))
 
-    def ranges(self, frames: list[FrameRange], path: str) -> None:
+    def ranges(self, frames: tuple[FrameRange, ...], path: str) -> None:
         n = self.n
         if n is None:
             return
@@ -121,7 +121,7 @@ class _MediaWalk:
             report(self.line, path, "media.point.clipped", was, f"({p.x:g}, {p.y:g})", severity="warning")
         )
 
-    def points(self, pts: list[Point], path: str) -> None:
+    def points(self, pts: tuple[Point, ...], path: str) -> None:
         for i, p in enumerate(pts):
             self.point(p, f"{path}[{i}]")
 
@@ -136,7 +136,7 @@ class _MediaWalk:
                 report(self.line, path, "media.mask.size", f"{self.w}x{self.h}", f"{size[0]}x{size[1]}")
             )
 
-    def classifications(self, cs: list[Classification] | object, path: str) -> None:
+    def classifications(self, cs: tuple[Classification, ...] | object, path: str) -> None:
         for c, at in nested(cs, path):
             if c.frames is not UNSET:
                 self.ranges(c.frames, at)

@@ -85,22 +85,24 @@ MESSAGES: dict[str, str] = {
 }
 
 
-def ranges_text(frames: list[FrameRange]) -> str:
+def ranges_text(frames: tuple[FrameRange, ...]) -> str:
     return ", ".join(f"{r.start}..{r.end}" for r in frames)
 
 
-def answers(answer: str | Answer | list[Answer], path: str) -> Iterator[tuple[Answer, str]]:
+def answers(answer: str | Answer | tuple[Answer, ...], path: str) -> Iterator[tuple[Answer, str]]:
     """Each answer object of a classification with its path (none for free text)."""
     if isinstance(answer, Answer):
         yield answer, f"{path}.answer"
-    elif isinstance(answer, list):
+    elif isinstance(answer, tuple):
         for i, a in enumerate(answer):
             yield a, f"{path}.answer[{i}]"
 
 
-def nested(classifications: list[Classification] | object, path: str) -> Iterator[tuple[Classification, str]]:
+def nested(
+    classifications: tuple[Classification, ...] | object, path: str
+) -> Iterator[tuple[Classification, str]]:
     """The classifications in a ``classifications`` list, with their paths."""
-    if classifications is UNSET or not isinstance(classifications, list):
+    if classifications is UNSET or not isinstance(classifications, tuple):
         return
     for i, c in enumerate(classifications):
         yield c, f"{path}.classifications[{i}]"
@@ -116,7 +118,7 @@ def _plain_option(a: Answer) -> bool:
     )
 
 
-def plain_classifications(cs: list[Classification]) -> bool:
+def plain_classifications(cs: tuple[Classification, ...]) -> bool:
     """True when every classification is a named one-level radio/checklist/text without frames,
     confidence or nesting: nothing any layer's rules could object to inside them except the
     ontology's names. The validators' fast path; anything else takes the full walk."""
@@ -124,7 +126,7 @@ def plain_classifications(cs: list[Classification]) -> bool:
         if (c.name is UNSET) == (c.schema_id is UNSET) or c.frames is not UNSET or c.confidence is not UNSET:
             return False
         a = c.answer
-        if type(a) is list:
+        if type(a) is tuple:
             for x in a:
                 if not _plain_option(x):
                     return False
@@ -133,7 +135,7 @@ def plain_classifications(cs: list[Classification]) -> bool:
     return True
 
 
-def plain_track(segments: list[Segment], frames: float, width: float, height: float) -> bool:
+def plain_track(segments: tuple[Segment, ...], frames: float, width: float, height: float) -> bool:
     """True when a track is ordered bbox keyframes inside ``1..frames`` and ``width x height``
     with plain classifications: nothing the format or media rules could report in its segments
     (pass ``inf`` for what is not known). The fused fast path of validate_lines."""
