@@ -1,7 +1,9 @@
 """``ingestd validate FILE... [--media PATH|URL] [--format F] [--ontology F] [--convert OUT] [--json]``.
 
-Checks annotation files before anything is sent: Labelbox NDJSON as is, or MOT / CVAT / COCO /
-YOLO through the converters of ``workers.annotations.convert`` (imported only when asked for).
+Checks annotation files before anything is sent: Labelbox NDJSON (``.ndjson``, ``.jsonl``) as is,
+or MOT / plain tracks / CVAT / COCO / YOLO through the sidecar loader and its converters
+(``workers.annotations.sidecar``; by suffix with ``--format auto``). Converted lines name the
+data row ``--global-key`` (default: the ``--media`` file name).
 All FILEs are one import (uuids unique across them, the 5,000-lines limit counted across them).
 ``--media`` probes the media (path, http(s) URL or s3://, like ``ingestd probe``) so frames and
 geometry are checked against its frame count and size; ``--ontology`` takes the project's
@@ -15,18 +17,15 @@ Exit status: 0 valid (warnings allowed), 1 problems, 2 usage errors.
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from daemon.commands.common import CommandError
-from workers.annotations.decode import convert_dicts, decode_ndjson
+from workers.annotations.decode import decode_ndjson
 from workers.annotations.encode import encode_ndjson, line_with_deterministic_uuid
 from workers.annotations.facts import MediaFacts
 from workers.annotations.model import Line
@@ -34,8 +33,8 @@ from workers.annotations.ontology import Ontology, OntologyError, load_ontology
 from workers.annotations.problems import Problem, errors
 from workers.annotations.validate import validate_lines
 
-FORMATS = ("auto", "ndjson", "mot", "cvat", "coco", "yolo")
-_BY_SUFFIX = {".ndjson": "ndjson", ".jsonl": "ndjson", ".xml": "cvat", ".csv": "mot", ".txt": "yolo"}
+FORMATS = ("auto", "ndjson", "mot", "tracks", "cvat", "coco", "yolo")
+_NDJSON_SUFFIXES = (".ndjson", ".jsonl")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,22 +48,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--kind", choices=("mal", "ground_truth"), help="import kind (confidence is dropped)")
     p.add_argument("--clip", action="store_true", help="clip geometry to the media instead of refusing it")
     p.add_argument("--global-key", help="data row of converted lines (default: the media's file name)")
+    p.add_argument("--names", help="class names for YOLO (0-based ids) / MOT (1-based), comma-separated")
     p.set_defaults(func=run)
-
-
-def detect(path: str, data: bytes) -> str:
-    """The format of a file from its suffix; a .json is COCO when it has images and annotations."""
-    suffix = Path(path).suffix.lower()
-    if suffix in _BY_SUFFIX:
-        return _BY_SUFFIX[suffix]
-    if suffix == ".json":
-        try:
-            top = msgspec.json.decode(data)
-        except msgspec.DecodeError:
-            return "ndjson"
-        if isinstance(top, dict) and "images" in top and "annotations" in top:
-            return "coco"
-    return "ndjson"
 
 
 def _media(target: str) -> MediaFacts:
@@ -87,46 +72,22 @@ def _ontology(path: str) -> Ontology:
         raise CommandError(f"ontology {path}: {e}") from None
 
 
-def _as_problem(p: Any, source: str) -> Problem:
-    """A converter's problem (any Struct with the same fields, ``source`` or ``file``) as ours."""
-    fields = msgspec.to_builtins(p)
-    fields["file"] = fields.pop("source", None) or fields.get("file") or source
-    return msgspec.convert(fields, type=Problem)
-
-
-def convert_file(
-    fmt: str, data: bytes, *, source: str, media: MediaFacts | None, global_key: str | None
+def load_file(
+    path: str, data: bytes, args: argparse.Namespace, media: MediaFacts | None
 ) -> tuple[list[Line], list[Problem]]:
-    """Run ``workers.annotations.convert.<fmt>.convert`` and decode its dicts through the model."""
-    try:
-        module = importlib.import_module(f"workers.annotations.convert.{fmt}")
-    except ModuleNotFoundError:
-        raise CommandError(
-            f"--format {fmt}: no {fmt} converter in this build (workers.annotations.convert.{fmt})"
-        ) from None
-    offered: dict[str, Any] = {
-        "source": source,
-        "media": media,
-        "global_key": global_key,
-        "global_key_for": lambda name: Path(name).name,
-        "width": media.width if media else None,
-        "height": media.height if media else None,
-    }
-    params = inspect.signature(module.convert).parameters
-    missing = [
-        n
-        for n, p in params.items()
-        if p.kind is p.KEYWORD_ONLY and p.default is p.empty and offered.get(n) is None
-    ]
-    if missing:
-        raise CommandError(
-            f"--format {fmt}: the converter needs {', '.join(missing)} (give --media / --global-key)"
-        )
-    result = module.convert(data, **{k: v for k, v in offered.items() if k in params})
-    dicts = result if isinstance(result, list) else result.lines
-    problems = [] if isinstance(result, list) else [_as_problem(p, source) for p in result.problems]
-    lines, found = convert_dicts(dicts, source=source)
-    return lines, problems + found
+    """NDJSON as is; any other format through the sidecar loader (the converters, by suffix)."""
+    fmt = args.format
+    if fmt == "ndjson" or (fmt == "auto" and Path(path).suffix.lower() in _NDJSON_SUFFIXES):
+        return decode_ndjson(data, source=path)
+    from workers.annotations.sidecar import LoadOptions, load_sidecar  # noqa: PLC0415 - converters on demand
+
+    global_key = args.global_key or (Path(args.media).name if args.media else None)
+    if global_key is None:
+        raise CommandError(f"{path}: converted lines need a data row: give --global-key or --media")
+    names = tuple(n.strip() for n in args.names.split(",")) if args.names else ()
+    options = LoadOptions(format=fmt, names=names)
+    suffix = Path(path).suffix
+    return load_sidecar(data, source=path, suffix=suffix, global_key=global_key, facts=media, options=options)
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -146,7 +107,6 @@ def _write_atomic(path: str, data: bytes) -> None:
 def run(args: argparse.Namespace) -> int:
     media = _media(args.media) if args.media else None
     ontology = _ontology(args.ontology) if args.ontology else None
-    global_key = args.global_key or (Path(args.media).name if args.media else None)
     lines: list[Line] = []
     problems: list[Problem] = []
     for path in args.files:
@@ -154,11 +114,7 @@ def run(args: argparse.Namespace) -> int:
             data = Path(path).read_bytes()
         except OSError as e:
             raise CommandError(f"{path}: {e.strerror}") from None
-        fmt = detect(path, data) if args.format == "auto" else args.format
-        if fmt == "ndjson":
-            got, found = decode_ndjson(data, source=path)
-        else:
-            got, found = convert_file(fmt, data, source=path, media=media, global_key=global_key)
+        got, found = load_file(path, data, args, media)
         lines.extend(got)
         problems.extend(found)
     lines, found = validate_lines(lines, media=media, ontology=ontology, kind=args.kind, clip=args.clip)

@@ -137,7 +137,7 @@ class TestValidate:
         assert proc.returncode == 2 and "not a Labelbox normalized ontology" in proc.stderr
         proc = ingestd("validate", "--format", "mot", str(f))
         assert proc.returncode == 2
-        assert "--format mot:" in proc.stderr
+        assert "converted lines need a data row: give --global-key or --media" in proc.stderr
 
     def test_files_are_one_import(self, tmp_path):
         """A uuid repeated in a second file is a duplicate of the first file's."""
@@ -148,3 +148,28 @@ class TestValidate:
         assert proc.returncode == 1
         assert proc.stdout.startswith(f"{b}:1: $.uuid: annotation.uuid.unique")
         assert f"(expected a uuid not on {a}:1, got {u})" in proc.stdout
+
+
+class TestConverted:
+    def mot(self, tmp_path, last_frame):
+        """One MOT track moving right, frames 1..last_frame."""
+        rows = [f"{f},7,{10 + f},20,30,40,1,-1,-1,-1" for f in range(1, last_frame + 1)]
+        path = tmp_path / "gt.csv"
+        path.write_text("\n".join(rows) + "\n")
+        return path
+
+    def test_mot_file_converted_and_written(self, tmp_path, video):
+        """A MOT file becomes one reduced track on the media's data row, written with --convert."""
+        out = tmp_path / "out.ndjson"
+        proc = ingestd("validate", "--media", str(video), "--convert", str(out), str(self.mot(tmp_path, 40)))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (line,) = [json.loads(x) for x in out.read_text().splitlines()]
+        assert line["dataRow"] == {"globalKey": "clip.mp4"}
+        frames = [k["frame"] for s in line["segments"] for k in s["keyframes"]]
+        assert frames[0] == 1 and frames[-1] == 40 and len(frames) < 40  # linear motion: reduced
+
+    def test_mot_track_beyond_the_video(self, tmp_path, video):
+        """A tracker frame past the probed count is refused on the converted line."""
+        proc = ingestd("validate", "--media", str(video), "--global-key", "k", str(self.mot(tmp_path, 55)))
+        assert proc.returncode == 1
+        assert "media.frame.range" in proc.stdout and "(expected 1..50, got 55)" in proc.stdout
