@@ -212,7 +212,7 @@ def run(quick: bool) -> list[Figure]:
             baseline=sdk_rate,
             baseline_name="labelbox[data] json.loads + Label + NDJsonConverter.serialize + json.dumps",
             target=20 * sdk_rate,
-            note=f"best of 3 interleaved rounds; SDK on the first {n_sdk} lines, its output checked equal to ours",
+            note=f"best of 3 interleaved rounds; SDK on its first {n_sdk} lines, output checked equal",
         ),
     )
     return figures

@@ -8,7 +8,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import aiohttp
-from workers.annotations.ontology import load_ontology
 
 from daemon.core.config import Config, resolve
 from daemon.core.jobs import ObjectRef
@@ -30,6 +29,7 @@ from daemon.sources.manifest import ManifestSource
 from daemon.sources.redis_streams import open_redis_source
 from daemon.sources.spool import SpoolSource
 from daemon.sources.sqs import open_sqs_source
+from workers.annotations.ontology import load_ontology
 from workers.batching import JSON_ARRAY, NDJSON
 from workers.payloads.keys import check_key, make_key
 from workers.probe.engine import probe
