@@ -24,17 +24,17 @@ from typing import Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
-from workers.annotations.encode import encode_ndjson
-from workers.annotations.facts import MediaFacts
-from workers.annotations.ontology import Ontology
-from workers.annotations.problems import Problem, errors
-from workers.annotations.validate import validate_lines
 
 from daemon.core.config import AnnotationsConfig
 from daemon.core.jobs import Job, ObjectRef, Rejection
 from daemon.ledger.records import FinalState, fold
 from daemon.ledger.store import LedgerStore
+from workers.annotations.encode import encode_ndjson
+from workers.annotations.facts import MediaFacts
+from workers.annotations.ontology import Ontology
+from workers.annotations.problems import Problem, errors
 from workers.annotations.sidecar import LoadOptions, load_sidecar
+from workers.annotations.validate import validate_lines
 from workers.probe.media import MediaInfo
 
 KIND = "ANNOTATIONS"  # BatchItem.kind of an annotation item

@@ -8,7 +8,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import aiohttp
-from workers.annotations.ontology import load_ontology
 
 from daemon.core.config import Config, resolve
 from daemon.core.jobs import ObjectRef
@@ -22,6 +21,7 @@ from daemon.pipeline.stages import Prober, Settings
 from daemon.sinks.base import Deliverer
 from daemon.sinks.delivery import Deliverer as DeliveryDeliverer
 from daemon.sinks.delivery import DeliveryLimits
+from daemon.sinks.encord.sink import open_encord_deliverer
 from daemon.sinks.files import FilesSink
 from daemon.sinks.http import open_http_deliverer
 from daemon.sources.base import Source
@@ -30,6 +30,7 @@ from daemon.sources.manifest import ManifestSource
 from daemon.sources.redis_streams import open_redis_source
 from daemon.sources.spool import SpoolSource
 from daemon.sources.sqs import open_sqs_source
+from workers.annotations.ontology import load_ontology
 from workers.batching import JSON_ARRAY, NDJSON
 from workers.payloads.keys import check_key, make_key
 from workers.probe.engine import probe
@@ -132,7 +133,7 @@ async def open_source(
     raise WiringError(f"source.type {s.type!r} is not available in this build")
 
 
-async def make_sink(cfg: Config, stack: AsyncExitStack) -> Deliverer:
+async def make_sink(cfg: Config, stack: AsyncExitStack, ledger: LedgerStore | None = None) -> Deliverer:
     """The configured sink behind the daemon's one delivery policy (``daemon.sinks.delivery``)."""
     k = cfg.sink
     if k.type == "files":
@@ -141,6 +142,8 @@ async def make_sink(cfg: Config, stack: AsyncExitStack) -> Deliverer:
         )
     if k.type == "http":
         return await open_http_deliverer(k, stack)
+    if k.type == "encord":  # job ids are checkpoints in the ledger (a restart resumes the poll)
+        return await open_encord_deliverer(cfg, stack, ledger or await open_store(cfg, stack))
     raise WiringError(f"sink.type {k.type!r} is not available in this build")
 
 
@@ -261,7 +264,7 @@ async def build_pipeline(
 ) -> Pipeline:
     """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
     ledger = await open_store(cfg, stack)
-    sink = await make_sink(cfg, stack)
+    sink = await make_sink(cfg, stack, ledger)
     credentials = ChainCredentials()
     readers = Readers(cfg, stack, credentials)
     builder = Builder(
