@@ -6,6 +6,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from workers.probe.engine import DEFAULT_HEAD_BYTES, probe_bytes
 from workers.probe.engine import parse as engine_parse
@@ -271,3 +273,76 @@ def test_a_segment_duration_of_a_video_only_file_is_its_own() -> None:
     got = probe_bytes(HEADER + ebml(0x18538067, info(1_000_000, struct.pack(">d", 2_002.0)) + video_only))
     assert (got.duration, got.duration_estimated, got.width) == (2.002, False, 320)
     assert encord.check(got, strict=True).videoMetadata is not None
+
+
+@settings(max_examples=300, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    packets=st.lists(
+        st.tuples(st.sampled_from([0x100, 0x101, 0x1FFF]), st.booleans(), st.binary(max_size=184)),
+        max_size=60,
+    ),
+    pts=st.lists(st.integers(0, (1 << 33) - 1), max_size=60),
+    cut=st.integers(0, 20_000),
+)
+def test_arbitrary_ts_packets_give_a_result_or_a_rejection(
+    packets: list[tuple[int, bool, bytes]], pts: list[int], cut: int
+) -> None:
+    """Valid tables, then packets on the video PID (and others) with arbitrary payloads and
+    PES headers with arbitrary timestamps, cut anywhere: a result or a ProbeError, the same
+    whole and need by need."""
+    body = [ts_packet(pid, payload[:184], start=start) for pid, start, payload in packets]
+    body += [ts_packet(0x100, pes(t)) for t in pts]
+    data = (ts(0, 0, 1) + b"".join(body))[: max(cut, 2 * PACKET)]
+    whole = outcome(engine_parse, Sparse.whole(data))
+    assert fed(engine_parse, data, one_byte=False) == whole
+
+
+MASTERS = [
+    0x114D9B74,
+    0x4DBB,
+    0x1549A966,
+    0x1654AE6B,
+    0xAE,
+    0xE0,
+    0x1254C367,
+    0x7373,
+    0x63C0,
+    0x67C8,
+    0x1F43B675,
+]
+LEAVES = [
+    0x53AB,
+    0x53AC,
+    0x2AD7B1,
+    0x4489,
+    0x83,
+    0x86,
+    0x23E383,
+    0xB0,
+    0xBA,
+    0x73C5,
+    0x63C5,
+    0x45A3,
+    0x4487,
+    0xEC,
+]
+elements = st.recursive(
+    st.tuples(st.sampled_from(LEAVES), st.binary(max_size=12)).map(lambda e: ebml(e[0], e[1])),
+    lambda children: st.tuples(st.sampled_from(MASTERS), st.lists(children, max_size=5), st.booleans()).map(
+        lambda e: ebml(e[0], b"".join(e[1]), unknown=e[2])
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(children=st.lists(elements, max_size=6), unknown=st.booleans(), cut=st.integers(0, 4000))
+def test_arbitrary_ebml_trees_give_a_result_or_a_rejection(
+    children: list[bytes], unknown: bool, cut: int
+) -> None:
+    """Segment children built from the element ids the parser knows, nested anyhow, of known and
+    unknown sizes, with arbitrary values, cut anywhere: a result or a ProbeError, the same whole
+    and need by need."""
+    data = (HEADER + ebml(0x18538067, b"".join(children), unknown=unknown))[: max(cut, len(HEADER) + 12)]
+    whole = outcome(engine_parse, Sparse.whole(data))
+    assert fed(engine_parse, data, one_byte=True) == whole
