@@ -124,7 +124,6 @@ class Service:
         self.monitor = ProgressMonitor(stall_after=cfg.pipeline.stall_seconds)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_retries = 0
-        self._last_sent = 0
         self.pipeline: Pipeline | None = None
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -208,13 +207,12 @@ class Service:
         self.readiness.circuit(sink, is_open)
         endpoint = getattr(deliverer, "endpoint", None)
         waiting = is_open or (endpoint is not None and endpoint.paused_for() > 0)
-        if waiting or stats.retries != self._last_retries or stats.sent != self._last_sent:
-            # waiting on the platform by choice (Retry-After, open circuit, backoff) is not a
-            # wedge, nor is a call that keeps sending requests (polling a platform task for
-            # minutes): count it as progress so the watchdog keeps pinging
+        moved = stats.retries + stats.platform_waits
+        if waiting or moved != self._last_retries:
+            # waiting on the platform by choice (Retry-After, open circuit, backoff, a job still
+            # running) is not a wedge: count it as progress so the watchdog keeps pinging
             self.monitor.stage("deliver").progress()
-        self._last_retries = stats.retries
-        self._last_sent = stats.sent
+        self._last_retries = moved
 
     async def _ready_when_reachable(self) -> None:
         while not self.readiness.ready:

@@ -21,9 +21,10 @@ from daemon.pipeline.stages import Prober, Settings
 from daemon.sinks.base import Deliverer
 from daemon.sinks.delivery import Deliverer as DeliveryDeliverer
 from daemon.sinks.delivery import DeliveryLimits
+from daemon.sinks.encord.sink import open_encord_deliverer
 from daemon.sinks.files import FilesSink
 from daemon.sinks.http import open_http_deliverer
-from daemon.sinks.labelbox import UrlRefresher, open_labelbox_deliverer
+from daemon.sinks.labelbox import UrlRefresher, labelbox_limits, open_labelbox_deliverer
 from daemon.sources.base import Source
 from daemon.sources.listing import Checkpoints, open_listing_source
 from daemon.sources.manifest import ManifestSource
@@ -145,6 +146,8 @@ async def make_sink(cfg: Config, stack: AsyncExitStack, ledger: LedgerStore | No
         return await open_http_deliverer(k, stack)
     if k.type == "labelbox":
         return await open_labelbox_deliverer(k, cfg.target, stack, ledger, expiries=ledger)
+    if k.type == "encord":  # job ids are checkpoints in the ledger (a restart resumes the poll)
+        return await open_encord_deliverer(cfg, stack, ledger or await open_store(cfg, stack))
     raise WiringError(f"sink.type {k.type!r} is not available in this build")
 
 
@@ -166,7 +169,8 @@ def url_refresher(cfg: Config, deliverer: Deliverer, ledger: LedgerStore) -> Url
 def reload_sink(deliverer: Deliverer, cfg: Config) -> None:
     """SIGHUP: new rate limits and concurrency for a running sink; work in flight continues."""
     if isinstance(deliverer, DeliveryDeliverer):
-        deliverer.reload(DeliveryLimits.from_config(cfg.sink))
+        k = cfg.sink
+        deliverer.reload(labelbox_limits(k) if k.type == "labelbox" else DeliveryLimits.from_config(k))
 
 
 class Readers:

@@ -72,9 +72,12 @@ class TransientError(Exception):
 
 
 class CredentialsError(TransientError):
-    """The platform refuses our credentials (authentication or authorization). No item is at
-    fault, so nothing is dead-lettered: the batch is given back, and readiness stays false until
-    a check passes again. Platform sinks say it once in the log, not at every retry."""
+    """The endpoint refuses *us* (credentials, permissions, a target that is not ours or gone).
+
+    A property of the endpoint, not of the objects: the Deliverer gives the batch back at once
+    (no retries, nothing dead-lettered) and the message names what to fix. It never quotes the
+    credential itself.
+    """
 
 
 class PermanentError(Exception):

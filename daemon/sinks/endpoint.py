@@ -38,7 +38,7 @@ class DeliveryStats:
     given_back: int = 0  # batches returned as retryable
     splits: int = 0
     pauses: int = 0  # endpoint-wide Retry-After pauses
-    sent: int = 0  # requests released by the bucket (a sink polling a long task keeps moving this)
+    platform_waits: int = 0  # polls answered "still running" (a job on the platform): not a wedge
     rate_limit_wait_seconds: float = 0.0
     concurrency_limit: int = 0
     in_flight: int = 0
@@ -94,11 +94,9 @@ class Endpoint:
                     if self._items is not None and items:
                         wait = max(wait, self._items.acquire(now, items))
                     if wait <= 0:
-                        self.stats.sent += 1
                         return
                     await self._sleep(wait)
                     if self._requests.epoch == epoch:
-                        self.stats.sent += 1
                         return
                     # a Retry-After pause began while we slept: our reservation is void, queue again
         finally:

@@ -10,8 +10,8 @@ import pytest
 from daemon.core.config import ConfigError, from_dict
 from daemon.service.runner import Service
 from daemon.service.wiring import settings, url_refresher
-from daemon.sinks.delivery import DeliveryLimits
 from daemon.sinks.endpoint import DeliveryStats
+from daemon.sinks.labelbox import labelbox_limits
 from workers.limits import CircuitState
 
 
@@ -55,7 +55,7 @@ class TestLabelboxConfig:
         """Requests per minute become the endpoint's rate; concurrency is tasks in flight, never
         shrunk by a task's long latency; the pipeline keeps enough deliver workers."""
         c = from_dict(cfg(requests_per_minute=5000, tasks_in_flight=24, task_deadline=600, max_items=100))
-        limits = DeliveryLimits.from_config(c.sink)
+        limits = labelbox_limits(c.sink)
         assert limits.requests_per_second == pytest.approx(5000 / 60)
         assert limits.max_concurrency == 24 and math.isinf(limits.latency_tolerance)
         assert limits.deadline >= 600
@@ -73,14 +73,14 @@ class _Polling:
 
 
 def test_a_long_task_being_polled_is_not_a_wedge() -> None:
-    """While requests keep going out the busy deliver stage counts as progressing; when they
-    stop it is a wedge after stall_after."""
+    """While polls keep answering "still running" the busy deliver stage counts as progressing;
+    when they stop it is a wedge after stall_after."""
     svc = Service(from_dict(cfg()), None, once=False)
     d = _Polling()
     stage = svc.monitor.stage("deliver")
     stage.busy = True
     for t in range(0, 600, 30):  # ten minutes of one call, a poll between ticks
-        d.stats.sent += 1
+        d.stats.platform_waits += 1
         svc._observe_delivery(d)
         assert svc.monitor.check(float(t)).ok
     svc._observe_delivery(d)

@@ -1,1 +1,1 @@
-"""Platform protocols (sans-I/O): request documents, response decoding, payload framing."""
+"""Pure protocol code for the labeling platforms' own APIs (signers, payloads, response decoding)."""

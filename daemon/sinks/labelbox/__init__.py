@@ -8,6 +8,7 @@ builds the whole path behind the daemon's one delivery policy.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -23,7 +24,21 @@ from daemon.sinks.labelbox.tasks import TaskPoller
 
 DEFAULT_ENDPOINT = "https://api.labelbox.com/graphql"
 
-__all__ = ["DEFAULT_ENDPOINT", "LabelboxSink", "UrlRefresher", "open_labelbox_deliverer"]
+__all__ = ["DEFAULT_ENDPOINT", "LabelboxSink", "UrlRefresher", "labelbox_limits", "open_labelbox_deliverer"]
+
+
+def labelbox_limits(cfg: SinkConfig) -> DeliveryLimits:
+    """The delivery limits of ``[sink] type = "labelbox"``: the org's budget per minute, one call per
+    task (so a call's latency is the task's, never a reason to shrink concurrency)."""
+    return DeliveryLimits(
+        requests_per_second=cfg.requests_per_minute / 60,
+        max_concurrency=cfg.tasks_in_flight,
+        max_retries=cfg.max_retries,
+        retry_budget=cfg.retry_budget,
+        retry_after_cap=cfg.retry_after_cap,
+        deadline=cfg.task_deadline + max(60.0, 4 * cfg.request_timeout),
+        latency_tolerance=math.inf,
+    )
 
 
 async def open_labelbox_deliverer(
@@ -42,7 +57,7 @@ async def open_labelbox_deliverer(
     ``poll_interval`` overrides the configured pace (in-process tests only; the configuration
     refuses less than 2 s)."""
     api_key = load_secret(cfg.api_key_secret, environ)
-    limits = DeliveryLimits.from_config(cfg)
+    limits = labelbox_limits(cfg)
     endpoint = Deliverer.endpoint_for("labelbox", limits, clock)
     session = await stack.enter_async_context(
         aiohttp.ClientSession(

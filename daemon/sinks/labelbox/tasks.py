@@ -97,6 +97,8 @@ class TaskPoller:
         for tid, view in views.items():
             if view is None or view.finished:
                 self._resolve(tid, view)
+            else:  # still running on Labelbox: waiting by choice, not a wedge (the watchdog)
+                self._client.endpoint.stats.platform_waits += 1
 
     def _resolve(self, task_id: str, view: gql.TaskView | None) -> None:
         for fut in self._waiters.pop(task_id, []):
