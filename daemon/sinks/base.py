@@ -1,4 +1,4 @@
-"""The sink contract (DESIGN.md, Contracts).
+"""The sink contract (docs/architecture.md, Contracts).
 
 ``deliver(batch) -> list[ItemResult]``: one result per item, in any order, each
 ``accepted``, ``duplicate`` (already there: a success), ``rejected`` (permanent, with the

@@ -54,8 +54,8 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from daemon.config import Config, resolve
-from daemon.jobs import ObjectRef
+from daemon.core.config import Config, resolve
+from daemon.core.jobs import ObjectRef
 from daemon.sources.redis_entries import BODY, decode_entry, field_map, raw_fields
 from daemon.sources.redis_pending import REDIS_FAILURES, UNREACHABLE, PendingEntries, back_off
 from daemon.sources.redis_scripts import CLAIM, FORGET, Claimed, parse_claim
