@@ -14,6 +14,7 @@ Targets: >= 3,000 objects/s per process or >= 1.6x the baseline, <= 330 µs CPU 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -90,8 +91,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
-def ingestd(base: str, work: Path, i: int) -> subprocess.Popen[bytes]:
+def ingestd(base: str, work: Path, i: int, head_bytes: int | None = None) -> subprocess.Popen[bytes]:
     folder = work / f"ingestd{i}"
+    probe = f"[probe]\nhead_bytes = {head_bytes}\n" if head_bytes else ""
     folder.mkdir()
     (folder / "ingestd.toml").write_text(f"""
 [source]
@@ -101,7 +103,7 @@ queue_url = "{base}/123456789012/bench"
 region = "us-east-1"
 endpoint_url = "{base}"
 addressing_style = "path"
-""")
+{probe}""")
     return subprocess.Popen(
         [sys.executable, "-m", "daemon", "run", "-c", str(folder / "ingestd.toml")],
         cwd=folder,
@@ -150,7 +152,7 @@ def measure(rig: Rig, start: Starter, procs: int, n: int) -> tuple[float, float]
         deadline = time.monotonic() + 60
         while sqs.deleted() == 0:
             if time.monotonic() > deadline or any(p.poll() is not None for p in running):
-                raise RuntimeError(f"{start.__name__}: nothing delivered (see {work})")
+                raise RuntimeError(f"{_name(start)}: nothing delivered (see {work})")
             time.sleep(0.1)
         time.sleep(rig.warmup)
         d0, c0 = sqs.deleted(), sum(cpu_seconds(p.pid) for p in running)
@@ -159,10 +161,14 @@ def measure(rig: Rig, start: Starter, procs: int, n: int) -> tuple[float, float]
         d1, c1 = sqs.deleted(), sum(cpu_seconds(p.pid) for p in running)
         elapsed = time.monotonic() - t0
         if d1 - d0 <= 0:
-            raise RuntimeError(f"{start.__name__}: nothing delivered in the window")
+            raise RuntimeError(f"{_name(start)}: nothing delivered in the window")
         if sqs.deleted() >= n - 10:
-            raise RuntimeError(f"{start.__name__}: the queue ran dry; raise the message count")
+            raise RuntimeError(f"{_name(start)}: the queue ran dry; raise the message count")
         return (d1 - d0) / elapsed, (c1 - c0) / (d1 - d0) * 1e6
+
+
+def _name(start: Starter) -> str:
+    return str(getattr(start, "__name__", start))
 
 
 def _stop(p: subprocess.Popen[bytes]) -> None:
@@ -182,7 +188,13 @@ def nginx_etag(obj: Path) -> str:
 def run(quick: bool) -> list[Figure]:
     reps, warmup, window = (2, 1.5, 3.0) if quick else (5, 3.0, 10.0)
     n = int(9000 * (warmup + window + 8))  # never runs dry at up to ~9k objects/s, plus start-up
-    got: dict[str, list[tuple[float, float]]] = {"ingestd": [], "baseline": [], "ingestd x2": []}
+    got: dict[str, list[tuple[float, float]]] = {
+        "ingestd": [],
+        "baseline": [],
+        "ingestd x2": [],
+        "head16k": [],
+    }
+    head16k = functools.partial(ingestd, head_bytes=16384)
     with tempfile.TemporaryDirectory(prefix="ingestd-e2e-obj-") as tmp:
         obj = make_object(Path(tmp))
         rig = Rig(obj, nginx_etag(obj), warmup, window)
@@ -190,6 +202,7 @@ def run(quick: bool) -> list[Figure]:
             got["ingestd"].append(measure(rig, ingestd, 1, n))
             got["baseline"].append(measure(rig, baseline, 1, n))
             got["ingestd x2"].append(measure(rig, ingestd, 2, 2 * n))
+            got["head16k"].append(measure(rig, head16k, 1, n))
         size_kib = obj.stat().st_size / 1024
 
     def med(name: str, i: int) -> float:
@@ -227,5 +240,14 @@ def run(quick: bool) -> list[Figure]:
             baseline_name="1 process",
             target=1.7 * med("ingestd", 0),
             note="two ingestd processes on one queue, aggregate",
+        ),
+        Figure(
+            name="e2e_cpu_us_per_object_head16k",
+            value=med("head16k", 1),
+            unit="µs/object",
+            baseline=med("ingestd", 1),
+            baseline_name="64 KiB head (default)",
+            higher_is_better=False,
+            note=f"head_bytes 16384; objects/s {med('head16k', 0):,.0f} vs {med('ingestd', 0):,.0f}",
         ),
     ]
