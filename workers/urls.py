@@ -291,7 +291,7 @@ def url_violations(url: str, platform: Platform) -> list[Violation]:
             )
         )
     if platform == "labelbox":
-        bad = sorted({c for c in url if c in LABELBOX_FORBIDDEN})
+        bad = [c for c in sorted(LABELBOX_FORBIDDEN) if c in url]  # 4 scans in C, not a loop per character
         if bad:
             found.append(
                 Violation(
