@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bench.harness import Figure
-from bench.nginx import free_port, nginx
+from bench.nginx import nginx
 
 ROOT = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -59,18 +59,19 @@ class Sqs:
     """One SQS stand-in process with ``n`` events for the object."""
 
     def __init__(self, n: int, size: int, etag: str) -> None:
-        self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.fake_sqs", "--port", str(self.port), "--messages", str(n),
+            [sys.executable, "-m", "bench.fake_sqs", "--port", "0", "--messages", str(n),
              "--size", str(size), "--etag", etag],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
         )  # fmt: skip
         assert self.proc.stdout is not None
-        if not self.proc.stdout.readline().startswith("PORT "):
+        line = self.proc.stdout.readline()
+        if not line.startswith("PORT "):
             self.proc.kill()
-            raise RuntimeError("fake_sqs did not start")
+            raise RuntimeError(f"fake_sqs did not start: {line!r}")
+        self.port = int(line.split()[1])
 
     def deleted(self) -> int:
         req = urllib.request.Request(
@@ -91,11 +92,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
-def ingestd(base: str, work: Path, i: int, head_bytes: int | None = None) -> subprocess.Popen[bytes]:
+def ingestd_config(base: str, work: Path, i: int, head_bytes: int | None = None) -> Path:
+    """The config of ingestd number ``i``: its defaults, the stand-ins' endpoint, its own folder."""
     folder = work / f"ingestd{i}"
-    probe = f"[probe]\nhead_bytes = {head_bytes}\n" if head_bytes else ""
     folder.mkdir()
-    (folder / "ingestd.toml").write_text(f"""
+    probe = f"[probe]\nhead_bytes = {head_bytes}\n" if head_bytes else ""
+    path = folder / "ingestd.toml"
+    path.write_text(f"""
 [source]
 type = "sqs"
 queue_url = "{base}/123456789012/bench"
@@ -104,12 +107,17 @@ region = "us-east-1"
 endpoint_url = "{base}"
 addressing_style = "path"
 {probe}""")
+    return path
+
+
+def ingestd(base: str, work: Path, i: int, head_bytes: int | None = None) -> subprocess.Popen[bytes]:
+    cfg = ingestd_config(base, work, i, head_bytes)
     return subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run", "-c", str(folder / "ingestd.toml")],
-        cwd=folder,
+        [sys.executable, "-m", "daemon", "run", "-c", str(cfg)],
+        cwd=cfg.parent,
         env={**os.environ, **ENV, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,
-        stderr=open(folder / "stderr.log", "wb"),
+        stderr=open(cfg.parent / "stderr.log", "wb"),
     )
 
 
