@@ -1,4 +1,4 @@
-"""What both ledger stores record and how it is queried: dead letters, claims, key folding."""
+"""What both ledger stores record and how it is queried: dead letters, claims, key folding, URL expiries."""
 
 from __future__ import annotations
 
@@ -14,12 +14,45 @@ def fold(key: str) -> str:
     return key.casefold()
 
 
+# (global key, location of the presigned row_data without its query, its region, expiry epoch s)
+UrlExpiry = tuple[str, str, str, float]
+
+
 class Claimed(msgspec.Struct, frozen=True):
     """Keys to skip: ``known`` (final already: casefolded key -> global key as recorded) and
     ``busy`` (casefolded keys another instance holds)."""
 
     known: dict[str, str]
     busy: set[str]
+
+
+class FinalState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the ledger holds for a key that is final: ``accepted``/``duplicate``/``purged``, or
+    ``dead`` with the dead letter's rule and message (what an annotation waiting for it needs)."""
+
+    status: str
+    rule: str | None = None
+    message: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """The object is on the platform (accepted now or before)."""
+        return self.status in ("accepted", "duplicate")
+
+
+FINAL_STATES_SQL = (
+    "SELECT key, status, NULL, NULL FROM accepted WHERE key IN ({keys})"
+    " UNION ALL SELECT key, 'dead', rule, message FROM dead_letters WHERE key IN ({keys})"
+)
+
+
+def final_states_from(rows: Sequence[Sequence[Any]]) -> dict[str, FinalState]:
+    """Casefolded key -> its state; a key both accepted and dead-lettered counts as accepted."""
+    out: dict[str, FinalState] = {}
+    for key, status, rule, message in rows:
+        if key not in out or status != "dead":
+            out[key] = FinalState(status=status, rule=rule, message=message)
+    return out
 
 
 class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):

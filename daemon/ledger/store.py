@@ -20,13 +20,15 @@ from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
 from daemon.core.config import Config, load_secret, resolve
-from daemon.ledger.records import Claimed, DeadLetter, DeadLetterFilter
+from daemon.ledger.records import Claimed, DeadLetter, DeadLetterFilter, FinalState, UrlExpiry
 from daemon.ledger.sqlite import Ledger
 from daemon.sinks.base import Batch, ItemResult
 
 
 class LedgerStore(Protocol):
     async def claim(self, keys: Sequence[str]) -> Claimed: ...
+
+    async def final_states(self, keys: Sequence[str]) -> dict[str, FinalState]: ...
 
     async def release(self, keys: Sequence[str]) -> None: ...
 
@@ -52,6 +54,10 @@ class LedgerStore(Protocol):
 
     async def put_checkpoint(self, name: str, value: str) -> None: ...
 
+    async def put_url_expiries(self, rows: Sequence[UrlExpiry]) -> None: ...
+
+    async def urls_expiring(self, before: float, limit: int) -> list[UrlExpiry]: ...
+
     async def stats(self) -> dict[str, Any]: ...
 
 
@@ -65,6 +71,9 @@ class SqliteStore:
 
     async def claim(self, keys: Sequence[str]) -> Claimed:
         return Claimed(self.ledger.known_as(keys), set())
+
+    async def final_states(self, keys: Sequence[str]) -> dict[str, FinalState]:
+        return self.ledger.final_states(keys)
 
     async def release(self, keys: Sequence[str]) -> None:
         return None
@@ -100,6 +109,12 @@ class SqliteStore:
 
     async def put_checkpoint(self, name: str, value: str) -> None:
         await self.ledger.put_checkpoint(name, value)
+
+    async def put_url_expiries(self, rows: Sequence[UrlExpiry]) -> None:
+        self.ledger.put_url_expiries(rows)
+
+    async def urls_expiring(self, before: float, limit: int) -> list[UrlExpiry]:
+        return self.ledger.urls_expiring(before, limit)
 
     async def stats(self) -> dict[str, Any]:
         return self.ledger.stats()

@@ -19,6 +19,9 @@ import msgspec
 
 ItemStatus = Literal["accepted", "duplicate", "rejected", "retryable"]
 
+# BatchItem.kind of an annotation item: its body is the Labelbox NDJSON lines of one sidecar
+ANNOTATIONS = "ANNOTATIONS"
+
 
 class BatchItem(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One payload item: its global key, its kind (VIDEO/IMAGE/AUDIO/...) and its encoded JSON."""
@@ -66,6 +69,15 @@ class TransientError(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+
+
+class CredentialsError(TransientError):
+    """The endpoint refuses *us* (credentials, permissions, a target that is not ours or gone).
+
+    A property of the endpoint, not of the objects: the Deliverer gives the batch back at once
+    (no retries, nothing dead-lettered) and the message names what to fix. It never quotes the
+    credential itself.
+    """
 
 
 class PermanentError(Exception):
