@@ -30,7 +30,8 @@ from urllib.parse import quote, unquote, urlsplit
 import msgspec
 
 from workers.rules.verdict import Violation
-from workers.sigv4 import Credentials, Stamp, signature
+from workers.sigv4 import Credentials as Credentials  # noqa: PLC0414 - re-exported, callers import it from here
+from workers.sigv4 import Stamp, signature
 
 AddressingStyle = Literal["virtual", "path"]
 MAX_EXPIRES = 7 * 24 * 3600
