@@ -19,7 +19,8 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 
 from bench.harness import Figure
-from workers.urls import Credentials, S3UrlSigner
+from workers.sigv4 import Credentials
+from workers.urls import S3UrlSigner
 
 REGION, BUCKET = "eu-west-1", "media-bucket"
 AKID, SECRET, TOKEN = "AKIDBENCHMARK", "bench/secret+key", "FwoGZXIvYXdzEJr//////////wEaDBench+token=="

@@ -4,7 +4,8 @@ It speaks the AWS JSON 1.0 protocol botocore uses for SQS (``POST /``, ``X-Amz-T
 AmazonSQS.<Action>``, ``Content-Type: application/x-amz-json-1.0``) over a raw asyncio HTTP/1.1
 server with keep-alive, for one queue preloaded with S3 event notifications:
 ReceiveMessage, DeleteMessageBatch, ChangeMessageVisibility(Batch), GetQueueAttributes,
-SendMessage. Signatures are not checked; visibility timeouts are not enforced (a received
+SendMessage, and ``BenchStats`` (receives and deletes so far).
+Signatures are not checked; visibility timeouts are not enforced (a received
 message stays in flight until deleted), which is all a throughput benchmark needs.
 
     python -m bench.fake_sqs --port 0 --messages 100000   # prints "PORT <n>" when ready
@@ -23,8 +24,9 @@ from typing import Any
 import msgspec
 
 
-def s3_event(i: int) -> str:
-    """A realistic ~900-byte S3 ObjectCreated notification body."""
+def s3_event(i: int, *, size: int | None = None, etag: str = "d41d8cd98f00b204e9800998ecf8427e") -> str:
+    """A realistic ~900-byte S3 ObjectCreated notification body (``size``/``etag``: of the object
+    the S3 stand-in serves for every key; by default a made-up size per key)."""
     return json.dumps(
         {
             "Records": [
@@ -50,8 +52,8 @@ def s3_event(i: int) -> str:
                         },
                         "object": {
                             "key": f"videos/2026/01/clip+{i:08d}.mp4",
-                            "size": 1048576 + i,
-                            "eTag": "d41d8cd98f00b204e9800998ecf8427e",
+                            "size": 1048576 + i if size is None else size,
+                            "eTag": etag,
                             "sequencer": f"0055AED6DCD9{i:08X}",
                         },
                     },
@@ -62,10 +64,11 @@ def s3_event(i: int) -> str:
 
 
 class Queue:
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, **event: Any) -> None:
         self.visible: deque[int] = deque(range(n))
         self.in_flight: dict[str, int] = {}
-        self.bodies = [s3_event(i) for i in range(n)]
+        self.bodies = [s3_event(i, **event) for i in range(n)]
+        self.deleted = 0
         self.md5 = [hashlib.md5(b.encode()).hexdigest() for b in self.bodies]
         self.receives = 0
         self.counter = 0
@@ -100,6 +103,7 @@ class Queue:
                 )
             else:
                 ok.append({"Id": e["Id"]})
+        self.deleted += len(ok)
         return {"Successful": ok, "Failed": failed}
 
     def visibility_batch(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +138,8 @@ class Queue:
                     "ApproximateNumberOfMessagesNotVisible": str(len(self.in_flight)),
                 }
             }
+        if action == "BenchStats":  # not SQS: what a benchmark reads between its windows
+            return {"Receives": self.receives, "Deleted": self.deleted, "Visible": len(self.visible)}
         if action == "SendMessage":
             return {
                 "MessageId": "dlq",
@@ -185,8 +191,8 @@ class SqsProtocol(asyncio.Protocol):
         )
 
 
-async def serve(port: int, messages: int) -> None:
-    queue = Queue(messages)
+async def serve(port: int, messages: int, **event: Any) -> None:
+    queue = Queue(messages, **event)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SqsProtocol(queue), "127.0.0.1", port)
     actual = server.sockets[0].getsockname()[1]
@@ -200,13 +206,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--messages", type=int, default=10000)
+    ap.add_argument("--size", type=int, default=None, help="object size in every event")
+    ap.add_argument("--etag", default="d41d8cd98f00b204e9800998ecf8427e", help="ETag in every event")
     a = ap.parse_args()
+    event: dict[str, Any] = {"size": a.size, "etag": a.etag}
     try:
         import uvloop  # noqa: PLC0415 - optional speed-up
 
-        uvloop.run(serve(a.port, a.messages))
+        uvloop.run(serve(a.port, a.messages, **event))
     except ImportError:
-        asyncio.run(serve(a.port, a.messages))
+        asyncio.run(serve(a.port, a.messages, **event))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import botocore.exceptions
 import botocore.session
 
 from daemon.commands.common import load_config
-from workers.urls import MAX_EXPIRES, AddressingStyle, Credentials, S3UrlSigner, UrlError, parse_s3_url
+from workers.sigv4 import Credentials
+from workers.urls import MAX_EXPIRES, AddressingStyle, S3UrlSigner, UrlError, parse_s3_url
 
 _clock = time.time  # the signing time (a seam for tests)
 

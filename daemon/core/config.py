@@ -80,7 +80,7 @@ class TargetConfig(_Base):
 
 
 class ProbeConfig(_Base):
-    head_bytes: int = 65536
+    head_bytes: int = 65536  # first read; why 64 KiB and not 16: README "The probe", bench head_size
     concurrency: int = 64
     timeout: float = 30.0
 

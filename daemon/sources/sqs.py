@@ -1,4 +1,7 @@
-"""The ``sqs`` source: S3 event notifications from an SQS queue (aiobotocore, one client).
+"""The ``sqs`` source: S3 event notifications from an SQS queue.
+
+ReceiveMessage, DeleteMessageBatch and ChangeMessageVisibilityBatch go through a thin JSON-protocol
+client (:mod:`daemon.sources.sqs_http`); aiobotocore's client makes every other call.
 
 Life of a message (ref/pipelines.md 1.5, the complaint taxonomy):
 
@@ -42,6 +45,7 @@ from daemon.core.config import Config
 from daemon.sources.base import Message
 from daemon.sources.s3events import decode_body
 from daemon.sources.sqs_calls import SqsCalls, error_code, freeze_user_agent
+from daemon.sources.sqs_http import open_thin_sqs
 from daemon.sources.sqs_message import SqsMessage, retry_visibility
 
 log = structlog.get_logger()
@@ -68,8 +72,11 @@ class SqsSource:
         once: bool = False,
         delete_linger: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
+        hot: Any = None,
     ) -> None:
         self._client = client
+        # the receive/delete/visibility-batch calls: the thin client when given, else aiobotocore's
+        self._hot = hot or client
         self.queue_url = queue_url
         self._receivers = receivers
         self._wait = wait_time_seconds
@@ -98,7 +105,7 @@ class SqsSource:
         self.stats = dict.fromkeys(
             ("received", "deleted", "extended", "released", "poison", "skipped", "stale"), 0
         )
-        self._calls = SqsCalls(client, queue_url, linger=delete_linger, clock=clock, stats=self.stats)
+        self._calls = SqsCalls(self._hot, queue_url, linger=delete_linger, clock=clock, stats=self.stats)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -184,7 +191,7 @@ class SqsSource:
             self._polling.add(me)
             try:
                 try:
-                    resp = await self._client.receive_message(
+                    resp = await self._hot.receive_message(
                         QueueUrl=self.queue_url,
                         MaxNumberOfMessages=10,
                         WaitTimeSeconds=self._wait,
@@ -350,7 +357,8 @@ class SqsSource:
 async def open_sqs_source(
     cfg: Config, stack: AsyncExitStack, *, once: bool = False, session: Any = None
 ) -> SqsSource:
-    """Build the ``sqs`` source from config: one aiobotocore client entered on ``stack``."""
+    """Build the ``sqs`` source from config: one aiobotocore client entered on ``stack`` and, for
+    the hot calls, a thin client at the same endpoint with the same credential chain."""
 
     s = cfg.source
     client_cfg = AioConfig(
@@ -367,8 +375,12 @@ async def open_sqs_source(
         )
     )
     freeze_user_agent(client)
+    hot = await open_thin_sqs(
+        client, session, stack, connections=s.receivers + 8, read_timeout=s.wait_time_seconds + 10
+    )
     source = SqsSource(
         client,
+        hot=hot,
         queue_url=s.queue_url,
         receivers=s.receivers,
         wait_time_seconds=s.wait_time_seconds,

@@ -31,7 +31,10 @@ class Held(Protocol):
 
 
 def error_code(exc: BaseException) -> str:
-    """The AWS error code of a botocore ClientError, else the exception's class name."""
+    """The AWS error code of a botocore ClientError or a thin-client SqsError, else the class name."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str) and code:
+        return code
     resp = getattr(exc, "response", None)
     if isinstance(resp, dict):
         return str(resp.get("Error", {}).get("Code", "")) or type(exc).__name__

@@ -15,14 +15,17 @@ from s3_moto import REGION, apoll, queue_arn, queue_counts, unique
 
 from daemon.core.config import from_dict
 from daemon.sources.sqs import SqsMessage, SqsSource, open_sqs_source, retry_visibility
+from daemon.sources.sqs_http import open_thin_sqs
 
 
 class CountingClient:
-    """The real aiobotocore client, counting the calls made through it."""
+    """A real client (aiobotocore's or the thin one), counting the calls made through it.
+    ``hot``: the thin client for the hot calls, counted in the same Counter, or None."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, calls: Counter[str] | None = None) -> None:
         self._client = client
-        self.calls: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter() if calls is None else calls
+        self.hot: CountingClient | None = None
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
@@ -34,14 +37,24 @@ class CountingClient:
         return call
 
 
-@pytest.fixture
-async def sqs_client(moto_endpoint: str) -> AsyncIterator[CountingClient]:
-    async with get_session().create_client("sqs", region_name=REGION, endpoint_url=moto_endpoint) as c:
-        yield CountingClient(c)
+@pytest.fixture(params=["aiobotocore", "thin"])
+async def sqs_client(moto_endpoint: str, request: pytest.FixtureRequest) -> AsyncIterator[CountingClient]:
+    """Every source test runs with aiobotocore for all calls, and with the thin client for the hot ones."""
+    session = get_session()
+    async with AsyncExitStack() as stack:
+        c = await stack.enter_async_context(
+            session.create_client("sqs", region_name=REGION, endpoint_url=moto_endpoint)
+        )
+        counting = CountingClient(c)
+        if request.param == "thin":
+            thin = await open_thin_sqs(c, session, stack, connections=8, read_timeout=15)
+            counting.hot = CountingClient(thin, counting.calls)
+        yield counting
 
 
 def source(client: Any, queue_url: str, **kw: Any) -> SqsSource:
     opts: dict[str, Any] = {"receivers": 2, "wait_time_seconds": 1, "visibility_timeout": 30, "once": True}
+    opts["hot"] = getattr(client, "hot", None)
     opts.update(kw)
     return SqsSource(client, queue_url=queue_url, **opts)
 

@@ -14,15 +14,13 @@ from botocore.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from workers.sigv4 import Credentials, _hmac_pads, signing_key
 from workers.urls import (
     ENCORD_MAX_URL_BYTES,
-    Credentials,
     S3UrlSigner,
     UrlError,
-    _hmac_pads,
     normalise_url,
     parse_s3_url,
-    signing_key,
     url_violations,
     virtual_hosted_url,
 )

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import aiohttp
 
 from workers.reads import ObjectGone, ReadError
-from workers.urls import Credentials, S3UrlSigner
+from workers.sigv4 import Credentials
+from workers.urls import S3UrlSigner
 
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)\s*$")
 _CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")

@@ -1,0 +1,261 @@
+"""End to end, one machine: objects/s and CPU per object of ingestd against a same-run baseline.
+
+The rig (issue #15): an SQS stand-in answering at once (``bench.fake_sqs``, S3 events for 100 KiB
+MP4s), nginx serving that one object for every key as S3 (path-style, ranges, ETag) and proxying
+``POST /`` to the SQS stand-in (one endpoint, as ``[aws] endpoint_url`` is one), the files sink.
+ingestd runs as a subprocess (``python -m daemon run``) with its defaults; the baseline is
+``bench.e2e_baseline`` (aiobotocore SQS + aiohttp ranged GET + msgspec + the same parser).
+Repetitions alternate; each measures a window after a warm-up: objects = messages deleted at the
+stand-in in the window, CPU = the process's user+system time in the window (/proc). Medians.
+
+Targets: >= 3,000 objects/s per process or >= 1.6x the baseline, <= 330 µs CPU per object,
+2 processes >= 1.7x one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import NamedTuple
+
+from bench.harness import Figure
+from bench.nginx import nginx
+
+ROOT = Path(__file__).resolve().parent.parent
+TICK = os.sysconf("SC_CLK_TCK")
+ENV = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def make_object(folder: Path) -> Path:
+    """A ~100 KiB faststart MP4 (moov first: one 64 KiB head read finds everything)."""
+    path = folder / "object.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-t", "4",
+         "-c:v", "libx264", "-b:v", "480k", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(path)],
+        check=True,
+        timeout=120,
+    )  # fmt: skip
+    return path
+
+
+class Sqs:
+    """One SQS stand-in process with ``n`` events for the object."""
+
+    def __init__(self, n: int, size: int, etag: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.fake_sqs", "--port", "0", "--messages", str(n),
+             "--size", str(size), "--etag", etag],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("PORT "):
+            self.proc.kill()
+            raise RuntimeError(f"fake_sqs did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def deleted(self) -> int:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/",
+            data=b"{}",
+            headers={"X-Amz-Target": "AmazonSQS.BenchStats", "Content-Type": "application/x-amz-json-1.0"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return int(json.loads(r.read())["Deleted"])
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+def ingestd_config(base: str, work: Path, i: int, head_bytes: int | None = None) -> Path:
+    """The config of ingestd number ``i``: its defaults, the stand-ins' endpoint, its own folder."""
+    folder = work / f"ingestd{i}"
+    folder.mkdir()
+    probe = f"[probe]\nhead_bytes = {head_bytes}\n" if head_bytes else ""
+    path = folder / "ingestd.toml"
+    path.write_text(f"""
+[source]
+type = "sqs"
+queue_url = "{base}/123456789012/bench"
+[aws]
+region = "us-east-1"
+endpoint_url = "{base}"
+addressing_style = "path"
+{probe}""")
+    return path
+
+
+def ingestd(base: str, work: Path, i: int, head_bytes: int | None = None) -> subprocess.Popen[bytes]:
+    cfg = ingestd_config(base, work, i, head_bytes)
+    return subprocess.Popen(
+        [sys.executable, "-m", "daemon", "run", "-c", str(cfg)],
+        cwd=cfg.parent,
+        env={**os.environ, **ENV, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=open(cfg.parent / "stderr.log", "wb"),
+    )
+
+
+def baseline(base: str, work: Path, i: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.e2e_baseline", base, f"{base}/123456789012/bench",
+         str(work / f"base{i}.ndjson")],
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+Starter = Callable[[str, Path, int], "subprocess.Popen[bytes]"]
+
+
+class Rig(NamedTuple):
+    obj: Path
+    etag: str
+    warmup: float
+    window: float
+
+
+def measure(rig: Rig, start: Starter, procs: int, n: int) -> tuple[float, float]:
+    """(objects/s, CPU µs per object) of ``procs`` processes made by ``start`` over one window."""
+    with tempfile.TemporaryDirectory(prefix="ingestd-e2e-") as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        obj = rig.obj
+        sqs = Sqs(n, obj.stat().st_size, rig.etag)
+        stack.callback(sqs.close)
+        locations = f"""
+            location = / {{ proxy_pass http://sqs; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+            location / {{ rewrite ^ /{obj.name} break; }}
+        """
+        upstream = f"upstream sqs {{ server 127.0.0.1:{sqs.port}; keepalive 64; }}"
+        base = stack.enter_context(nginx(obj.parent, extra_http=upstream, locations=locations))
+        running = [start(base, work, i) for i in range(procs)]
+        for p in running:
+            stack.callback(_stop, p)
+        deadline = time.monotonic() + 60
+        while sqs.deleted() == 0:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in running):
+                raise RuntimeError(f"{_name(start)}: nothing delivered (see {work})")
+            time.sleep(0.1)
+        time.sleep(rig.warmup)
+        d0, c0 = sqs.deleted(), sum(cpu_seconds(p.pid) for p in running)
+        t0 = time.monotonic()
+        time.sleep(rig.window)
+        d1, c1 = sqs.deleted(), sum(cpu_seconds(p.pid) for p in running)
+        elapsed = time.monotonic() - t0
+        if d1 - d0 <= 0:
+            raise RuntimeError(f"{_name(start)}: nothing delivered in the window")
+        if sqs.deleted() >= n - 10:
+            raise RuntimeError(f"{_name(start)}: the queue ran dry; raise the message count")
+        return (d1 - d0) / elapsed, (c1 - c0) / (d1 - d0) * 1e6
+
+
+def _name(start: Starter) -> str:
+    return str(getattr(start, "__name__", start))
+
+
+def _stop(p: subprocess.Popen[bytes]) -> None:
+    p.terminate()
+    try:
+        p.wait(20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def nginx_etag(obj: Path) -> str:
+    st = obj.stat()
+    return f"{int(st.st_mtime):x}-{st.st_size:x}"
+
+
+def run(quick: bool) -> list[Figure]:
+    reps, warmup, window = (2, 1.5, 3.0) if quick else (5, 3.0, 10.0)
+    n = int(9000 * (warmup + window + 8))  # never runs dry at up to ~9k objects/s, plus start-up
+    got: dict[str, list[tuple[float, float]]] = {
+        "ingestd": [],
+        "baseline": [],
+        "ingestd x2": [],
+        "head16k": [],
+    }
+    head16k = functools.partial(ingestd, head_bytes=16384)
+    with tempfile.TemporaryDirectory(prefix="ingestd-e2e-obj-") as tmp:
+        obj = make_object(Path(tmp))
+        rig = Rig(obj, nginx_etag(obj), warmup, window)
+        for _ in range(reps):
+            got["ingestd"].append(measure(rig, ingestd, 1, n))
+            got["baseline"].append(measure(rig, baseline, 1, n))
+            got["ingestd x2"].append(measure(rig, ingestd, 2, 2 * n))
+            got["head16k"].append(measure(rig, head16k, 1, n))
+        size_kib = obj.stat().st_size / 1024
+
+    def med(name: str, i: int) -> float:
+        return statistics.median(r[i] for r in got[name])
+
+    spread = {k: f"{min(r[0] for r in v):,.0f}-{max(r[0] for r in v):,.0f}/s" for k, v in got.items()}
+    note = (
+        f"{reps} alternating reps, {window:g} s windows after {warmup:g} s; {size_kib:.0f} KiB MP4s;"
+        f" ranges: {spread}"
+    )
+    return [
+        Figure(
+            name="e2e_objects_per_s_1proc",
+            value=med("ingestd", 0),
+            unit="objects/s",
+            baseline=med("baseline", 0),
+            baseline_name="aiobotocore+aiohttp+msgspec loop",
+            target=3000,
+            note=note,
+        ),
+        Figure(
+            name="e2e_cpu_us_per_object",
+            value=med("ingestd", 1),
+            unit="µs/object",
+            baseline=med("baseline", 1),
+            baseline_name="aiobotocore+aiohttp+msgspec loop",
+            target=330,
+            higher_is_better=False,
+        ),
+        Figure(
+            name="e2e_objects_per_s_2proc",
+            value=med("ingestd x2", 0),
+            unit="objects/s",
+            baseline=med("ingestd", 0),
+            baseline_name="1 process",
+            target=1.7 * med("ingestd", 0),
+            note="two ingestd processes on one queue, aggregate",
+        ),
+        Figure(
+            name="e2e_cpu_us_per_object_head16k",
+            value=med("head16k", 1),
+            unit="µs/object",
+            baseline=med("ingestd", 1),
+            baseline_name="64 KiB head (default)",
+            higher_is_better=False,
+            note=f"head_bytes 16384; objects/s {med('head16k', 0):,.0f} vs {med('ingestd', 0):,.0f}",
+        ),
+    ]
