@@ -61,14 +61,13 @@ class Summary(msgspec.Struct, kw_only=True):
 
 
 def summarize(c: Counters, elapsed: float) -> Summary:
-    final = c.delivered + c.duplicates + c.dead + c.gone
     return Summary(
         seen=c.seen,
         delivered=c.delivered,
         duplicates=c.duplicates,
         dead_lettered=c.dead,
         gone=c.gone,
-        unfinished=max(0, c.seen - final),
+        unfinished=c.unfinished,
         retried=c.retried,
         batches=c.batches,
         probe_bytes=c.probe_bytes,
@@ -109,6 +108,7 @@ class Service:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_retries = 0
         self.pipeline: Pipeline | None = None
+        self.interrupted = False  # a SIGTERM/SIGINT asked for the drain
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -141,6 +141,7 @@ class Service:
                 self._spawn(watch(source_check, self.readiness.source), "watch-source")
             else:
                 self.readiness.source(None)
+            p.counters.remember_final = self.once  # distinct objects over a bounded input only
             self._spawn(self._ready_when_reachable(), "ready")
             self._spawn(
                 run_watchdog(self.notifier, self.monitor, extra_status=self._status, observe=self._observe),
@@ -210,6 +211,7 @@ class Service:
                 main.cancel()
                 return
             log.info("signal received, draining", signal=signame)
+            self.interrupted = True
             self.readiness.draining = True
             self.notifier.stopping("draining")
             self._spawn(extend_stop_while_draining(self.notifier, self.monitor), "extend-stop")
@@ -240,6 +242,23 @@ class Service:
             log.error("reload failed; previous settings kept", reason=str(e))
 
 
+# Exit statuses of ``ingestd run`` (README, "Exit status").
+EXIT_OK = 0  # --once: every object final; daemon: stopped and drained
+EXIT_UNFINISHED = 1  # some objects not final, the drain deadline passed, or an error
+EXIT_USAGE = 2  # bad command line or configuration (argparse and CommandError)
+EXIT_INTERRUPTED = 3  # --once stopped by SIGTERM/SIGINT and drained: nothing lost, input not done
+
+
+def exit_status(summary: Summary, *, once: bool, drained: bool, interrupted: bool) -> int:
+    if not drained:
+        return EXIT_UNFINISHED
+    if not once:
+        return EXIT_OK
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.unfinished == 0 else EXIT_UNFINISHED
+
+
 def run(cfg: Config, *, once: bool, config_path: str | Path | None = None) -> int:
     service = Service(cfg, None if config_path is None else str(config_path), once=once)
     summary, drained = uvloop.run(service.run())
@@ -247,4 +266,4 @@ def run(cfg: Config, *, once: bool, config_path: str | Path | None = None) -> in
     if once:
         sys.stdout.buffer.write(msgspec.json.encode(summary) + b"\n")
         sys.stdout.flush()
-    return 0 if drained and (summary.unfinished == 0 or not once) else 1
+    return exit_status(summary, once=once, drained=drained, interrupted=service.interrupted)
