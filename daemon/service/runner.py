@@ -109,6 +109,7 @@ class Service:
         self._last_retries = 0
         self.pipeline: Pipeline | None = None
         self.interrupted = False  # a SIGTERM/SIGINT asked for the drain
+        self.refused: str | None = None  # the sink refused our credentials (and why)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -131,6 +132,9 @@ class Service:
                 )
                 log.info("operations endpoint listening", host=host, port=port)
             self._install_signals(p)
+            endpoint = getattr(p.deliverer, "endpoint", None)
+            if endpoint is not None:
+                endpoint.on_refused = self._credentials
             sink_check = getattr(p.deliverer, "check", None)
             if sink_check is not None:
                 self._spawn(watch(sink_check, self.readiness.sink), "watch-sink")
@@ -160,6 +164,13 @@ class Service:
                     _draw(p, sys.stderr, started)
                     sys.stderr.write("\n")
             return summarize(counters, time.monotonic() - started), p.drained
+
+    def _credentials(self, refused: str | None) -> None:
+        """The sink refuses our credentials (or accepts them again): not ready; ``--once`` stops."""
+        self.readiness.credentials(refused)
+        self.refused = refused
+        if refused is not None and self.once and self.pipeline is not None and not self.pipeline.stopping:
+            self.pipeline.stop()  # nothing can be delivered: give the objects back and say so
 
     def _observe(self) -> None:
         if self.pipeline is not None:
@@ -249,8 +260,10 @@ EXIT_USAGE = 2  # bad command line or configuration (argparse and CommandError)
 EXIT_INTERRUPTED = 3  # --once stopped by SIGTERM/SIGINT and drained: nothing lost, input not done
 
 
-def exit_status(summary: Summary, *, once: bool, drained: bool, interrupted: bool) -> int:
-    if not drained:
+def exit_status(
+    summary: Summary, *, once: bool, drained: bool, interrupted: bool, refused: bool = False
+) -> int:
+    if not drained or refused:
         return EXIT_UNFINISHED
     if not once:
         return EXIT_OK
@@ -266,4 +279,16 @@ def run(cfg: Config, *, once: bool, config_path: str | Path | None = None) -> in
     if once:
         sys.stdout.buffer.write(msgspec.json.encode(summary) + b"\n")
         sys.stdout.flush()
-    return exit_status(summary, once=once, drained=drained, interrupted=service.interrupted)
+    if service.refused is not None:
+        sys.stderr.write(
+            f"ingestd: the sink refused our credentials: {service.refused}\n"
+            f"ingestd: nothing was dead-lettered for it; {summary.unfinished} object(s) were given back "
+            "to the source: fix the credentials and run again\n"
+        )
+    return exit_status(
+        summary,
+        once=once,
+        drained=drained,
+        interrupted=service.interrupted,
+        refused=service.refused is not None,
+    )

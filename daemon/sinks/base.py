@@ -4,7 +4,8 @@
 ``accepted``, ``duplicate`` (already there: a success), ``rejected`` (permanent, with the
 reason) or ``retryable``. Sinks own their platform protocol; the pipeline owns rate limits,
 retries and acknowledgements. A sink raises :class:`TransientError` / :class:`PermanentError`
-for whole-batch failures it cannot map to items.
+for whole-batch failures it cannot map to items, and :class:`CredentialsError` when the endpoint
+refuses our credentials.
 
 ``Batch.id`` is a pure function of its item keys, so a batch re-delivered after a crash is
 recognisable (file name of the files sink, ``Idempotency-Key`` of the http sink).
@@ -68,8 +69,15 @@ class TransientError(Exception):
         self.status = status
 
 
+class CredentialsError(TransientError):
+    """The endpoint refused our credentials or permissions (HTTP 401/403, a platform's
+    AUTHENTICATION/AUTHORIZATION error). A property of the endpoint, not of the objects: nothing is
+    dead-lettered; delivery stops, the objects go back to the source until the credentials are
+    fixed (``/readyz``, ``status``, and ``run --once`` exits 1 naming it)."""
+
+
 class PermanentError(Exception):
-    """The whole batch failed in a way no retry can fix (4xx, bad credentials)."""
+    """The whole batch failed in a way no retry can fix (a 4xx other than 401/403)."""
 
     def __init__(self, message: str, *, status: int | None = None):
         super().__init__(message)

@@ -13,7 +13,9 @@ token from the shared :class:`~daemon.endpoint.Endpoint` before each request it 
   backoff, if the attempt count, the deadline and the retry budget allow it;
 * :class:`PermanentError` with a splitting status (400, 413, 422) on a multi-item batch: the batch
   is split in halves and each half delivered, down to the single bad items, which are rejected
-  with the server's message; any other permanent error rejects the batch's items.
+  with the server's message; any other permanent error rejects the batch's items;
+* :class:`CredentialsError` (401/403): no retry, no dead letter; the endpoint refuses us until a
+  check passes, and every batch goes back to the source meanwhile, without a request.
 
 The deadline (``DeliveryLimits.deadline``, per batch) bounds the waits (breaker, concurrency slot,
 backoff, Retry-After pause), never a call in progress: the sink's request timeout bounds that, so
@@ -33,7 +35,7 @@ import msgspec
 import structlog
 
 from daemon.core.config import SinkConfig
-from daemon.sinks.base import Batch, ItemResult, PermanentError, Sink, TransientError
+from daemon.sinks.base import Batch, CredentialsError, ItemResult, PermanentError, Sink, TransientError
 from daemon.sinks.endpoint import AdaptiveGate, DeliveryStats, Endpoint
 from workers.classify import OVERLOAD_STATUSES, SPLIT_STATUSES
 from workers.limits import AdaptiveConcurrency, CircuitBreaker, CircuitState
@@ -41,6 +43,7 @@ from workers.retry import Backoff, RetryBudget
 
 log = structlog.get_logger()
 _status = operator.attrgetter("status")
+CREDENTIALS_RECHECK = 60.0  # seconds objects wait at the source while the endpoint refuses us
 
 
 class DeliveryLimits(msgspec.Struct, frozen=True, kw_only=True):
@@ -183,11 +186,13 @@ class Deliverer:
         return self.circuit() is not CircuitState.OPEN
 
     async def check(self) -> None:
-        await self.sink.check()
+        await self.endpoint.checked(self.sink.check)
 
     async def deliver(self, batch: Batch) -> list[ItemResult]:
         if not batch.items:
             return []
+        if self.endpoint.refused is not None:  # nothing is sent until a check gets through
+            return self._give_back(batch, self.endpoint.refused, CREDENTIALS_RECHECK)
         deadline = self._clock() + self.limits.deadline
         self._budget.record_request(self._clock())
         results = await self._run(batch, deadline)
@@ -211,6 +216,8 @@ class Deliverer:
                 return [*final, *self._give_back(batch, reason, None)]
             if isinstance(outcome, PermanentError):
                 return [*final, *await self._permanent(batch, outcome, deadline)]
+            if isinstance(outcome, CredentialsError):  # the endpoint's fault: no retry, no dead letter
+                return [*final, *self._give_back(batch, str(outcome), CREDENTIALS_RECHECK)]
             if isinstance(outcome, list):
                 retry = [r for r in outcome if r.status == "retryable"]
                 if not retry:
@@ -303,6 +310,11 @@ class Deliverer:
         waited = self.endpoint.track_waits()
         try:
             results = await self.sink.deliver(batch)
+        except CredentialsError as e:  # the server is alive and answered: no breaker verdict
+            stats.count(stats.requests, "credentials_refused")
+            self._release_probe()
+            self.endpoint.refuse(str(e))
+            return e
         except TransientError as e:
             stats.count(stats.requests, f"transient_{e.status}" if e.status else "transient")
             now = self._clock()
@@ -374,7 +386,8 @@ class Deliverer:
 
     def _give_back(self, batch: Batch, reason: str, retry_after: float | None) -> list[ItemResult]:
         self.endpoint.stats.given_back += 1
-        log.warning(
+        # while credentials are refused, that was said once (Endpoint.refuse), not per batch
+        (log.warning if self.endpoint.refused is None else log.debug)(
             "delivery.given_back",
             sink=self.sink.name,
             batch=batch.id,

@@ -36,23 +36,34 @@ def test_an_object_listed_twice_is_one_object_and_one_duplicate(tmp_path: Path) 
     assert s["retried"] == 0  # the second copy waited for the first: not given back for later
 
 
-async def test_objects_given_back_then_delivered_are_finished(tmp_path: Path) -> None:
-    """An endpoint answering 503 now and then, with no retries in the Deliverer: objects go back to
-    the source and are delivered when offered again; every object is final and the exit is 0."""
+async def _run_against(
+    tmp_path: Path, server: FaultServer, n: int, sink_extra: str = "", *, then_check: bool = False
+) -> tuple[list[Path], subprocess.CompletedProcess[str], subprocess.CompletedProcess[str] | None]:
+    """``run --once`` of ``n`` images listed in a manifest, http sink to ``server``; then ``check``."""
     (tmp_path / "media").mkdir()
-    paths = _tiny_images(tmp_path / "media", 60)
+    paths = _tiny_images(tmp_path / "media", n)
     (tmp_path / "m.ndjson").write_text("".join(json.dumps(f"media/{p.name}") + "\n" for p in paths))
-    server = FaultServer(plan=lambda n, _t: "503:0" if n % 3 == 1 else None, key_field="global_key")
     url = await server.start()
     try:
         cfg = tmp_path / "c.toml"
         cfg.write_text(
             MANIFEST_SOURCE + f'[sink]\ntype = "http"\nurl = "{url}"\nmax_items = 10\nlinger_ms = 20\n'
-            'max_retries = 0\n[ledger]\npath = "l.db"\n[log]\nlevel = "warning"\n'
+            f'{sink_extra}[ledger]\npath = "l.db"\n[log]\nlevel = "warning"\n'
         )
         proc = await asyncio.to_thread(ingestd, "run", "-c", str(cfg), "--once", timeout=120)
+        hits = len(server.hits)
+        checked = await asyncio.to_thread(ingestd, "check", "-c", str(cfg)) if then_check else None
+        del server.hits[hits:]  # what the run sent, not the check
     finally:
         await server.stop()
+    return paths, proc, checked
+
+
+async def test_objects_given_back_then_delivered_are_finished(tmp_path: Path) -> None:
+    """An endpoint answering 503 now and then, with no retries in the Deliverer: objects go back to
+    the source and are delivered when offered again; every object is final and the exit is 0."""
+    server = FaultServer(plan=lambda n, _t: "503:0" if n % 3 == 1 else None, key_field="global_key")
+    paths, proc, _ = await _run_against(tmp_path, server, 60, "max_retries = 0\n")
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = summary(proc.stdout)
     assert s["retried"] > 0, "the faults should have sent objects back to the source"
@@ -104,3 +115,26 @@ def test_sigterm_during_once_drains_and_exits_3(tmp_path: Path) -> None:
     assert proc.returncode == 3, stderr
     s = summary(stdout)
     assert (s["seen"], s["delivered"], s["unfinished"]) == (1, 1, 0)
+
+
+async def test_a_sink_refusing_our_credentials_dead_letters_nothing_and_exits_1(tmp_path: Path) -> None:
+    """An endpoint answering 401 to everything: nothing is dead-lettered, the objects stay with the
+    source, --once stops at once and exits 1 naming the problem; ``check`` fails on it although
+    the same server would answer a HEAD."""
+    server = FaultServer(plan=lambda _n, _t: "401", key_field="global_key")
+    _, proc, checked = await _run_against(tmp_path, server, 30, then_check=True)
+    assert checked is not None
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "ingestd: the sink refused our credentials: " in proc.stderr and "HTTP 401" in proc.stderr
+    s = summary(proc.stdout)
+    assert s["dead_lettered"] == 0 and s["delivered"] == 0 and s["unfinished"] == s["seen"]
+    with sqlite3.connect(tmp_path / "l.db") as c:
+        assert c.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
+    logs = [json.loads(line) for line in proc.stdout.splitlines()[:-1] if line.startswith("{")]
+    refusals = [e for e in logs if e["event"].startswith("sink refused our credentials")]
+    assert len(refusals) == 1  # said once
+    # no retry storm: no batch sent twice (only those already on their way when the first 401 came)
+    batches = [h.idempotency_key for h in server.hits if h.items]
+    assert len(batches) == len(set(batches)) <= 3
+    assert checked.returncode == 1
+    assert "FAIL  sink reachable: CredentialsError: " in checked.stdout and "HTTP 401" in checked.stdout

@@ -138,6 +138,16 @@ class TestReadiness:
         assert (await endpoint.json("/readyz"))[1]["reasons"] == ["circuit open: labelbox"]
         r.circuit("labelbox", False)
         assert (await endpoint.json("/readyz"))[0] == 200
+        r.credentials("HTTP 401 from x/ingest: Invalid API key")
+        r.sink("CredentialsError: HTTP 401")  # the check says so too: one reason, the precise one
+        status, body = await endpoint.json("/readyz")
+        assert (status, body["reasons"]) == (
+            503,
+            ["sink refused our credentials: HTTP 401 from x/ingest: Invalid API key"],
+        )
+        assert (await endpoint.json("/status"))[1]["not_ready_because"] == body["reasons"]
+        r.credentials(None)
+        r.sink(None)
         r.draining = True
         assert (await endpoint.json("/readyz"))[1]["reasons"] == ["draining"]
 
