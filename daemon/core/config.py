@@ -126,6 +126,34 @@ class HttpConfig(_Base):
     listen: str = ""  # e.g. "127.0.0.1:9464"; empty = off
 
 
+class AnnotationsConfig(_Base):
+    """Annotation sidecars: ``clip.mp4`` + ``clip.mp4.labels.ndjson`` (or another suffix) name the
+    media they label by its key; they are validated against the probed media and imported after it."""
+
+    enabled: bool = True
+    suffixes: list[str] = msgspec.field(
+        default_factory=lambda: [
+            ".labels.ndjson",
+            ".labels.json",
+            ".labels.csv",
+            ".labels.xml",
+            ".labels.txt",
+        ]
+    )
+    format: Literal["auto", "ndjson", "mot", "tracks", "cvat", "coco", "yolo"] = "auto"
+    ontology: str = ""  # Labelbox normalized ontology JSON (the project's); empty = not checked
+    kind: Literal["mal", "ground_truth"] = "mal"
+    clip: bool = False  # clip geometry to the media instead of refusing it
+    names: list[str] = msgspec.field(default_factory=list)  # YOLO class ids / MOT class ids (1-based)
+    default_name: str = "object"  # feature name for tracker output without classes
+    tolerance: float = 0.5  # keyframe reduction: max pixel error after Labelbox's interpolation
+    media_wait_seconds: float = 3600.0  # how long an annotation waits for its media, then dead letter
+    recheck_seconds: float = 2.0  # how often waiting annotations re-read the ledger (other instances)
+    max_waiting: int = 1024  # annotations parked at once; more are given back to the source
+    max_bytes: int = 64 * 1024 * 1024  # largest sidecar read
+    rows_per_file: int = 500  # files sink: data rows per annotation NDJSON file (one import job)
+
+
 class Config(_Base):
     source: SourceConfig = msgspec.field(default_factory=SourceConfig)
     aws: AwsConfig = msgspec.field(default_factory=AwsConfig)
@@ -136,6 +164,7 @@ class Config(_Base):
     pipeline: PipelineConfig = msgspec.field(default_factory=PipelineConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
+    annotations: AnnotationsConfig = msgspec.field(default_factory=AnnotationsConfig)
     # where relative paths in the file are resolved from (the file's folder); not a TOML key
     base_dir: str = ""
 
@@ -260,6 +289,16 @@ def _check(cfg: Config) -> None:
         raise bad("ledger.dsn", "must be a postgresql:// URL")
     if re.search(r"://[^/@]*:[^/@]*@", cfg.ledger.dsn):
         raise bad("ledger.dsn", "must not contain a password: use dsn_secret or PGPASSFILE")
+    a = cfg.annotations
+    for key, val, lo in (
+        ("annotations.max_waiting", a.max_waiting, 1),
+        ("annotations.max_bytes", a.max_bytes, 1),
+        ("annotations.rows_per_file", a.rows_per_file, 1),
+    ):
+        if val < lo:
+            raise bad(key, f"must be >= {lo}, got {val}")
+    if bad_suffix := [s for s in a.suffixes if not s.startswith(".") or len(s) < 2]:
+        raise bad("annotations.suffixes", f"each suffix must start with '.', got {bad_suffix}")
     if cfg.http.listen and not re.fullmatch(r"\[?[0-9A-Za-z.:]+\]?:\d{1,5}", cfg.http.listen):
         raise bad("http.listen", f"must be HOST:PORT, got {cfg.http.listen!r}")
 

@@ -21,11 +21,14 @@ import msgspec
 import psycopg
 
 from daemon.ledger.records import (
+    FINAL_STATES_SQL,
     Claimed,
     DeadLetter,
     DeadLetterFilter,
+    FinalState,
     dead_letter_from_row,
     dead_letter_query,
+    final_states_from,
     fold,
 )
 from daemon.sinks.base import Batch, BatchItem, ItemResult
@@ -159,6 +162,16 @@ class PostgresStore:
                 )
             rest = [k for k in folded if k not in known]
         return Claimed(known, set(rest) - mine)
+
+    async def final_states(self, keys: Sequence[str]) -> dict[str, FinalState]:
+        folded = list({fold(k) for k in keys})
+        if not folded:
+            return {}
+        async with self._lock:
+            cur = await self._conn.execute(
+                FINAL_STATES_SQL.format(keys="SELECT unnest(%s::text[])"), (folded, folded)
+            )
+            return final_states_from(await cur.fetchall())
 
     async def release(self, keys: Sequence[str]) -> None:
         if keys:

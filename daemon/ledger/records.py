@@ -22,6 +22,35 @@ class Claimed(msgspec.Struct, frozen=True):
     busy: set[str]
 
 
+class FinalState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the ledger holds for a key that is final: ``accepted``/``duplicate``/``purged``, or
+    ``dead`` with the dead letter's rule and message (what an annotation waiting for it needs)."""
+
+    status: str
+    rule: str | None = None
+    message: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """The object is on the platform (accepted now or before)."""
+        return self.status in ("accepted", "duplicate")
+
+
+FINAL_STATES_SQL = (
+    "SELECT key, status, NULL, NULL FROM accepted WHERE key IN ({keys})"
+    " UNION ALL SELECT key, 'dead', rule, message FROM dead_letters WHERE key IN ({keys})"
+)
+
+
+def final_states_from(rows: Sequence[Sequence[Any]]) -> dict[str, FinalState]:
+    """Casefolded key -> its state; a key both accepted and dead-lettered counts as accepted."""
+    out: dict[str, FinalState] = {}
+    for key, status, rule, message in rows:
+        if key not in out or status != "dead":
+            out[key] = FinalState(status=status, rule=rule, message=message)
+    return out
+
+
 class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
     key: str
     global_key: str | None = None

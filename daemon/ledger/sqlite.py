@@ -24,7 +24,16 @@ from typing import Any
 
 import msgspec
 
-from daemon.ledger.records import DeadLetter, DeadLetterFilter, dead_letter_from_row, dead_letter_query, fold
+from daemon.ledger.records import (
+    FINAL_STATES_SQL,
+    DeadLetter,
+    DeadLetterFilter,
+    FinalState,
+    dead_letter_from_row,
+    dead_letter_query,
+    final_states_from,
+    fold,
+)
 from daemon.ledger.sqlite_schema import connect
 from daemon.sinks.base import Batch, BatchItem, ItemResult
 
@@ -83,6 +92,16 @@ class Ledger:
             ):
                 out.setdefault(k, gk)
         return out
+
+    def final_states(self, keys: Sequence[str]) -> dict[str, FinalState]:
+        """Casefolded key -> what the ledger holds for it, for the keys that are final."""
+        folded = [fold(k) for k in keys]
+        rows: list[Any] = []
+        for i in range(0, len(folded), 400):
+            chunk = folded[i : i + 400]
+            marks = ",".join("?" * len(chunk))
+            rows.extend(self.db.execute(FINAL_STATES_SQL.format(keys=marks), [*chunk, *chunk]))
+        return final_states_from(rows)
 
     # -- batches ----------------------------------------------------------------------------
     def begin_batch(self, batch: Batch, sink: str) -> None:

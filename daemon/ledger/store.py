@@ -20,13 +20,15 @@ from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
 from daemon.core.config import Config, load_secret, resolve
-from daemon.ledger.records import Claimed, DeadLetter, DeadLetterFilter
+from daemon.ledger.records import Claimed, DeadLetter, DeadLetterFilter, FinalState
 from daemon.ledger.sqlite import Ledger
 from daemon.sinks.base import Batch, ItemResult
 
 
 class LedgerStore(Protocol):
     async def claim(self, keys: Sequence[str]) -> Claimed: ...
+
+    async def final_states(self, keys: Sequence[str]) -> dict[str, FinalState]: ...
 
     async def release(self, keys: Sequence[str]) -> None: ...
 
@@ -65,6 +67,9 @@ class SqliteStore:
 
     async def claim(self, keys: Sequence[str]) -> Claimed:
         return Claimed(self.ledger.known_as(keys), set())
+
+    async def final_states(self, keys: Sequence[str]) -> dict[str, FinalState]:
+        return self.ledger.final_states(keys)
 
     async def release(self, keys: Sequence[str]) -> None:
         return None

@@ -27,11 +27,13 @@ from daemon.core.jobs import Job
 from daemon.ledger.store import LedgerStore
 from daemon.ops.metrics import Metrics
 from daemon.ops.watchdog import ProgressMonitor
+from daemon.pipeline.annotate import Annotator
 from daemon.pipeline.build import Builder
 from daemon.pipeline.commit import recover
 from daemon.pipeline.intake import Intake
 from daemon.pipeline.stages import END_BATCH, END_JOB, KeyMaker, Prober, Settings, Stages
 from daemon.pipeline.tracker import Counters, Tracker
+from daemon.pipeline.waiting import WaitingRoom
 from daemon.sinks.base import Deliverer
 from daemon.sources.base import Source
 from workers.batching import Batcher
@@ -53,6 +55,7 @@ class Pipeline(Stages):
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
         monitor: ProgressMonitor | None = None,
+        annotator: Annotator | None = None,
     ) -> None:
         self.source = source
         self.deliverer = deliverer
@@ -91,6 +94,17 @@ class Pipeline(Stages):
         self._intake_task: asyncio.Task[None] | None = None
         self._deadline: asyncio.Timeout | None = None
         self.drained = True
+        self.annotator = annotator
+        self.room: WaitingRoom | None = None
+        if annotator is not None:
+            c = annotator.cfg
+            self.room = WaitingRoom(
+                ledger,
+                wait=c.media_wait_seconds,
+                recheck=c.recheck_seconds,
+                capacity=c.max_waiting,
+                clock=clock,
+            )
 
     # -- lifecycle ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -98,6 +112,8 @@ class Pipeline(Stages):
         if not self._stopping.is_set():
             log.info("drain started")
             self._stopping.set()
+            if self.room is not None:
+                self.room.wake()
             if self._intake_task is not None:
                 self._intake_task.cancel()
             if self._deadline is not None:  # already draining the rest of the input: bound it now
@@ -124,7 +140,8 @@ class Pipeline(Stages):
             deliverers = [tg.create_task(self._deliver_worker()) for _ in range(self.s.deliver_workers)]
             committer = tg.create_task(self._dead_stage())
             acker = tg.create_task(self.tracker.run())
-            tg.create_task(self._closer(probers, linger, deliverers, committer, acker))
+            room = tg.create_task(self._serve_room())
+            tg.create_task(self._closer(probers, linger, deliverers, committer, acker, room=room))
         return self.counters
 
     async def _closer(
@@ -134,6 +151,8 @@ class Pipeline(Stages):
         deliverers: list[asyncio.Task[None]],
         committer: asyncio.Task[None],
         acker: asyncio.Task[None],
+        *,
+        room: asyncio.Task[None],
     ) -> None:
         """End each stage once the stage before it has ended; bound the drain by its deadline."""
         assert self._intake_task is not None
@@ -144,6 +163,14 @@ class Pipeline(Stages):
         async def cascade() -> None:
             assert self._intake_task is not None
             await asyncio.wait({self._intake_task})
+            if self.room is not None:
+                # parked annotations leave first (their media final, expired, or given back):
+                # a job resumed after the probers ended would have no one to take it
+                self.room.wake()
+                await self.room.emptied()
+                self.room.closed = True
+            room.cancel()
+            await asyncio.wait({room})
             for _ in probers:
                 await self.probe_q.put(END_JOB)
             await asyncio.wait(set(probers))
@@ -167,11 +194,27 @@ class Pipeline(Stages):
         except TimeoutError:
             log.error("drain deadline passed; releasing unfinished messages", deadline=self.s.drain_timeout)
             self.drained = False
-            for t in [self._intake_task, *probers, linger, *deliverers, committer]:
+            for t in [self._intake_task, room, *probers, linger, *deliverers, committer]:
                 t.cancel()
             await self.tracker.release_all()
         self.tracker.close()
         await acker
+
+    async def _serve_room(self) -> None:
+        if self.room is None:
+            return
+        await self.room.run(
+            resume=self._resume, expire=self._expire, give_back=self._give_back, stuck=self._stuck
+        )
+
+    def _stuck(self) -> str | None:
+        """Why parked annotations can no longer be joined by their media (see the waiting room)."""
+        if self.stopping:
+            return "drain"
+        room = self.room
+        if room is not None and self.source.exhausted and self.in_flight <= len(room):
+            return "once"
+        return None
 
     def observe(self) -> None:
         """Refresh the gauges (queue depths, in-flight) from the live structures."""

@@ -20,9 +20,11 @@ from daemon.ledger.store import LedgerStore
 from daemon.ops.metrics import Metrics, Stage
 from daemon.ops.metrics import Outcome as MetricOutcome
 from daemon.ops.watchdog import StageProgress
+from daemon.pipeline.annotate import Annotator, Pairing, missing_rejection
 from daemon.pipeline.build import Builder
 from daemon.pipeline.commit import sort_results
 from daemon.pipeline.tracker import FINAL, Counters, Outcome, Tracker
+from daemon.pipeline.waiting import Parked, WaitingRoom
 from daemon.sinks.base import Batch, BatchItem, Deliverer, ItemResult, PermanentError, TransientError
 from workers.batching import JSON_ARRAY, Batcher, Framing
 from workers.probe.media import MediaInfo
@@ -54,6 +56,7 @@ _REJECTION_STAGE: dict[str, Stage] = {
     "build": "build",
     "batch": "batch",
     "deliver": "deliver",
+    "annotation": "build",
 }
 
 
@@ -96,6 +99,8 @@ class Stages:
     _probing: int
     _batch_added: asyncio.Event
     _lingering: list[Job]
+    annotator: Annotator | None
+    room: WaitingRoom | None
 
     # -- probe + build + batch ----------------------------------------------------------------------
     async def _probe_worker(self) -> None:
@@ -106,31 +111,8 @@ class Stages:
             st.busy = True
             st.queued = q.qsize()
             try:
-                info = await self.prober(job)
-            except ObjectGone as e:
-                log.info("object gone", key=job.ref.key, reason=str(e))
-                self._final(job, "gone")
-                continue
-            except ReadError as e:
-                if e.transient:
-                    log.warning("read failed, will retry", key=job.ref.key, reason=str(e))
-                    self._final(job, "retry")
-                    await self.ledger.release([job.global_key])
+                if not await self._work(job):
                     continue
-                job.rejection = Rejection(stage="read", rule="read.failed", message=str(e), actual=e.status)
-            except Exception as e:
-                # A bug in a parser must not stop the other objects: this one is dead-lettered
-                # with the exception named, and the traceback is logged for us to fix.
-                log.exception("probe failed unexpectedly", key=job.ref.key)
-                job.rejection = Rejection(
-                    stage="probe", rule="probe.internal_error", message=f"{type(e).__name__}: {e}"
-                )
-            else:
-                self.counters.probe_bytes += info.bytes_read
-                self.counters.probe_requests += info.requests
-                self.metrics.probe_cost(info.bytes_read, info.requests)
-                job.info = info
-                self.builder.build(job)
             finally:
                 self._probing -= 1
                 st.busy = self._probing > 0
@@ -152,6 +134,74 @@ class Stages:
                 await self.deliver_q.put(full)
             if was_empty:
                 self._batch_added.set()
+
+    async def _work(self, job: Job) -> bool:
+        """Probe and build one job (or prepare one annotation sidecar). False when the job was
+        settled or parked here (nothing more to do with it now); True when it goes on, built or
+        with its rejection."""
+        pairing = None
+        if self.annotator is not None:
+            try:
+                pairing = self.annotator.pair(job)
+            except ValueError as e:  # the sidecar's media has no valid global key
+                job.rejection = Rejection(
+                    stage="annotation", rule="global_key", message=str(e), actual=job.ref.key
+                )
+                return True
+        try:
+            if pairing is not None:
+                return await self._annotation(job, pairing)
+            info = await self.prober(job)
+        except ObjectGone as e:
+            log.info("object gone", key=job.ref.key, reason=str(e))
+            self._final(job, "gone")
+            return False
+        except ReadError as e:
+            if e.transient:
+                log.warning("read failed, will retry", key=job.ref.key, reason=str(e))
+                self._final(job, "retry")
+                await self.ledger.release([job.global_key])
+                return False
+            job.rejection = Rejection(stage="read", rule="read.failed", message=str(e), actual=e.status)
+        except Exception as e:
+            # A bug in a parser must not stop the other objects: this one is dead-lettered
+            # with the exception named, and the traceback is logged for us to fix.
+            log.exception("probe failed unexpectedly", key=job.ref.key)
+            stage = "probe" if pairing is None else "annotation"
+            job.rejection = Rejection(
+                stage=stage, rule=f"{stage}.internal_error", message=f"{type(e).__name__}: {e}"
+            )
+        else:
+            self.counters.probe_bytes += info.bytes_read
+            self.counters.probe_requests += info.requests
+            self.metrics.probe_cost(info.bytes_read, info.requests)
+            job.info = info
+            self.builder.build(job)
+        return True
+
+    async def _annotation(self, job: Job, pairing: Pairing) -> bool:
+        assert self.annotator is not None and self.room is not None
+        if await self.annotator.prepare(job, pairing) != "wait":
+            return True
+        if not self.room.park(job, pairing.media_key):
+            # full (or the run is ending): give it back to the source for later
+            self._final(job, "retry", self.annotator.cfg.recheck_seconds)
+            await self.ledger.release([job.global_key])
+            return False
+        log.debug("annotation waits for its media", key=job.ref.key, media=pairing.media_key)
+        return False
+
+    async def _resume(self, job: Job) -> None:
+        """The waiting room hands a parked annotation back: its media is final now."""
+        await self.probe_q.put(job)
+
+    async def _expire(self, parked: Parked, why: str) -> None:
+        parked.job.rejection = missing_rejection(parked.media_key, why)
+        parked.job.state = "dead"
+        await self.dead_q.put(parked.job)
+
+    def _give_back(self, job: Job) -> None:
+        self._final(job, "release")
 
     async def _linger(self) -> None:
         """Flush a batch that has waited ``linger`` seconds."""
@@ -267,6 +317,8 @@ class Stages:
         for token in self.followers.pop(folded, ()):
             self.tracker.settle(token, then, delay=delay, key=folded)
             self._count(job, then)
+        if self.room is not None:
+            self.room.media_settled(job.global_key)
 
     def _count(self, job: Job, outcome: Outcome) -> None:
         if outcome == "dead":

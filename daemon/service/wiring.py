@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 
 from daemon.core.config import Config, resolve
-from daemon.core.jobs import Job, ObjectRef
-from daemon.ledger.store import open_store
+from daemon.core.jobs import ObjectRef
+from daemon.ledger.store import LedgerStore, open_store
 from daemon.ops.metrics import Metrics
 from daemon.ops.watchdog import ProgressMonitor
+from daemon.pipeline.annotate import Annotator
 from daemon.pipeline.build import Builder, file_url
 from daemon.pipeline.pipeline import Pipeline
 from daemon.pipeline.stages import Prober, Settings
@@ -27,10 +29,12 @@ from daemon.sources.manifest import ManifestSource
 from daemon.sources.redis_streams import open_redis_source
 from daemon.sources.spool import SpoolSource
 from daemon.sources.sqs import open_sqs_source
+from workers.annotations.ontology import load_ontology
 from workers.batching import JSON_ARRAY, NDJSON
 from workers.payloads.keys import check_key, make_key
 from workers.probe.engine import probe
 from workers.probe.media import MediaInfo
+from workers.reads import RangeReader, ReadError
 from workers.reads.file import FileReader
 from workers.reads.http import HttpReader
 from workers.reads.s3 import ChainCredentials, S3Reads, http_session
@@ -132,7 +136,9 @@ async def make_sink(cfg: Config, stack: AsyncExitStack) -> Deliverer:
     """The configured sink behind the daemon's one delivery policy (``daemon.sinks.delivery``)."""
     k = cfg.sink
     if k.type == "files":
-        return FilesSink(resolve(cfg, k.path), cfg.target.platform)
+        return FilesSink(
+            resolve(cfg, k.path), cfg.target.platform, rows_per_file=cfg.annotations.rows_per_file
+        )
     if k.type == "http":
         return await open_http_deliverer(k, stack)
     raise WiringError(f"sink.type {k.type!r} is not available in this build")
@@ -144,53 +150,87 @@ def reload_sink(deliverer: Deliverer, cfg: Config) -> None:
         deliverer.reload(DeliveryLimits.from_config(cfg.sink))
 
 
-async def make_prober(
-    cfg: Config, stack: AsyncExitStack, credentials: ChainCredentials | None = None
-) -> Prober:
-    """The probe with the reader each origin needs: pread for files, ranged GETs for URLs and
-    for S3 (URLs presigned by our signer, through one long-lived session opened on first use)."""
-    head = cfg.probe.head_bytes
-    creds = credentials or ChainCredentials()
-    opened: list[aiohttp.ClientSession] = []
+class Readers:
+    """Readers for every origin: pread for files, ranged GETs for URLs and for S3 (URLs presigned
+    by our signer, through one long-lived session opened on first use and closed by ``stack``)."""
 
-    async def session() -> aiohttp.ClientSession:
-        if not opened:
-            opened.append(
-                await stack.enter_async_context(
-                    http_session(cfg.probe.concurrency, timeout=cfg.probe.timeout)
-                )
+    def __init__(
+        self, cfg: Config, stack: AsyncExitStack, credentials: ChainCredentials | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.stack = stack
+        self.head = cfg.probe.head_bytes
+        self.credentials = credentials or ChainCredentials()
+        self._session: aiohttp.ClientSession | None = None
+        self._s3: S3Reads | None = None
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = await self.stack.enter_async_context(
+                http_session(self.cfg.probe.concurrency, timeout=self.cfg.probe.timeout)
             )
-        return opened[0]
+        return self._session
 
-    s3_reads: list[S3Reads] = []
-
-    async def s3() -> S3Reads:
-        if not s3_reads:
+    async def s3(self) -> S3Reads:
+        if self._s3 is None:
             signer = S3UrlSigner(
-                region=cfg.aws.region,
-                endpoint_url=cfg.aws.endpoint_url,
-                addressing_style=cfg.aws.addressing_style,
+                region=self.cfg.aws.region,
+                endpoint_url=self.cfg.aws.endpoint_url,
+                addressing_style=self.cfg.aws.addressing_style,
             )
-            s3_reads.append(S3Reads(await session(), signer, creds))
-        return s3_reads[0]
+            self._s3 = S3Reads(await self.session(), signer, self.credentials)
+        return self._s3
 
-    async def prober(job: Job) -> MediaInfo:
-        ref = job.ref
+    @asynccontextmanager
+    async def open(self, ref: ObjectRef) -> AsyncIterator[RangeReader]:
         if ref.origin == "file":
             assert ref.path is not None
             reader = FileReader(ref.path)
             try:
-                return await probe(reader, head_bytes=head)
+                yield reader
             finally:
                 reader.close()
-        if ref.origin == "url":
+        elif ref.origin == "url":
             assert ref.url is not None
-            return await probe(HttpReader(await session(), ref.url, size=ref.size), head_bytes=head)
-        assert ref.bucket is not None
-        reads = await s3()
-        return await probe(reads.reader(ref.bucket, ref.key, size=ref.size, etag=ref.etag), head_bytes=head)
+            yield HttpReader(await self.session(), ref.url, size=ref.size)
+        else:
+            assert ref.bucket is not None
+            yield (await self.s3()).reader(ref.bucket, ref.key, size=ref.size, etag=ref.etag)
 
-    return prober
+    async def probe(self, ref: ObjectRef) -> MediaInfo:
+        async with self.open(ref) as reader:
+            return await probe(reader, head_bytes=self.head)
+
+    async def read_all(self, ref: ObjectRef, limit: int) -> bytes:
+        async with self.open(ref) as reader:
+            size = await reader.size()
+            if size > limit:
+                raise ReadError(
+                    f"{reader.name}: {size} bytes, more than {limit} to read whole", transient=False
+                )
+            return await reader.read(0, size) if size else b""
+
+
+def make_annotator(cfg: Config, readers: Readers, ledger: LedgerStore) -> Annotator | None:
+    """The annotation stage for ``[annotations]`` (None when disabled); a target that cannot
+    take annotations gets one that dead-letters every sidecar with the reason."""
+    a = cfg.annotations
+    if not a.enabled or not a.suffixes:
+        return None
+    refuse = None
+    if cfg.target.platform != "labelbox":
+        refuse = f"annotation sidecars are Labelbox NDJSON; target.platform is {cfg.target.platform!r}"
+    elif cfg.sink.type != "files":
+        refuse = f"annotations are written by the files sink; sink.type is {cfg.sink.type!r}"
+    ontology = None
+    if a.ontology:
+        try:
+            ontology = load_ontology(resolve(cfg, a.ontology).read_bytes())
+        except (OSError, ValueError) as e:
+            raise WiringError(f"annotations.ontology: {e}") from None
+    return Annotator(
+        a, key_for=key_maker(cfg), ledger=ledger, reads=readers, ontology=ontology, refuse=refuse
+    )
 
 
 def settings(cfg: Config) -> Settings:
@@ -223,6 +263,7 @@ async def build_pipeline(
     ledger = await open_store(cfg, stack)
     sink = await make_sink(cfg, stack)
     credentials = ChainCredentials()
+    readers = Readers(cfg, stack, credentials)
     builder = Builder(
         platform=cfg.target.platform,
         accept_kinds=cfg.target.accept_kinds,
@@ -233,12 +274,13 @@ async def build_pipeline(
         source=await open_source(cfg, stack, once=once, checkpoints=ledger),
         deliverer=sink,
         ledger=ledger,
-        prober=prober or await make_prober(cfg, stack, credentials),
+        prober=prober or (lambda job: readers.probe(job.ref)),
         builder=builder,
         key_for=key_maker(cfg),
         settings=settings(cfg),
         metrics=metrics,
         monitor=monitor,
+        annotator=make_annotator(cfg, readers, ledger),
     )
 
 

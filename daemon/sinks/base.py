@@ -20,6 +20,9 @@ import msgspec
 
 ItemStatus = Literal["accepted", "duplicate", "rejected", "retryable"]
 
+# BatchItem.kind of an annotation item: its body is the Labelbox NDJSON lines of one sidecar
+ANNOTATIONS = "ANNOTATIONS"
+
 
 class BatchItem(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One payload item: its global key, its kind (VIDEO/IMAGE/AUDIO/...) and its encoded JSON."""
