@@ -28,7 +28,7 @@ EXPECTED_DELIVERED = {
 EXPECTED_DEAD = {
     "demo/videos/anamorphic.mp4": "labelbox.video.sar",
     "demo/videos/bars.mov": "labelbox.video.container",
-    "demo/notes.txt": "target.kind",
+    "demo/notes.txt": "labelbox.kind",
 }
 
 
