@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 import traceback
@@ -22,11 +23,19 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for any tool whose
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ingestd", description="Feed media into Labelbox and Encord.")
     p.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
+    p.add_argument("--version", action="version", version=f"ingestd {_version()}", help="print the version")
     sub = p.add_subparsers(dest="command", required=True)
     for cmd in COMMANDS:
         cmd.register(sub)
     check.register(sub, probe=_probe_dependencies)
     return p
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("ingestd")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 async def _probe_dependencies(cfg: Config) -> list[tuple[str, str | None]]:

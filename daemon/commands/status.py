@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from daemon.commands.common import iso, load_config, write
+from daemon.commands.common import iso, load_config, require_ledger, write
 from daemon.core.config import Config, resolve
 from daemon.ledger.store import open_store
 from daemon.ops.status_client import read_status
@@ -17,7 +17,7 @@ from daemon.ops.status_client import read_status
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", help="what has been imported and refused")
-    p.add_argument("-c", "--config", required=True)
+    p.add_argument("-c", "--config", required=True, help="TOML configuration file")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=run)
 
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
             for k, v in live.items():
                 write(f"{k:<26} {v}")
         return 0
+    require_ledger(cfg)
     stats = asyncio.run(_stats(cfg))
     stats["ledger"] = (
         "postgresql" if (cfg.ledger.dsn or cfg.ledger.dsn_secret) else str(resolve(cfg, cfg.ledger.path))

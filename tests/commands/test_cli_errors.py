@@ -74,3 +74,15 @@ def test_an_unexpected_error_is_one_line_and_the_traceback_only_with_debug(tmp_p
     assert debug.returncode == 1
     assert debug.stderr.startswith("Traceback (most recent call last):")
     assert debug.stderr.endswith("ingestd: error: DatabaseError: file is not a database\n")
+
+
+@pytest.mark.parametrize("command", [["status"], ["dlq", "list"]])
+def test_a_missing_ledger_is_named_not_created(tmp_path: Path, command: list[str]) -> None:
+    cfg = _spool_config(tmp_path)
+    proc = ingestd(command[0], "-c", str(cfg), *command[1:])
+    assert proc.returncode == 2
+    assert (
+        proc.stderr
+        == f"ingestd: error: no ledger at {tmp_path / 'l.db'}: nothing has run with this config yet\n"
+    )
+    assert not (tmp_path / "l.db").exists()
