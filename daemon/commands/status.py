@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -27,6 +28,44 @@ async def _stats(cfg: Config) -> dict[str, Any]:
         return await (await open_store(cfg, stack)).stats()
 
 
+def _pairs(d: dict[str, Any]) -> str:
+    return "  ".join(f"{k} {_num(v)}" for k, v in d.items()) or "-"
+
+
+def _num(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
+def live_table(doc: dict[str, Any], *, now: float) -> list[str]:
+    """The daemon's ``/status`` for a person: one aligned line per figure, nested counts as
+    ``name value`` pairs, times as UTC and an age (pure; ``--json`` gives the document as is)."""
+    rows: list[tuple[str, str]] = []
+    problems = doc.get("not_ready_because") or []
+    for key, value in doc.items():
+        if key in ("not_ready_because",):
+            continue
+        label = key.replace("_", " ")
+        if key == "ready":
+            rows.append(("ready", "yes" if value else "no: " + "; ".join(problems)))
+        elif key == "uptime_seconds":
+            rows.append(("uptime", f"{value:,.0f} s"))
+        elif key == "last_success_timestamp":
+            when = iso(value) if value else None
+            rows.append(("last success", f"{when} ({now - value:,.0f} s ago)" if when else "-"))
+        elif key in ("objects", "stages") and isinstance(value, dict):
+            rows.append((label, "" if value else "-"))
+            rows.extend((f"  {name}", _pairs(counts)) for name, counts in sorted(value.items()))
+        elif isinstance(value, dict):
+            rows.append((label, _pairs(value)))
+        elif isinstance(value, list):
+            rows.append((label, ", ".join(map(str, value)) or "-"))
+        elif isinstance(value, bool):
+            rows.append((label, "yes" if value else "no"))
+        else:
+            rows.append((label, _num(value)))
+    return [f"{name:<18} {text}".rstrip() for name, text in rows]
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     live = read_status(cfg.http.listen) if cfg.http.listen else None
@@ -35,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             write(msgspec.json.encode(live).decode())
         else:
-            for k, v in live.items():
-                write(f"{k:<26} {v}")
+            for line in live_table(live, now=time.time()):
+                write(line)
         return 0
     require_ledger(cfg)
     stats = asyncio.run(_stats(cfg))
@@ -49,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     write(f"ledger            {stats['ledger']}")
     write(f"accepted          {stats['accepted']}")
-    write(f"duplicates        {stats['duplicates']}")
+    # the ledger's duplicates are keys the platform said it already had; a run's summary also
+    # counts offers of objects already final, which the ledger does not keep
+    write(f"already there     {stats['duplicates']}  (the platform had them)")
     write(f"dead letters      {stats['dead_letters']}")
     for rule, n in stats["dead_letters_by_rule"].items():
         write(f"  {rule:<30} {n}")

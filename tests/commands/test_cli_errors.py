@@ -86,3 +86,29 @@ def test_a_missing_ledger_is_named_not_created(tmp_path: Path, command: list[str
         == f"ingestd: error: no ledger at {tmp_path / 'l.db'}: nothing has run with this config yet\n"
     )
     assert not (tmp_path / "l.db").exists()
+
+
+def test_live_status_is_a_table_for_people() -> None:
+    """No Python dicts, no raw epoch: nested counts as name/value pairs, times in UTC with an age."""
+    from daemon.commands.status import live_table  # noqa: PLC0415 - the pure half of the command
+
+    doc = {
+        "objects": {"deliver": {"ok": 1200, "duplicate": 3}},
+        "queues": {"probe": 0},
+        "open_circuits": [],
+        "last_success_timestamp": 1764792000.5,
+        "ready": False,
+        "not_ready_because": ["sink refused our credentials: HTTP 401"],
+        "source": "live (operations endpoint)",
+    }
+    lines = live_table(doc, now=1764792012.5)
+    assert lines == [
+        "objects",
+        "  deliver          ok 1,200  duplicate 3",
+        "queues             probe 0",
+        "open circuits      -",
+        "last success       2025-12-03T20:00:00+00:00 (12 s ago)",
+        "ready              no: sink refused our credentials: HTTP 401",
+        "source             live (operations endpoint)",
+    ]
+    assert not any("{" in ln or "1764792000" in ln for ln in lines)
