@@ -123,6 +123,7 @@ class Service:
                 self.cfg, stack, once=self.once, metrics=self.metrics, monitor=self.monitor
             )
             self.pipeline = p
+            self.metrics.on_read = self._observe  # gauges read at scrape time, watchdog or not
             self.readiness.ledger_open = True
             if self.cfg.http.listen:
                 host, port = await serve(
