@@ -26,7 +26,7 @@ import structlog
 import uvloop
 
 from daemon.core.config import Config, ConfigError, load
-from daemon.core.logs import configure
+from daemon.core.logs import before_each_line, configure
 from daemon.ops.health import Operations, Readiness, serve, watch
 from daemon.ops.metrics import Metrics
 from daemon.ops.notify import Notifier
@@ -85,6 +85,11 @@ def _draw(pipeline: Pipeline, out: TextIO, started: float) -> None:
         f"{c.dead:>7,} dead  {c.seen / el if el else 0:>9,.0f}/s "
     )
     out.flush()
+
+
+def _clear_line() -> None:
+    sys.stderr.write("\r\x1b[K")  # the progress line is drawn again on its next tick
+    sys.stderr.flush()
 
 
 async def _progress(pipeline: Pipeline, out: TextIO, started: float) -> None:
@@ -154,6 +159,7 @@ class Service:
             )
             if self.once and sys.stderr.isatty():
                 self._spawn(_progress(p, sys.stderr, started), "progress")
+                before_each_line(_clear_line)  # a log line never lands on the progress line
             try:
                 counters = await p.run()
             finally:
@@ -162,6 +168,7 @@ class Service:
                 if self._tasks:
                     await asyncio.wait(self._tasks)
                 if self.once and sys.stderr.isatty():
+                    before_each_line(None)
                     _draw(p, sys.stderr, started)
                     sys.stderr.write("\n")
             return summarize(counters, time.monotonic() - started), p.drained
@@ -276,7 +283,8 @@ def exit_status(
 def run(cfg: Config, *, once: bool, config_path: str | Path | None = None) -> int:
     service = Service(cfg, None if config_path is None else str(config_path), once=once)
     summary, drained = uvloop.run(service.run())
-    log.info("run finished", **msgspec.structs.asdict(summary))
+    # --once prints the summary as its last line: the log line does not repeat it
+    log.info("run finished", **({} if once else msgspec.structs.asdict(summary)))
     if once:
         sys.stdout.buffer.write(msgspec.json.encode(summary) + b"\n")
         sys.stdout.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -268,3 +269,37 @@ class TestTerminal:
         assert json.loads(proc.stdout.splitlines()[-1])["seen"] == 9
         piped = ingestd("run", "-c", str(example / "local.toml"), "--once", check=True)
         assert "seen" not in piped.stderr
+
+    def test_on_a_terminal_logs_are_readable_and_stay_off_the_progress_line(self, example: Path) -> None:
+        """stdout and stderr on one terminal: console log lines (not JSON), each starting on a
+        cleared line; the summary printed once, as the last line."""
+        import pty  # noqa: PLC0415 - POSIX-only helper used by this test alone
+
+        master, slave = pty.openpty()
+        with subprocess.Popen(
+            [sys.executable, "-m", "daemon", "run", "-c", str(example / "local.toml"), "--once"],
+            cwd=ROOT,
+            stdout=slave,
+            stderr=slave,
+        ) as proc:
+            os.close(slave)
+            screen = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                screen += chunk
+            os.close(master)
+        assert proc.returncode == 0
+        text = screen.decode()
+        starts = [m.start() for m in re.finditer(r"\d{4}-\d\d-\d\dT[\d:.]+Z \[", text)]
+        assert len(starts) >= 5 and "[warning  ] object dead-lettered" in text
+        # each log line starts at the beginning of a cleared line, or of a fresh one
+        assert all(text[:i].endswith(("\r\x1b[K", "\r\n")) for i in starts)
+        assert '{"event"' not in text and '"level"' not in text
+        lines = [ln for ln in text.split("\r\n") if ln]
+        assert json.loads(lines[-1])["seen"] == 9 and lines[-2].endswith("run finished")
+        assert text.count('"delivered"') == 1  # the summary once
