@@ -235,6 +235,20 @@ class TestCrashes:
         assert {r["global_key"] for r in labelbox_rows(out)} == EXPECTED_DELIVERED | {"demo/images/late.png"}
 
 
+def _read_terminal(master: int) -> bytes:
+    """Everything written to a pty until its other end is closed."""
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            return out
+        out += chunk
+    return out
+
+
 class TestTerminal:
     def test_progress_line_on_a_terminal_only(self, example: Path) -> None:
         """--once on a terminal draws a progress line on stderr; piped, it does not."""
@@ -252,15 +266,7 @@ class TestTerminal:
             )
             os.close(slave)
             slave = -1
-            drawn = b""
-            while True:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                drawn += chunk
+            drawn = _read_terminal(master)
         finally:
             if slave >= 0:
                 os.close(slave)
@@ -283,15 +289,7 @@ class TestTerminal:
             stderr=slave,
         ) as proc:
             os.close(slave)
-            screen = b""
-            while True:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                screen += chunk
+            screen = _read_terminal(master)
             os.close(master)
         assert proc.returncode == 0
         text = screen.decode()
