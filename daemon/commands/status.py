@@ -13,7 +13,7 @@ import msgspec
 from daemon.commands.common import iso, load_config, require_ledger, write
 from daemon.core.config import Config, resolve
 from daemon.ledger.store import open_store
-from daemon.ops.status_client import read_status
+from daemon.ops.status_client import LAST_RUN, read_status
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,7 +25,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 async def _stats(cfg: Config) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
-        return await (await open_store(cfg, stack)).stats()
+        store = await open_store(cfg, stack)
+        stats = await store.stats()
+        last = await store.get_checkpoint(LAST_RUN)
+        stats["last_run"] = msgspec.json.decode(last) if last else None
+        return stats
 
 
 def _pairs(d: dict[str, Any]) -> str:
@@ -83,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         "postgresql" if (cfg.ledger.dsn or cfg.ledger.dsn_secret) else str(resolve(cfg, cfg.ledger.path))
     )
     stats["last_accepted_at"] = iso(stats["last_accepted_at"])
+    if stats["last_run"]:
+        stats["last_run"]["finished_at"] = iso(stats["last_run"].get("finished_at"))
     if args.json:
         write(msgspec.json.encode(stats).decode())
         return 0
@@ -97,4 +103,8 @@ def run(args: argparse.Namespace) -> int:
     write(f"batches done      {stats['batches_done']}")
     write(f"batches pending   {stats['batches_pending']}")
     write(f"last accepted at  {stats['last_accepted_at'] or '-'}")
+    last = stats["last_run"]
+    if last:  # the run's own figures, as its summary said them
+        write(f"last run          {last.pop('finished_at') or '-'}")
+        write(f"  {_pairs({k: v for k, v in last.items() if not isinstance(v, float)})}")
     return 0

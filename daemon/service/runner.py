@@ -30,6 +30,7 @@ from daemon.core.logs import before_each_line, configure
 from daemon.ops.health import Operations, Readiness, serve, watch
 from daemon.ops.metrics import Metrics
 from daemon.ops.notify import Notifier
+from daemon.ops.status_client import LAST_RUN
 from daemon.ops.watchdog import ProgressMonitor, extend_stop_while_draining, run_watchdog
 from daemon.pipeline.pipeline import Pipeline
 from daemon.pipeline.tracker import Counters
@@ -171,7 +172,17 @@ class Service:
                     before_each_line(None)
                     _draw(p, sys.stderr, started)
                     sys.stderr.write("\n")
-            return summarize(counters, time.monotonic() - started), p.drained
+            summary = summarize(counters, time.monotonic() - started)
+            await self._remember(p, summary)
+            return summary, p.drained
+
+    async def _remember(self, p: Pipeline, summary: Summary) -> None:
+        """Keep the summary in the ledger, so ``status`` shows the run's own figures."""
+        record = {"finished_at": round(time.time(), 3), **msgspec.structs.asdict(summary)}
+        try:
+            await p.ledger.put_checkpoint(LAST_RUN, msgspec.json.encode(record).decode())
+        except Exception as e:  # the run's work is committed; its figures are a courtesy
+            log.warning("run summary not kept in the ledger", reason=str(e))
 
     def _credentials(self, refused: str | None) -> None:
         """The sink refuses our credentials (or accepts them again): not ready; ``--once`` stops."""

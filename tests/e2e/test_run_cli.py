@@ -301,3 +301,18 @@ class TestTerminal:
         lines = [ln for ln in text.split("\r\n") if ln]
         assert json.loads(lines[-1])["seen"] == 9 and lines[-2].endswith("run finished")
         assert text.count('"delivered"') == 1  # the summary once
+
+
+def test_status_shows_the_last_runs_own_figures(example: Path) -> None:
+    """A rerun skips 9 known objects; ``status`` (from the ledger) says so as the run did."""
+    cfg = str(example / "local.toml")
+    ingestd("run", "-c", cfg, "--once", check=True)
+    s = summary(ingestd("run", "-c", cfg, "--once", check=True).stdout)
+    doc = json.loads(ingestd("status", "-c", cfg, "--json", check=True).stdout)
+    last = doc["last_run"]
+    assert {k: last[k] for k in ("seen", "delivered", "duplicates", "dead_lettered")} == {
+        k: s[k] for k in ("seen", "delivered", "duplicates", "dead_lettered")
+    }
+    assert last["duplicates"] == 9 and last["finished_at"].endswith("+00:00")
+    text = ingestd("status", "-c", cfg, check=True).stdout
+    assert "seen 9  delivered 0  duplicates 9  dead_lettered 0" in text
