@@ -11,12 +11,12 @@ from collections.abc import Sequence
 
 import structlog
 
-from daemon.commands import check, dlq, probe, sign, status
+from daemon.commands import check, dlq, probe, sign, status, validate
 from daemon.commands import run as run_cmd
 from daemon.commands.common import CommandError
 from daemon.core.config import Config
 
-COMMANDS = (run_cmd, probe, sign, status, dlq)
+COMMANDS = (run_cmd, probe, sign, validate, status, dlq)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for any tool whose reader left
 
 

@@ -34,7 +34,8 @@ from daemon.ops.status_client import LAST_RUN
 from daemon.ops.watchdog import ProgressMonitor, extend_stop_while_draining, run_watchdog
 from daemon.pipeline.pipeline import Pipeline
 from daemon.pipeline.tracker import Counters
-from daemon.service.wiring import build_pipeline, reload_sink
+from daemon.service.wiring import build_pipeline, reload_sink, url_refresher
+from daemon.sinks.base import CredentialsError
 
 log = structlog.get_logger()
 
@@ -100,6 +101,21 @@ async def _progress(pipeline: Pipeline, out: TextIO, started: float) -> None:
         await asyncio.sleep(0.25)
 
 
+async def _credentials_refused(deliverer: object) -> str | None:
+    """``--once``: the platform's refusal of our credentials, asked before taking any work (a run
+    that cannot deliver anything ends at once, non-zero, and dead-letters nothing)."""
+    check = getattr(deliverer, "check", None)
+    if check is None:
+        return None
+    try:
+        await check()
+    except CredentialsError as e:
+        return str(e)
+    except Exception:  # other problems are met (and reported) per batch
+        return None
+    return None
+
+
 class Service:
     """One run of the daemon: the pipeline plus what systemd and operators see of it."""
 
@@ -154,6 +170,8 @@ class Service:
                 self.readiness.source(None)
             p.counters.remember_final = self.once  # distinct objects over a bounded input only
             self._spawn(self._ready_when_reachable(), "ready")
+            if not self.once and (refresher := url_refresher(self.cfg, p.deliverer, p.ledger)) is not None:
+                self._spawn(refresher.run(), "url-refresher")
             self._spawn(
                 run_watchdog(self.notifier, self.monitor, extra_status=self._status, observe=self._observe),
                 "watchdog",
@@ -162,6 +180,9 @@ class Service:
                 self._spawn(_progress(p, sys.stderr, started), "progress")
                 before_each_line(_clear_line)  # a log line never lands on the progress line
             try:
+                if self.once and await _credentials_refused(p.deliverer) is not None:
+                    # said once by the endpoint (Endpoint.refuse); nothing taken from the source
+                    return summarize(p.counters, time.monotonic() - started), False
                 counters = await p.run()
             finally:
                 for t in list(self._tasks):
@@ -217,11 +238,12 @@ class Service:
         self.readiness.circuit(sink, is_open)
         endpoint = getattr(deliverer, "endpoint", None)
         waiting = is_open or (endpoint is not None and endpoint.paused_for() > 0)
-        if waiting or stats.retries != self._last_retries:
-            # waiting on the platform by choice (Retry-After, open circuit, backoff) is not a
-            # wedge: count it as progress so the watchdog keeps pinging
+        moved = stats.retries + stats.platform_waits
+        if waiting or moved != self._last_retries:
+            # waiting on the platform by choice (Retry-After, open circuit, backoff, a job still
+            # running) is not a wedge: count it as progress so the watchdog keeps pinging
             self.monitor.stage("deliver").progress()
-        self._last_retries = stats.retries
+        self._last_retries = moved
 
     async def _ready_when_reachable(self) -> None:
         while not self.readiness.ready:

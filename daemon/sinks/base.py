@@ -73,10 +73,14 @@ class TransientError(Exception):
 
 
 class CredentialsError(TransientError):
-    """The endpoint refused our credentials or permissions (HTTP 401/403, a platform's
-    AUTHENTICATION/AUTHORIZATION error). A property of the endpoint, not of the objects: nothing is
-    dead-lettered; delivery stops, the objects go back to the source until the credentials are
-    fixed (``/readyz``, ``status``, and ``run --once`` exits 1 naming it)."""
+    """The endpoint refuses *us* (credentials, permissions, a target that is not ours or gone:
+    HTTP 401/403, a platform's AUTHENTICATION/AUTHORIZATION error).
+
+    A property of the endpoint, not of the objects: the Deliverer gives the batch back at once
+    (no retries, nothing dead-lettered) and the endpoint sends nothing more until a check passes;
+    ``/readyz`` and ``status`` name it and ``run --once`` exits 1 naming it. The message names
+    what to fix and never quotes the credential itself.
+    """
 
 
 class PermanentError(Exception):

@@ -14,8 +14,7 @@ token from the shared :class:`~daemon.endpoint.Endpoint` before each request it 
 * :class:`PermanentError` with a splitting status (400, 413, 422) on a multi-item batch: the batch
   is split in halves and each half delivered, down to the single bad items, which are rejected
   with the server's message; any other permanent error rejects the batch's items;
-* :class:`CredentialsError` (401/403): no retry, no dead letter; the endpoint refuses us until a
-  check passes, and every batch goes back to the source meanwhile, without a request.
+* :class:`CredentialsError` (refuses *us*): no retry, nothing rejected, nothing sent until a check passes.
 
 The deadline (``DeliveryLimits.deadline``, per batch) bounds the waits (breaker, concurrency slot,
 backoff, Retry-After pause), never a call in progress: the sink's request timeout bounds that, so
@@ -36,14 +35,13 @@ import structlog
 
 from daemon.core.config import SinkConfig
 from daemon.sinks.base import Batch, CredentialsError, ItemResult, PermanentError, Sink, TransientError
-from daemon.sinks.endpoint import AdaptiveGate, DeliveryStats, Endpoint
+from daemon.sinks.endpoint import CREDENTIALS_RECHECK, AdaptiveGate, DeliveryStats, Endpoint
 from workers.classify import OVERLOAD_STATUSES, SPLIT_STATUSES
 from workers.limits import AdaptiveConcurrency, CircuitBreaker, CircuitState
 from workers.retry import Backoff, RetryBudget
 
 log = structlog.get_logger()
 _status = operator.attrgetter("status")
-CREDENTIALS_RECHECK = 60.0  # seconds objects wait at the source while the endpoint refuses us
 
 
 class DeliveryLimits(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,6 +63,7 @@ class DeliveryLimits(msgspec.Struct, frozen=True, kw_only=True):
     breaker_threshold: int = 10  # consecutive failures ...
     breaker_min_failing_seconds: float = 1.0  # ... lasting at least this long open the circuit
     breaker_open_seconds: float = 5.0
+    latency_tolerance: float = 2.0  # AIMD shrinks past this x usual latency (inf: a call = a task)
 
     def __post_init__(self) -> None:
         checks = (
@@ -117,7 +116,7 @@ class Deliverer:
         self._clock = clock
         self._random = random_source
         self._split_on = frozenset(split_on)
-        self._aimd = AdaptiveConcurrency(maximum=limits.max_concurrency)
+        self._aimd = AdaptiveConcurrency(maximum=limits.max_concurrency, tolerance=limits.latency_tolerance)
         self._gate = AdaptiveGate(self._aimd)
         self._breaker = CircuitBreaker(
             threshold=limits.breaker_threshold,
@@ -181,9 +180,13 @@ class Deliverer:
     def circuit(self) -> CircuitState:
         return self._breaker.current(self._clock())
 
+    @property
+    def refused(self) -> str | None:  # why the endpoint refuses our credentials, while it does
+        return self.endpoint.refused
+
     def ready(self) -> bool:
-        """False while the circuit is open (``/readyz``)."""
-        return self.circuit() is not CircuitState.OPEN
+        """False while the circuit is open or the endpoint refuses our credentials (``/readyz``)."""
+        return self.refused is None and self.circuit() is not CircuitState.OPEN
 
     async def check(self) -> None:
         await self.endpoint.checked(self.sink.check)
@@ -216,7 +219,7 @@ class Deliverer:
                 return [*final, *self._give_back(batch, reason, None)]
             if isinstance(outcome, PermanentError):
                 return [*final, *await self._permanent(batch, outcome, deadline)]
-            if isinstance(outcome, CredentialsError):  # the endpoint's fault: no retry, no dead letter
+            if isinstance(outcome, CredentialsError):  # the endpoint refuses us: no retry, no dead letter
                 return [*final, *self._give_back(batch, str(outcome), CREDENTIALS_RECHECK)]
             if isinstance(outcome, list):
                 retry = [r for r in outcome if r.status == "retryable"]
@@ -311,9 +314,8 @@ class Deliverer:
         try:
             results = await self.sink.deliver(batch)
         except CredentialsError as e:  # the server is alive and answered: no breaker verdict
-            stats.count(stats.requests, "credentials_refused")
             self._release_probe()
-            self.endpoint.refuse(str(e))
+            self.endpoint.refuse(str(e))  # counted there
             return e
         except TransientError as e:
             stats.count(stats.requests, f"transient_{e.status}" if e.status else "transient")
@@ -386,7 +388,6 @@ class Deliverer:
 
     def _give_back(self, batch: Batch, reason: str, retry_after: float | None) -> list[ItemResult]:
         self.endpoint.stats.given_back += 1
-        # while credentials are refused, that was said once (Endpoint.refuse), not per batch
         (log.warning if self.endpoint.refused is None else log.debug)(
             "delivery.given_back",
             sink=self.sink.name,

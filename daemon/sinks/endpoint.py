@@ -23,6 +23,7 @@ from workers.limits import AdaptiveConcurrency, CircuitState, TokenBucket
 
 log = structlog.get_logger()
 
+CREDENTIALS_RECHECK = 60.0  # seconds objects wait at the source while the endpoint refuses us
 # seconds this task spent in request_slot since track_waits() (a one-element list, shared by copies)
 _waited: ContextVar[list[float] | None] = ContextVar("ingestd_slot_wait", default=None)
 
@@ -39,6 +40,7 @@ class DeliveryStats:
     given_back: int = 0  # batches returned as retryable
     splits: int = 0
     pauses: int = 0  # endpoint-wide Retry-After pauses
+    platform_waits: int = 0  # polls answered "still running" (a job on the platform): not a wedge
     rate_limit_wait_seconds: float = 0.0
     concurrency_limit: int = 0
     in_flight: int = 0
@@ -75,7 +77,8 @@ class Endpoint:
 
     def refuse(self, reason: str) -> None:
         """The endpoint refused our credentials: nothing is sent until :meth:`checked` passes.
-        Said once in the log, however many batches were refused."""
+        Said once in the log, however many batches were refused (given back quietly meanwhile)."""
+        self.stats.count(self.stats.requests, "credentials_refused")
         if self.refused is None:
             log.error(
                 "sink refused our credentials; delivery stopped until they are fixed",
