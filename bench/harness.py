@@ -136,12 +136,16 @@ def previous(name: str) -> Result | None:
 
 
 def save(result: Result) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{result.benchmark}.json"
+    """A full run becomes the record (``<name>.json``, tracked) and joins its history; a
+    ``--quick`` smoke run goes to ``results/quick/`` (git-ignored) and touches neither."""
     data = msgspec.json.encode(result)
+    folder = RESULTS / "quick" if result.quick else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{result.benchmark}.json"
     path.write_bytes(msgspec.json.format(data, indent=2) + b"\n")
-    with (RESULTS / f"{result.benchmark}.history.jsonl").open("ab") as f:
-        f.write(data + b"\n")
+    if not result.quick:
+        with (RESULTS / f"{result.benchmark}.history.jsonl").open("ab") as f:
+            f.write(data + b"\n")
     return path
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 
-from daemon.core.config import Config, ConfigError, load
+from daemon.core.config import Config, ConfigError, load, resolve
 
 
 class CommandError(Exception):
@@ -17,6 +17,15 @@ def load_config(path: str) -> Config:
         return load(path)
     except ConfigError as e:
         raise CommandError(f"config {path}: {e}") from None
+
+
+def require_ledger(cfg: Config) -> None:
+    """Refuse to read a SQLite ledger that does not exist (opening it would create an empty one)."""
+    if cfg.ledger.dsn or cfg.ledger.dsn_secret:
+        return
+    path = resolve(cfg, cfg.ledger.path)
+    if not path.exists():
+        raise CommandError(f"no ledger at {path}: nothing has run with this config yet")
 
 
 def parse_time(text: str) -> float:

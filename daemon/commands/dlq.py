@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 
 import msgspec
 
-from daemon.commands.common import CommandError, iso, load_config, parse_time, write
+from daemon.commands.common import CommandError, iso, load_config, parse_time, require_ledger, write
 from daemon.core.config import Config
 from daemon.ledger.records import DeadLetter, DeadLetterFilter
 from daemon.ledger.store import LedgerStore, open_store
@@ -24,18 +24,23 @@ from daemon.ledger.store import LedgerStore, open_store
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dlq", help="list, show, requeue or purge dead letters")
-    p.add_argument("-c", "--config", required=True)
-    p.add_argument("action", choices=["list", "show", "requeue", "purge"])
+    p.add_argument("-c", "--config", required=True, help="TOML configuration file (its ledger)")
+    p.add_argument(
+        "action",
+        choices=["list", "show", "requeue", "purge"],
+        help="requeue: forget them so the next run takes the objects again; "
+        "purge: drop them for good (the objects stay known and are skipped)",
+    )
     p.add_argument("keys", nargs="*", help="global keys (show, requeue, purge)")
     p.add_argument(
         "--all", action="store_true", help="requeue/purge every dead letter that matches the filters"
     )
-    p.add_argument("--rule")
-    p.add_argument("--stage")
-    p.add_argument("--prefix")
-    p.add_argument("--since")
-    p.add_argument("--until")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--rule", help="rule name, or a prefix ending in * (labelbox.video.*)")
+    p.add_argument("--stage", help="intake, read, probe, url, validate, build, batch or deliver")
+    p.add_argument("--prefix", help="global keys starting with this")
+    p.add_argument("--since", help="dead-lettered at or after: ISO-8601 or 15m/2h/3d ago")
+    p.add_argument("--until", help="dead-lettered before: ISO-8601 or 15m/2h/3d ago")
+    p.add_argument("--limit", type=int, help="at most this many (list)")
     p.add_argument("--json", action="store_true", help="JSON lines")
     p.set_defaults(func=run)
 
@@ -77,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"dlq {args.action}: name keys, give a filter, or pass --all")
     if args.action == "show" and not args.keys:
         raise CommandError("dlq show: name at least one key")
+    require_ledger(cfg)
     return asyncio.run(_run(cfg, args))
 
 

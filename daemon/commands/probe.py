@@ -2,7 +2,7 @@
 
 TARGET is a local path, an http(s) URL or ``s3://bucket/key``. With ``--json`` one JSON object
 per target per line (the contract other tools read: see README). Exit status 0 when every
-target is valid media, 1 otherwise.
+target is valid media (and, with ``--platform P``, accepted by P's rules), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -34,7 +34,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per target per line")
     p.add_argument("--head-bytes", type=int, default=DEFAULT_HEAD_BYTES, help="size of the first read")
     p.add_argument("--strict", action="store_true", help="Encord strict client-only access rules")
-    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument(
+        "--platform",
+        choices=("labelbox", "encord"),
+        help="exit 1 also when this platform's rules reject a target (for scripts)",
+    )
+    p.add_argument("--concurrency", type=int, default=16, help="targets probed at once (default 16)")
     p.set_defaults(func=run)
 
 
@@ -57,7 +62,8 @@ def report(target: str, info: MediaInfo, *, strict: bool = False) -> dict[str, A
 def _human(rep: dict[str, Any]) -> str:
     if not rep["valid"]:
         return f"{rep['target']}: INVALID {rep.get('error')}"
-    parts = [f"{rep['kind']}/{rep['container']}"]
+    # the MIME type, as --json and the platforms name it (audio/mpeg, video/quicktime)
+    parts = [rep["mime_type"] or rep["kind"], f"container={rep['container']}"]
     if rep.get("width"):
         parts.append(f"{rep['width']}x{rep['height']}")
     for k in ("codec", "fps", "duration", "frames", "sample_rate", "channels"):
@@ -150,7 +156,7 @@ async def _probe_all(args: argparse.Namespace) -> int:
         tasks = [asyncio.ensure_future(one(t)) for t in args.targets]
         for t in tasks:
             rep = await t
-            bad += not rep["valid"]
+            bad += not rep["valid"] or (args.platform is not None and bool(rep[args.platform].get("errors")))
             line = msgspec.json.encode(rep).decode() if args.json else _human(rep)
             sys.stdout.write(line + "\n")
     return 1 if bad else 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from daemon.commands.common import load_config
+from daemon.commands.common import CommandError, load_config
+from daemon.core.config import ConfigError
 from daemon.core.logs import configure
 
 
@@ -19,5 +20,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     configure(cfg.log.level)
     from daemon.service.runner import run as run_service  # noqa: PLC0415 - keep the light commands fast
+    from daemon.service.wiring import WiringError  # noqa: PLC0415
 
-    return run_service(cfg, once=args.once, config_path=args.config)
+    try:
+        return run_service(cfg, once=args.once, config_path=args.config)
+    except (WiringError, ConfigError) as e:  # refused before READY: one line naming the key
+        raise CommandError(f"config {args.config}: {e}") from None

@@ -54,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(e))
     session = botocore.session.get_session()
     aws = load_config(args.config).aws if args.config else None
-    region = args.region or (aws.region if aws else "") or loc.region or session.get_config_variable("region")
+    region = (
+        args.region
+        or (aws.region if aws else "")
+        or loc.region
+        or os.environ.get("AWS_REGION", "")  # what the SDKs and our error message say; botocore reads
+        or session.get_config_variable("region")  # only AWS_DEFAULT_REGION and the config file
+    )
     endpoint = (
         args.endpoint_url
         or (aws.endpoint_url if aws else "")

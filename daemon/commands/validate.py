@@ -39,7 +39,7 @@ _NDJSON_SUFFIXES = (".ndjson", ".jsonl")
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("validate", help="validate (and convert) annotation files before import")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="annotation files, validated as one import")
     p.add_argument("--media", metavar="PATH|URL", help="probe this media: frames and size are checked")
     p.add_argument("--format", choices=FORMATS, default="auto", help="input format (auto: by suffix/content)")
     p.add_argument("--ontology", metavar="F", help="the project's ontology, Labelbox normalized JSON")

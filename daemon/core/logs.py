@@ -1,4 +1,5 @@
-"""structlog JSON lines to stdout; secrets never leave the process.
+"""structlog JSON lines to stdout (human-readable lines when stdout is a terminal); secrets never
+leave the process.
 
 Each event is one JSON object (``msgspec`` encodes it) with ``timestamp``, ``level`` and
 ``event``, plus the object's key and, for rejections, the rule and values. Anything that looks
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import msgspec
@@ -65,8 +66,25 @@ def _render(_: Any, __: str, event: MutableMapping[str, Any]) -> bytes:
     return _enc.encode(event)
 
 
+# Called before each line is written (the runner clears its progress line on a terminal).
+_before_line: list[Callable[[], None]] = []
+
+
+def before_each_line(hook: Callable[[], None] | None) -> None:
+    """Run ``hook`` before every log line (``None``: no hook)."""
+    _before_line[:] = [hook] if hook is not None else []
+
+
+def _interrupt(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for hook in _before_line:
+        hook()
+    return event
+
+
 def configure(level: str = "info", stream: Any = None) -> None:
-    """Configure structlog once per process (idempotent)."""
+    """Configure structlog once per process (idempotent): JSON lines, or on a terminal (stdout
+    a TTY and no ``stream`` given) structlog's console renderer, redacted the same way."""
+    console = stream is None and sys.stdout.isatty()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -74,9 +92,12 @@ def configure(level: str = "info", stream: Any = None) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact,
-            _render,
+            _interrupt,
+            structlog.dev.ConsoleRenderer(colors=False) if console else _render,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.BytesLoggerFactory(file=stream or sys.stdout.buffer),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout)
+        if console
+        else structlog.BytesLoggerFactory(file=stream or sys.stdout.buffer),
         cache_logger_on_first_use=False,
     )

@@ -38,6 +38,7 @@ class Readiness:
         self.ledger_open = False
         self.open_circuits: set[str] = set()
         self.draining = False
+        self.refused: str | None = None  # why the sink refuses our credentials, while it does
         self.changed = asyncio.Event()  # set whenever a check reports (for READY=1)
 
     def source(self, error: str | None) -> None:
@@ -48,6 +49,11 @@ class Readiness:
     def sink(self, error: str | None) -> None:
         """The sink is reachable (``None``) or why it is not."""
         self.sink_error = error
+        self.changed.set()
+
+    def credentials(self, refused: str | None) -> None:
+        """The sink refuses our credentials (the reason), or no longer does (``None``)."""
+        self.refused = refused
         self.changed.set()
 
     def circuit(self, sink: str, is_open: bool) -> None:
@@ -61,7 +67,9 @@ class Readiness:
         out = []
         if self.source_error is not None:
             out.append(f"source unreachable: {self.source_error}")
-        if self.sink_error is not None:
+        if self.refused is not None:
+            out.append(f"sink refused our credentials: {self.refused}")
+        elif self.sink_error is not None:
             out.append(f"sink unreachable: {self.sink_error}")
         if not self.ledger_open:
             out.append("ledger not open")

@@ -56,6 +56,9 @@ class Metrics:
         self.ledger_lag = 0.0
         self.last_success = 0.0
         self.loop_lag = 0.0
+        # called before every read: the owner refreshes the gauges (queue depths, in flight,
+        # delivery figures) from the live structures, so a scrape never shows stale values
+        self.on_read: Callable[[], None] | None = None
 
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_LiveCollector(self))
@@ -133,10 +136,14 @@ class Metrics:
     # -- reading ---------------------------------------------------------------------------
     def exposition(self) -> bytes:
         """The Prometheus text format of everything above."""
+        if self.on_read is not None:
+            self.on_read()
         return generate_latest(self.registry)
 
     def snapshot(self) -> dict[str, Any]:
         """Live figures for ``/status`` (non-zero object counts only)."""
+        if self.on_read is not None:
+            self.on_read()
         by_stage: dict[str, dict[str, int]] = {}
         for (stage, outcome), n in self.objects.items():
             if n:

@@ -12,6 +12,9 @@ from typing import Any
 
 import msgspec
 
+# The ledger checkpoint holding the last run's summary (``ingestd status`` shows it from the ledger).
+LAST_RUN = "run:last-summary"
+
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:9464`` for IPv6) -> ``(host, port)``."""

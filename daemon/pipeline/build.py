@@ -75,7 +75,10 @@ class Builder:
                     actual=info.container,
                 )
             )
-        if info.kind not in self.accept_kinds:
+        # a kind no platform imports (text, pdf, ...) is refused by the platform's own rule
+        # (labelbox.kind / encord.kind, the names `ingestd probe` shows); target.kind is the
+        # config's choice among importable kinds ([target] accept_kinds)
+        if info.kind in ("video", "image", "audio") and info.kind not in self.accept_kinds:
             raise _reject(
                 Violation(
                     rule="target.kind",

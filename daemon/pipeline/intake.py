@@ -47,6 +47,7 @@ class Lanes(Protocol):
     key_for: Callable[[ObjectRef], str]
     slots: asyncio.Semaphore
     in_flight_keys: dict[str, str]
+    followers: dict[str, list[str]]
     probe_q: asyncio.Queue[Job]
     dead_q: asyncio.Queue[Job]
 
@@ -88,7 +89,9 @@ class Intake:
         finally:
             undone = jobs[dispatched:]
             for job in undone:  # received but never dispatched: give back
-                p.tracker.settle(job.message_id, "release")
+                folded = fold(job.global_key)
+                p.counters.see(folded)
+                p.tracker.settle(job.message_id, "release", key=folded)
             if undone:
                 await asyncio.shield(p.ledger.release([j.global_key for j in undone]))
             await p.source.close()
@@ -103,8 +106,8 @@ class Intake:
                 p.metrics.object_done("intake", "dead_lettered")
                 p.metrics.dead_letter("intake", rej.rule)
                 log.warning("message dead-lettered", message_id=msg.id, rule=rej.rule, reason=msg.error)
-                p.counters.seen += 1
-                p.counters.dead += 1
+                p.counters.see(f"msg:{msg.id}")
+                p.counters.count("dead", f"msg:{msg.id}")
                 p.tracker.finish(msg)
                 continue
             if not msg.refs:
@@ -114,7 +117,6 @@ class Intake:
             token = f"{msg.id}#{self.received}"  # unique per receive: a message may arrive twice
             p.tracker.add(msg, len(msg.refs), token=token)
             for ref in msg.refs:
-                p.counters.seen += 1
                 job = Job(ref=ref, message_id=token)
                 try:
                     job.global_key = p.key_for(ref)
@@ -130,13 +132,8 @@ class Intake:
     async def dispatch(self, job: Job, claimed: Claimed) -> None:
         p = self.p
         folded = fold(job.global_key)
-        if job.state == "dead":
-            await p.slots.acquire()
-            await p.dead_q.put(job)
-        elif (recorded := claimed.known.get(folded, p.in_flight_keys.get(folded))) not in (
-            None,
-            job.global_key,
-        ):
+        recorded = claimed.known.get(folded, p.in_flight_keys.get(folded))
+        if job.state != "dead" and recorded not in (None, job.global_key):
             # Labelbox compares global keys case-insensitively; object keys are case-sensitive
             job.rejection = Rejection(
                 stage="intake",
@@ -148,17 +145,24 @@ class Intake:
             )
             job.state = "dead"
             job.global_key = f"{job.global_key}#case-collision"
+            folded = fold(job.global_key)
+        p.counters.see(folded)
+        if job.state == "dead":
             await p.slots.acquire()
             await p.dead_q.put(job)
         elif folded in claimed.known:
             # already final (accepted or dead-lettered): a duplicate, acknowledged
             job.state = "duplicate"
-            p.tracker.settle(job.message_id, "duplicate")
-        elif recorded is not None or folded in claimed.busy:
-            # in flight here or held by another instance: give this message back for later and
-            # never acknowledge it on the other's behalf (if that work then fails, this copy is
-            # what brings the object back; e.g. an SQS message received twice)
-            p.tracker.settle(job.message_id, "retry", delay=p.s.retry_delay)
+            p.tracker.settle(job.message_id, "duplicate", key=folded)
+        elif folded in p.in_flight_keys:
+            # in flight here (listed twice, an SQS message received twice): this copy settles
+            # with the first one, never before it: acknowledged as a duplicate once that is
+            # final, given back with it if it is not (then this copy brings the object back)
+            p.followers.setdefault(folded, []).append(job.message_id)
+        elif folded in claimed.busy:
+            # held by another instance: give this message back for later, never acknowledged on
+            # the other's behalf
+            p.tracker.settle(job.message_id, "retry", delay=p.s.retry_delay, key=folded)
         else:
             await p.slots.acquire()
             p.in_flight_keys[folded] = job.global_key

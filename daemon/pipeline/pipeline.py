@@ -89,6 +89,7 @@ class Pipeline(Stages):
         self._lingering: list[Job] = []
         self.slots = asyncio.Semaphore(settings.max_in_flight)
         self.in_flight_keys: dict[str, str] = {}  # casefolded -> exact global key
+        self.followers: dict[str, list[str]] = {}  # casefolded -> receipts waiting for that job
         self._stopping = asyncio.Event()
         self._intake_task: asyncio.Task[None] | None = None
         self._deadline: asyncio.Timeout | None = None

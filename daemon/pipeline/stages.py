@@ -23,7 +23,7 @@ from daemon.ops.watchdog import StageProgress
 from daemon.pipeline.annotate import Annotator, Pairing, missing_rejection
 from daemon.pipeline.build import Builder
 from daemon.pipeline.commit import sort_results
-from daemon.pipeline.tracker import Counters, Outcome, Tracker
+from daemon.pipeline.tracker import FINAL, Counters, Outcome, Tracker
 from daemon.pipeline.waiting import Parked, WaitingRoom
 from daemon.sinks.base import Batch, BatchItem, Deliverer, ItemResult, PermanentError, TransientError
 from workers.batching import JSON_ARRAY, Batcher, Framing
@@ -92,6 +92,7 @@ class Stages:
     batcher: Batcher[Job]
     slots: asyncio.Semaphore
     in_flight_keys: dict[str, str]
+    followers: dict[str, list[str]]
     _st_probe: StageProgress
     _st_deliver: StageProgress
     _st_commit: StageProgress
@@ -306,10 +307,16 @@ class Stages:
                 return
 
     def _final(self, job: Job, outcome: Outcome, delay: float | None = None) -> None:
-        self.in_flight_keys.pop(fold(job.global_key), None)
+        folded = fold(job.global_key)
+        self.in_flight_keys.pop(folded, None)
         self.slots.release()
-        self.tracker.settle(job.message_id, outcome, delay=delay)
+        self.tracker.settle(job.message_id, outcome, delay=delay, key=folded)
         self._count(job, outcome)
+        # other offers of the same object that waited for this one
+        then: Outcome = "duplicate" if outcome in FINAL else outcome
+        for token in self.followers.pop(folded, ()):
+            self.tracker.settle(token, then, delay=delay, key=folded)
+            self._count(job, then)
         if self.room is not None:
             self.room.media_settled(job.global_key)
 

@@ -29,6 +29,15 @@ FINAL: frozenset[str] = frozenset({"delivered", "duplicate", "dead", "gone"})
 
 @dataclass(slots=True)
 class Counters:
+    """The run's figures. ``seen`` counts distinct objects (by folded global key), however often
+    they are offered; ``unfinished`` is how many of them are not in a final state. The outcome
+    counters count settlements: ``duplicates`` is every offer of an object already final (in the
+    ledger, earlier in this run, or on the platform), ``retried`` every give-back.
+
+    ``remember_final``: keep the keys finished in this run so a later offer of one is not a new
+    object (``--once``: bounded by the input); a daemon running for months forgets them.
+    """
+
     messages: int = 0
     seen: int = 0
     delivered: int = 0
@@ -41,8 +50,22 @@ class Counters:
     batches: int = 0
     probe_bytes: int = 0
     probe_requests: int = 0
+    remember_final: bool = True
+    _open: dict[str, str] = field(default_factory=dict)
+    _final: set[str] = field(default_factory=set)
 
-    def count(self, outcome: Outcome) -> None:
+    @property
+    def unfinished(self) -> int:
+        """Objects seen and not (yet) final: in flight, or given back to the source."""
+        return len(self._open)
+
+    def see(self, key: str) -> None:
+        """An object was offered; a new one unless this run already has it."""
+        if key not in self._open and key not in self._final:
+            self._open[key] = "new"
+            self.seen += 1
+
+    def count(self, outcome: Outcome, key: str | None = None) -> None:
         if outcome == "delivered":
             self.delivered += 1
         elif outcome == "duplicate":
@@ -55,6 +78,14 @@ class Counters:
             self.retried += 1
         else:
             self.released += 1
+        if key is None:
+            return
+        if outcome in FINAL:
+            self._open.pop(key, None)
+            if self.remember_final:
+                self._final.add(key)
+        elif key in self._open:
+            self._open[key] = outcome
 
 
 @dataclass(slots=True)
@@ -92,9 +123,12 @@ class Tracker:
     def unacked(self) -> int:
         return len(self._entries) + len(self._settled)
 
-    def settle(self, message_id: str, outcome: Outcome, *, delay: float | None = None) -> None:
-        """Record one job's outcome; the message is acknowledged when its last job settles."""
-        self.counters.count(outcome)
+    def settle(
+        self, message_id: str, outcome: Outcome, *, delay: float | None = None, key: str | None = None
+    ) -> None:
+        """Record one job's outcome (``key``: the object's folded global key, for the distinct
+        counts); the message is acknowledged when its last job settles."""
+        self.counters.count(outcome, key)
         entry = self._entries.get(message_id)
         if entry is None:
             return

@@ -26,10 +26,11 @@ import structlog
 import uvloop
 
 from daemon.core.config import Config, ConfigError, load
-from daemon.core.logs import configure
+from daemon.core.logs import before_each_line, configure
 from daemon.ops.health import Operations, Readiness, serve, watch
 from daemon.ops.metrics import Metrics
 from daemon.ops.notify import Notifier
+from daemon.ops.status_client import LAST_RUN
 from daemon.ops.watchdog import ProgressMonitor, extend_stop_while_draining, run_watchdog
 from daemon.pipeline.pipeline import Pipeline
 from daemon.pipeline.tracker import Counters
@@ -62,14 +63,13 @@ class Summary(msgspec.Struct, kw_only=True):
 
 
 def summarize(c: Counters, elapsed: float) -> Summary:
-    final = c.delivered + c.duplicates + c.dead + c.gone
     return Summary(
         seen=c.seen,
         delivered=c.delivered,
         duplicates=c.duplicates,
         dead_lettered=c.dead,
         gone=c.gone,
-        unfinished=max(0, c.seen - final),
+        unfinished=c.unfinished,
         retried=c.retried,
         batches=c.batches,
         probe_bytes=c.probe_bytes,
@@ -87,6 +87,11 @@ def _draw(pipeline: Pipeline, out: TextIO, started: float) -> None:
         f"{c.dead:>7,} dead  {c.seen / el if el else 0:>9,.0f}/s "
     )
     out.flush()
+
+
+def _clear_line() -> None:
+    sys.stderr.write("\r\x1b[K")  # the progress line is drawn again on its next tick
+    sys.stderr.flush()
 
 
 async def _progress(pipeline: Pipeline, out: TextIO, started: float) -> None:
@@ -125,6 +130,8 @@ class Service:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_retries = 0
         self.pipeline: Pipeline | None = None
+        self.interrupted = False  # a SIGTERM/SIGINT asked for the drain
+        self.refused: str | None = None  # the sink refused our credentials (and why)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -138,6 +145,7 @@ class Service:
                 self.cfg, stack, once=self.once, metrics=self.metrics, monitor=self.monitor
             )
             self.pipeline = p
+            self.metrics.on_read = self._observe  # gauges read at scrape time, watchdog or not
             self.readiness.ledger_open = True
             if self.cfg.http.listen:
                 host, port = await serve(
@@ -147,6 +155,9 @@ class Service:
                 )
                 log.info("operations endpoint listening", host=host, port=port)
             self._install_signals(p)
+            endpoint = getattr(p.deliverer, "endpoint", None)
+            if endpoint is not None:
+                endpoint.on_refused = self._credentials
             sink_check = getattr(p.deliverer, "check", None)
             if sink_check is not None:
                 self._spawn(watch(sink_check, self.readiness.sink), "watch-sink")
@@ -157,6 +168,7 @@ class Service:
                 self._spawn(watch(source_check, self.readiness.source), "watch-source")
             else:
                 self.readiness.source(None)
+            p.counters.remember_final = self.once  # distinct objects over a bounded input only
             self._spawn(self._ready_when_reachable(), "ready")
             if not self.once and (refresher := url_refresher(self.cfg, p.deliverer, p.ledger)) is not None:
                 self._spawn(refresher.run(), "url-refresher")
@@ -166,9 +178,10 @@ class Service:
             )
             if self.once and sys.stderr.isatty():
                 self._spawn(_progress(p, sys.stderr, started), "progress")
+                before_each_line(_clear_line)  # a log line never lands on the progress line
             try:
-                if self.once and (refused := await _credentials_refused(p.deliverer)) is not None:
-                    log.error("sink refuses the credentials; nothing taken from the source", reason=refused)
+                if self.once and await _credentials_refused(p.deliverer) is not None:
+                    # said once by the endpoint (Endpoint.refuse); nothing taken from the source
                     return summarize(p.counters, time.monotonic() - started), False
                 counters = await p.run()
             finally:
@@ -177,9 +190,27 @@ class Service:
                 if self._tasks:
                     await asyncio.wait(self._tasks)
                 if self.once and sys.stderr.isatty():
+                    before_each_line(None)
                     _draw(p, sys.stderr, started)
                     sys.stderr.write("\n")
-            return summarize(counters, time.monotonic() - started), p.drained
+            summary = summarize(counters, time.monotonic() - started)
+            await self._remember(p, summary)
+            return summary, p.drained
+
+    async def _remember(self, p: Pipeline, summary: Summary) -> None:
+        """Keep the summary in the ledger, so ``status`` shows the run's own figures."""
+        record = {"finished_at": round(time.time(), 3), **msgspec.structs.asdict(summary)}
+        try:
+            await p.ledger.put_checkpoint(LAST_RUN, msgspec.json.encode(record).decode())
+        except Exception as e:  # the run's work is committed; its figures are a courtesy
+            log.warning("run summary not kept in the ledger", reason=str(e))
+
+    def _credentials(self, refused: str | None) -> None:
+        """The sink refuses our credentials (or accepts them again): not ready; ``--once`` stops."""
+        self.readiness.credentials(refused)
+        self.refused = refused
+        if refused is not None and self.once and self.pipeline is not None and not self.pipeline.stopping:
+            self.pipeline.stop()  # nothing can be delivered: give the objects back and say so
 
     def _observe(self) -> None:
         if self.pipeline is not None:
@@ -232,6 +263,7 @@ class Service:
                 main.cancel()
                 return
             log.info("signal received, draining", signal=signame)
+            self.interrupted = True
             self.readiness.draining = True
             self.notifier.stopping("draining")
             self._spawn(extend_stop_while_draining(self.notifier, self.monitor), "extend-stop")
@@ -262,11 +294,43 @@ class Service:
             log.error("reload failed; previous settings kept", reason=str(e))
 
 
+# Exit statuses of ``ingestd run`` (README, "Exit status").
+EXIT_OK = 0  # --once: every object final; daemon: stopped and drained
+EXIT_UNFINISHED = 1  # some objects not final, the drain deadline passed, or an error
+EXIT_USAGE = 2  # bad command line or configuration (argparse and CommandError)
+EXIT_INTERRUPTED = 3  # --once stopped by SIGTERM/SIGINT and drained: nothing lost, input not done
+
+
+def exit_status(
+    summary: Summary, *, once: bool, drained: bool, interrupted: bool, refused: bool = False
+) -> int:
+    if not drained or refused:
+        return EXIT_UNFINISHED
+    if not once:
+        return EXIT_OK
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.unfinished == 0 else EXIT_UNFINISHED
+
+
 def run(cfg: Config, *, once: bool, config_path: str | Path | None = None) -> int:
     service = Service(cfg, None if config_path is None else str(config_path), once=once)
     summary, drained = uvloop.run(service.run())
-    log.info("run finished", **msgspec.structs.asdict(summary))
+    # --once prints the summary as its last line: the log line does not repeat it
+    log.info("run finished", **({} if once else msgspec.structs.asdict(summary)))
     if once:
         sys.stdout.buffer.write(msgspec.json.encode(summary) + b"\n")
         sys.stdout.flush()
-    return 0 if drained and (summary.unfinished == 0 or not once) else 1
+    if service.refused is not None:
+        sys.stderr.write(
+            f"ingestd: the sink refused our credentials: {service.refused}\n"
+            f"ingestd: nothing was dead-lettered for it; {summary.unfinished} object(s) were given back "
+            "to the source: fix the credentials and run again\n"
+        )
+    return exit_status(
+        summary,
+        once=once,
+        drained=drained,
+        interrupted=service.interrupted,
+        refused=service.refused is not None,
+    )

@@ -125,6 +125,8 @@ async def open_source(
         if checkpoints is None:
             checkpoints = await open_store(cfg, stack)
         return await open_listing_source(cfg, stack, checkpoints)
+    if s.type in ("spool", "manifest") and not resolve(cfg, s.path).exists():
+        raise WiringError(f"source.path: {resolve(cfg, s.path)} does not exist")
     if s.type == "spool":
         return SpoolSource(
             resolve(cfg, s.path), once=once, poll_interval=s.poll_interval, stable_seconds=s.stable_seconds

@@ -4,7 +4,8 @@
 ``accepted``, ``duplicate`` (already there: a success), ``rejected`` (permanent, with the
 reason) or ``retryable``. Sinks own their platform protocol; the pipeline owns rate limits,
 retries and acknowledgements. A sink raises :class:`TransientError` / :class:`PermanentError`
-for whole-batch failures it cannot map to items.
+for whole-batch failures it cannot map to items, and :class:`CredentialsError` when the endpoint
+refuses our credentials.
 
 ``Batch.id`` is a pure function of its item keys, so a batch re-delivered after a crash is
 recognisable (file name of the files sink, ``Idempotency-Key`` of the http sink).
@@ -72,16 +73,18 @@ class TransientError(Exception):
 
 
 class CredentialsError(TransientError):
-    """The endpoint refuses *us* (credentials, permissions, a target that is not ours or gone).
+    """The endpoint refuses *us* (credentials, permissions, a target that is not ours or gone:
+    HTTP 401/403, a platform's AUTHENTICATION/AUTHORIZATION error).
 
     A property of the endpoint, not of the objects: the Deliverer gives the batch back at once
-    (no retries, nothing dead-lettered) and the message names what to fix. It never quotes the
-    credential itself.
+    (no retries, nothing dead-lettered) and the endpoint sends nothing more until a check passes;
+    ``/readyz`` and ``status`` name it and ``run --once`` exits 1 naming it. The message names
+    what to fix and never quotes the credential itself.
     """
 
 
 class PermanentError(Exception):
-    """The whole batch failed in a way no retry can fix (4xx, bad credentials)."""
+    """The whole batch failed in a way no retry can fix (a 4xx other than 401/403)."""
 
     def __init__(self, message: str, *, status: int | None = None):
         super().__init__(message)

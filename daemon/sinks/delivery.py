@@ -14,8 +14,7 @@ token from the shared :class:`~daemon.endpoint.Endpoint` before each request it 
 * :class:`PermanentError` with a splitting status (400, 413, 422) on a multi-item batch: the batch
   is split in halves and each half delivered, down to the single bad items, which are rejected
   with the server's message; any other permanent error rejects the batch's items;
-* :class:`CredentialsError` (the endpoint refuses *us*): no retry, nothing rejected; the items are
-  given back with the message, and :meth:`Deliverer.ready` is false until a delivery succeeds.
+* :class:`CredentialsError` (refuses *us*): no retry, nothing rejected, nothing sent until a check passes.
 
 The deadline (``DeliveryLimits.deadline``, per batch) bounds the waits (breaker, concurrency slot,
 backoff, Retry-After pause), never a call in progress: the sink's request timeout bounds that, so
@@ -36,7 +35,7 @@ import structlog
 
 from daemon.core.config import SinkConfig
 from daemon.sinks.base import Batch, CredentialsError, ItemResult, PermanentError, Sink, TransientError
-from daemon.sinks.endpoint import AdaptiveGate, DeliveryStats, Endpoint
+from daemon.sinks.endpoint import CREDENTIALS_RECHECK, AdaptiveGate, DeliveryStats, Endpoint
 from workers.classify import OVERLOAD_STATUSES, SPLIT_STATUSES
 from workers.limits import AdaptiveConcurrency, CircuitBreaker, CircuitState
 from workers.retry import Backoff, RetryBudget
@@ -125,7 +124,6 @@ class Deliverer:
             open_seconds=limits.breaker_open_seconds,
         )
         self._verdict = asyncio.Event()
-        self.refused: str | None = None  # the last CredentialsError, until a delivery succeeds
         self.limits = limits
         self._budget = RetryBudget(limits.retry_budget)
         self._backoff = Backoff(limits.backoff_base, limits.backoff_cap, random_source)
@@ -182,16 +180,22 @@ class Deliverer:
     def circuit(self) -> CircuitState:
         return self._breaker.current(self._clock())
 
+    @property
+    def refused(self) -> str | None:  # why the endpoint refuses our credentials, while it does
+        return self.endpoint.refused
+
     def ready(self) -> bool:
         """False while the circuit is open or the endpoint refuses our credentials (``/readyz``)."""
         return self.refused is None and self.circuit() is not CircuitState.OPEN
 
     async def check(self) -> None:
-        await self.sink.check()
+        await self.endpoint.checked(self.sink.check)
 
     async def deliver(self, batch: Batch) -> list[ItemResult]:
         if not batch.items:
             return []
+        if self.endpoint.refused is not None:  # nothing is sent until a check gets through
+            return self._give_back(batch, self.endpoint.refused, CREDENTIALS_RECHECK)
         deadline = self._clock() + self.limits.deadline
         self._budget.record_request(self._clock())
         results = await self._run(batch, deadline)
@@ -216,10 +220,8 @@ class Deliverer:
             if isinstance(outcome, PermanentError):
                 return [*final, *await self._permanent(batch, outcome, deadline)]
             if isinstance(outcome, CredentialsError):  # the endpoint refuses us: no retry, no dead letter
-                self.refused = str(outcome)
-                return [*final, *self._give_back(batch, self.refused, None)]
+                return [*final, *self._give_back(batch, str(outcome), CREDENTIALS_RECHECK)]
             if isinstance(outcome, list):
-                self.refused = None
                 retry = [r for r in outcome if r.status == "retryable"]
                 if not retry:
                     final.extend(outcome)
@@ -311,6 +313,10 @@ class Deliverer:
         waited = self.endpoint.track_waits()
         try:
             results = await self.sink.deliver(batch)
+        except CredentialsError as e:  # the server is alive and answered: no breaker verdict
+            self._release_probe()
+            self.endpoint.refuse(str(e))  # counted there
+            return e
         except TransientError as e:
             stats.count(stats.requests, f"transient_{e.status}" if e.status else "transient")
             now = self._clock()
@@ -382,7 +388,7 @@ class Deliverer:
 
     def _give_back(self, batch: Batch, reason: str, retry_after: float | None) -> list[ItemResult]:
         self.endpoint.stats.given_back += 1
-        log.warning(
+        (log.warning if self.endpoint.refused is None else log.debug)(
             "delivery.given_back",
             sink=self.sink.name,
             batch=batch.id,

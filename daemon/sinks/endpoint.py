@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from daemon.sinks.base import CredentialsError
 from workers.limits import AdaptiveConcurrency, CircuitState, TokenBucket
 
 log = structlog.get_logger()
 
+CREDENTIALS_RECHECK = 60.0  # seconds objects wait at the source while the endpoint refuses us
 # seconds this task spent in request_slot since track_waits() (a one-element list, shared by copies)
 _waited: ContextVar[list[float] | None] = ContextVar("ingestd_slot_wait", default=None)
 
@@ -70,6 +72,35 @@ class Endpoint:
         self._requests = TokenBucket(requests_per_second, burst, last=now)
         self._items = self._items_bucket(items_per_second, now)
         self._lock = asyncio.Lock()
+        self.refused: str | None = None  # why the endpoint refuses our credentials, while it does
+        self.on_refused: Callable[[str | None], None] | None = None  # told of every change
+
+    def refuse(self, reason: str) -> None:
+        """The endpoint refused our credentials: nothing is sent until :meth:`checked` passes.
+        Said once in the log, however many batches were refused (given back quietly meanwhile)."""
+        self.stats.count(self.stats.requests, "credentials_refused")
+        if self.refused is None:
+            log.error(
+                "sink refused our credentials; delivery stopped until they are fixed",
+                sink=self.name,
+                reason=reason,
+            )
+        self.refused = reason
+        if self.on_refused is not None:
+            self.on_refused(reason)
+
+    async def checked(self, check: Callable[[], Awaitable[None]]) -> None:
+        """Run a sink's check: a refusal of our credentials stops delivery, a pass resumes it."""
+        try:
+            await check()
+        except CredentialsError as e:
+            self.refuse(str(e))
+            raise
+        if self.refused is not None:
+            log.info("sink accepts our credentials again; delivery resumed", sink=self.name)
+            self.refused = None
+            if self.on_refused is not None:
+                self.on_refused(None)
 
     @staticmethod
     def _items_bucket(rate: float, now: float) -> TokenBucket | None:

@@ -21,6 +21,7 @@ Response (what the endpoint may answer; see ``workers/classify.py`` for every st
   ``status`` is ``accepted | duplicate | rejected | retryable``; an item of the batch missing from
   ``results`` is ``retryable``; unknown keys are ignored.
 * any other 2xx -> every item accepted; 409 -> every item duplicate (already there).
+* 401/403 -> :class:`CredentialsError` (nothing is dead-lettered: delivery stops until fixed).
 * 400/413/422 -> :class:`PermanentError` with the status (the Deliverer splits multi-item batches);
   other permanent statuses likewise; transient ones -> :class:`TransientError` carrying the parsed
   ``Retry-After``. Messages quote the server's error text, sanitized and truncated.
@@ -43,7 +44,7 @@ import msgspec
 from yarl import URL
 
 from daemon.core.config import SinkConfig, load_secret
-from daemon.sinks.base import Batch, ItemResult, PermanentError, TransientError
+from daemon.sinks.base import Batch, CredentialsError, ItemResult, PermanentError, TransientError
 from daemon.sinks.delivery import Deliverer, DeliveryLimits
 from daemon.sinks.endpoint import Endpoint
 from workers.classify import BodyKind, Verdict, body_kind, classify
@@ -51,6 +52,7 @@ from workers.retry import parse_retry_after
 
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # a results body for 1,000 items is ~100 KB
 MAX_REASON_CHARS = 300
+CREDENTIAL_STATUSES = frozenset({401, 403})  # the endpoint refuses us, not the items
 
 
 class _ItemOutcome(msgspec.Struct, frozen=True):
@@ -155,6 +157,8 @@ class HttpSink:
             return [ItemResult(key=i.key, status="duplicate") for i in batch.items]
         text = error_text(kind, data) if data else "(empty body)"
         message = f"HTTP {status} from {self._where}: {text}"
+        if status in CREDENTIAL_STATUSES and status not in self._overrides:
+            raise CredentialsError(message, status=status)
         if verdict is Verdict.TRANSIENT:
             ra = parse_retry_after(
                 headers.get("Retry-After"), now_epoch=time.time(), cap=self._retry_after_cap
@@ -188,7 +192,11 @@ class HttpSink:
         return out
 
     async def check(self) -> None:
-        """Readiness: a HEAD of the URL; no answer or a 5xx/401/403 raises.
+        """Readiness and ``ingestd check``: the request deliveries make (a POST with the same
+        headers) with an empty NDJSON body, no items. No answer or a 5xx raises
+        :class:`TransientError`; 401/403 :class:`CredentialsError`; 404/405 (wrong URL)
+        :class:`PermanentError`. Any other answer (a 2xx, or a 400 refusing an empty batch) shows
+        the endpoint is there and takes our credentials.
 
         While the endpoint is paused by a ``Retry-After`` it answered recently, so it is reachable:
         no request is sent (and the check does not wait out the pause).
@@ -197,18 +205,21 @@ class HttpSink:
             return
         await self._endpoint.request_slot()
         try:
-            async with self._session.head(
-                self._url, headers=self._headers, timeout=self._timeout, allow_redirects=False
+            async with self._session.post(
+                self._url, data=b"", headers=self._headers, timeout=self._timeout, allow_redirects=False
             ) as resp:
-                status = resp.status
+                status, data = resp.status, await _read_bounded(resp)
+                kind = body_kind(resp.headers.get("Content-Type", ""), data)
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise TransientError(f"sink {self.name}: {self._where} unreachable: {type(e).__name__}") from None
+        text = error_text(kind, data) if data else "(empty body)"
+        message = f"sink {self.name}: POST {self._where} answered HTTP {status}: {text}"
         if status >= 500:
-            raise TransientError(f"sink {self.name}: {self._where} answered HTTP {status}", status=status)
-        if status in (401, 403):
-            raise PermanentError(
-                f"sink {self.name}: {self._where} refused credentials (HTTP {status})", status=status
-            )
+            raise TransientError(message, status=status)
+        if status in CREDENTIAL_STATUSES:
+            raise CredentialsError(f"{message} (credentials refused)", status=status)
+        if status in (404, 405):
+            raise PermanentError(message, status=status)
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.commands import access
 from daemon.commands.check import check, local_checks
 from daemon.core.config import Config, from_dict
 
@@ -120,15 +121,18 @@ def test_injected_dependency_probe(tmp_path: Path) -> None:
     assert "ok    source" in out and "FAIL  sink: connection refused: 127.0.0.1:9" in out
 
 
-def _as_unprivileged(code: str) -> str:
-    """Run ``code`` as an unprivileged user: root may write anywhere, so drop to nobody."""
-    cmd = [sys.executable, "-c", code]
+def _as_unprivileged(code: str, where: Path) -> str:
+    """Run ``code`` in ``where`` as an unprivileged user: root may write anywhere, so drop to nobody.
+
+    The base interpreter runs isolated (no site-packages, nothing from the checkout), so the
+    permissions of the folder the checkout lives in do not matter."""
+    cmd = [os.path.realpath(sys.executable), "-I", "-c", code]
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             pytest.skip("running as root without setpriv to drop privileges")
         cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(cmd, cwd=where, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -138,16 +142,20 @@ def test_unwritable_and_unreadable_folders_are_refused() -> None:
     top = Path(tempfile.mkdtemp(prefix="ingestd-check-"))
     try:
         top.chmod(0o755)
+        (top / "lib").mkdir(mode=0o755)
+        shutil.copy(access.__file__, top / "lib" / "access.py")  # stdlib only: runs from the copy
+        (top / "lib" / "access.py").chmod(0o644)
         (top / "ro").mkdir(mode=0o555)
         (top / "closed").mkdir(mode=0o700)
         if os.geteuid() == 0:
             (top / "closed").chmod(0o000)
         probe = (
-            "from pathlib import Path; import os; from daemon.commands.check import writable_dir; "
+            f"import sys; sys.path.insert(0, {str(top / 'lib')!r}); "
+            "from pathlib import Path; import os; from access import writable_dir; "
             f"print(os.getuid()); print(writable_dir(Path({str(top / 'ro' / 'out')!r}))); "
             f"print(writable_dir(Path({str(top / 'closed' / 'db' / 'x')!r})))"
         )
-        uid, ro, closed = _as_unprivileged(probe).splitlines()
+        uid, ro, closed = _as_unprivileged(probe, top).splitlines()
         assert ro == f"cannot create {top}/ro/out: {top}/ro is not writable by uid {uid}"
         assert closed == f"{top}/closed/db/x: Permission denied"
     finally:

@@ -97,3 +97,23 @@ class TestContract:
         assert (img["width"], img["height"], img["file_size"]) == (640, 480, big.stat().st_size)
         assert int(img["bytes_read"]) <= 65536 and img["requests"] == 1  # type: ignore[arg-type]
         assert vid["frames"] == 60 and vid["labelbox"]["accept"] is True  # type: ignore[index]
+
+
+class TestVocabularyAndVerdicts:
+    def test_plain_output_names_media_types_as_json_does(self) -> None:
+        """One vocabulary: the MIME type in the plain output is the one --json gives."""
+        targets = [str(MEDIA / "audio" / "tone.mp3"), str(MEDIA / "videos" / "bars.mov")]
+        plain = ingestd("probe", *targets).stdout.splitlines()
+        _, reports = probe_json(*targets)
+        assert [r["mime_type"] for r in reports] == ["audio/mpeg", "video/quicktime"]
+        for line, rep in zip(plain, reports, strict=True):
+            assert f": {rep['mime_type']} container={rep['container']} " in line
+        assert "audio/mp3" not in "".join(plain) and "video/mov" not in "".join(plain)
+
+    def test_platform_makes_a_rejection_the_exit_status(self) -> None:
+        """Valid media that a platform's rules reject: exit 0 without --platform, 1 with it."""
+        mov = str(MEDIA / "videos" / "bars.mov")  # Labelbox wants MP4; Encord takes it
+        assert ingestd("probe", mov).returncode == 0
+        assert ingestd("probe", "--platform", "labelbox", mov).returncode == 1
+        assert ingestd("probe", "--platform", "encord", mov).returncode == 0
+        assert ingestd("probe", "--platform", "encord", str(MEDIA / "notes.txt")).returncode == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -28,7 +29,7 @@ EXPECTED_DELIVERED = {
 EXPECTED_DEAD = {
     "demo/videos/anamorphic.mp4": "labelbox.video.sar",
     "demo/videos/bars.mov": "labelbox.video.container",
-    "demo/notes.txt": "target.kind",
+    "demo/notes.txt": "labelbox.kind",
 }
 
 
@@ -234,6 +235,20 @@ class TestCrashes:
         assert {r["global_key"] for r in labelbox_rows(out)} == EXPECTED_DELIVERED | {"demo/images/late.png"}
 
 
+def _read_terminal(master: int) -> bytes:
+    """Everything written to a pty until its other end is closed."""
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            return out
+        out += chunk
+    return out
+
+
 class TestTerminal:
     def test_progress_line_on_a_terminal_only(self, example: Path) -> None:
         """--once on a terminal draws a progress line on stderr; piped, it does not."""
@@ -251,15 +266,7 @@ class TestTerminal:
             )
             os.close(slave)
             slave = -1
-            drawn = b""
-            while True:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                drawn += chunk
+            drawn = _read_terminal(master)
         finally:
             if slave >= 0:
                 os.close(slave)
@@ -268,3 +275,44 @@ class TestTerminal:
         assert json.loads(proc.stdout.splitlines()[-1])["seen"] == 9
         piped = ingestd("run", "-c", str(example / "local.toml"), "--once", check=True)
         assert "seen" not in piped.stderr
+
+    def test_on_a_terminal_logs_are_readable_and_stay_off_the_progress_line(self, example: Path) -> None:
+        """stdout and stderr on one terminal: console log lines (not JSON), each starting on a
+        cleared line; the summary printed once, as the last line."""
+        import pty  # noqa: PLC0415 - POSIX-only helper used by this test alone
+
+        master, slave = pty.openpty()
+        with subprocess.Popen(
+            [sys.executable, "-m", "daemon", "run", "-c", str(example / "local.toml"), "--once"],
+            cwd=ROOT,
+            stdout=slave,
+            stderr=slave,
+        ) as proc:
+            os.close(slave)
+            screen = _read_terminal(master)
+            os.close(master)
+        assert proc.returncode == 0
+        text = screen.decode()
+        starts = [m.start() for m in re.finditer(r"\d{4}-\d\d-\d\dT[\d:.]+Z \[", text)]
+        assert len(starts) >= 5 and "[warning  ] object dead-lettered" in text
+        # each log line starts at the beginning of a cleared line, or of a fresh one
+        assert all(text[:i].endswith(("\r\x1b[K", "\r\n")) for i in starts)
+        assert '{"event"' not in text and '"level"' not in text
+        lines = [ln for ln in text.split("\r\n") if ln]
+        assert json.loads(lines[-1])["seen"] == 9 and lines[-2].endswith("run finished")
+        assert text.count('"delivered"') == 1  # the summary once
+
+
+def test_status_shows_the_last_runs_own_figures(example: Path) -> None:
+    """A rerun skips 9 known objects; ``status`` (from the ledger) says so as the run did."""
+    cfg = str(example / "local.toml")
+    ingestd("run", "-c", cfg, "--once", check=True)
+    s = summary(ingestd("run", "-c", cfg, "--once", check=True).stdout)
+    doc = json.loads(ingestd("status", "-c", cfg, "--json", check=True).stdout)
+    last = doc["last_run"]
+    assert {k: last[k] for k in ("seen", "delivered", "duplicates", "dead_lettered")} == {
+        k: s[k] for k in ("seen", "delivered", "duplicates", "dead_lettered")
+    }
+    assert last["duplicates"] == 9 and last["finished_at"].endswith("+00:00")
+    text = ingestd("status", "-c", cfg, check=True).stdout
+    assert "seen 9  delivered 0  duplicates 9  dead_lettered 0" in text

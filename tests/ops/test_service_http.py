@@ -102,6 +102,20 @@ class TestMetrics:
         assert s["ingestd_ledger_lag_seconds", ()] == 2.5
         assert s["ingestd_last_success_timestamp_seconds", ()] > 1.6e9
 
+    async def test_gauges_are_read_at_scrape_time(self, endpoint: Endpoint) -> None:
+        """The owner's refresh runs on every scrape and /status, not only on a watchdog tick."""
+        m = endpoint.ops.metrics
+        depth = [0]
+
+        def refresh() -> None:
+            depth[0] += 1
+            m.queue_depth("probe", depth[0])
+
+        m.on_read = refresh
+        assert (await endpoint.scrape())["ingestd_queue_depth", (("queue", "probe"),)] == 1
+        assert (await endpoint.scrape())["ingestd_queue_depth", (("queue", "probe"),)] == 2
+        assert (await endpoint.json("/status"))[1]["queues"] == {"probe": 3}
+
     async def test_names_and_labels_follow_the_conventions(self, endpoint: Endpoint) -> None:
         """Every metric has the ingestd_ prefix and only low-cardinality label names."""
         endpoint.ops.metrics.object_done("commit", "ok")
@@ -138,6 +152,16 @@ class TestReadiness:
         assert (await endpoint.json("/readyz"))[1]["reasons"] == ["circuit open: labelbox"]
         r.circuit("labelbox", False)
         assert (await endpoint.json("/readyz"))[0] == 200
+        r.credentials("HTTP 401 from x/ingest: Invalid API key")
+        r.sink("CredentialsError: HTTP 401")  # the check says so too: one reason, the precise one
+        status, body = await endpoint.json("/readyz")
+        assert (status, body["reasons"]) == (
+            503,
+            ["sink refused our credentials: HTTP 401 from x/ingest: Invalid API key"],
+        )
+        assert (await endpoint.json("/status"))[1]["not_ready_because"] == body["reasons"]
+        r.credentials(None)
+        r.sink(None)
         r.draining = True
         assert (await endpoint.json("/readyz"))[1]["reasons"] == ["draining"]
 

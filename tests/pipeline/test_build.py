@@ -246,6 +246,15 @@ class TestRejections:
         rej = rejected(b, job(VIDEO))
         assert (rej.rule, rej.expected, rej.actual) == ("target.kind", ["image"], "video (mp4)")
 
+    @pytest.mark.parametrize("platform", ["labelbox", "encord"])
+    def test_a_kind_no_platform_imports_is_refused_by_the_platform_rule_probe_shows(
+        self, platform: str
+    ) -> None:
+        """A text file: the same rule name as ``ingestd probe`` (labelbox.kind / encord.kind)."""
+        text = MediaInfo(valid=True, kind="other", container="text", mime_type="text/plain", file_size=9)
+        b = Builder(platform=platform, accept_kinds=["image"], strict=False, make_url=url_from_key)
+        assert rejected(b, job(text, key="notes.txt")).rule == f"{platform}.kind"
+
     def test_manifest_key_check_is_labelbox_only(self) -> None:
         """An explicit global key is checked against Labelbox rules, not rewritten; Encord has none."""
         v = manifest_key_problem("bad#key", "labelbox")

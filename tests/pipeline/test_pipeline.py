@@ -241,10 +241,12 @@ class TestFlow:
         assert (c2.duplicates, c2.dead, c2.delivered) == (1, 1, 0)
         assert output_keys(tmp_path / "out") == ["img/Cat.jpg"]
 
-    async def test_an_object_already_in_flight_is_given_back_not_acked(self, tmp_path: Path) -> None:
+    async def test_an_object_offered_again_while_in_flight_settles_with_the_first(
+        self, tmp_path: Path
+    ) -> None:
         """The same object arriving again while its first copy is in flight (an SQS message
-        received twice, a manifest listing it twice): the second message is given back for later,
-        never acknowledged while the first copy's outcome is unknown."""
+        received twice, a manifest listing it twice) waits for that copy: never acknowledged
+        before it, then acknowledged as a duplicate (no retry delay); one object, delivered once."""
         log: list[tuple[str, str, float | None]] = []
         prober = Script()
         prober.gate.clear()
@@ -252,13 +254,42 @@ class TestFlow:
         again = Msg(id="m1", refs=[ref("img1.jpg")], log=log)  # same message id, received twice
         p, _ = make(tmp_path, ListSource([first, again], chunk=1), prober)
         task = asyncio.create_task(p.run())
-        while not log:
+        while not p.followers:  # the second copy is waiting on the first, held at the gate
             await asyncio.sleep(0)
-        assert log == [("retry", "m1", 7.0)]  # the second copy, while the first is held at the gate
+        assert log == []
         prober.gate.set()
-        await asyncio.wait_for(task, 10)
-        assert log == [("retry", "m1", 7.0), ("ack", "m1", None)]
+        c = await asyncio.wait_for(task, 10)
+        assert log == [("ack", "m1", None), ("ack", "m1", None)]
         assert output_keys(tmp_path / "out") == ["img1.jpg"]
+        assert (c.seen, c.delivered, c.duplicates, c.unfinished) == (1, 1, 1, 0)
+
+    async def test_a_waiting_copy_is_given_back_with_a_first_copy_that_failed(self, tmp_path: Path) -> None:
+        """If the first copy is not final (a transient read error), the waiting copy is given back
+        too, never acknowledged on its behalf; the object counts once, unfinished."""
+        log: list[tuple[str, str, float | None]] = []
+        prober = Script()
+        prober.gate.clear()
+        msgs_ = [Msg(id=f"m{i}", refs=[ref("flaky1.jpg")], log=log) for i in range(2)]
+        p, _ = make(tmp_path, ListSource(msgs_, chunk=1), prober)
+        task = asyncio.create_task(p.run())
+        while not p.followers:
+            await asyncio.sleep(0)
+        prober.gate.set()
+        c = await asyncio.wait_for(task, 10)
+        assert sorted(log) == [("retry", "m0", 7.0), ("retry", "m1", 7.0)]
+        assert (c.seen, c.retried, c.unfinished) == (1, 2, 1)
+
+    async def test_retried_then_delivered_is_one_finished_object(self, tmp_path: Path) -> None:
+        """An object given back once and delivered when offered again is one object, final."""
+        log: list[tuple[str, str, float | None]] = []
+        prober = Script()
+        p, _ = make(tmp_path, ListSource([], chunk=1), prober)
+        p.counters.see("img1.jpg")
+        p.counters.count("retry", "img1.jpg")
+        assert p.counters.unfinished == 1
+        p.source = ListSource([Msg(id="m1", refs=[ref("img1.jpg")], log=log)])
+        c = await asyncio.wait_for(p.run(), 10)
+        assert (c.seen, c.delivered, c.retried, c.unfinished) == (1, 1, 1, 0)
 
 
 class TestBounds:

@@ -9,7 +9,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -182,7 +184,24 @@ def _put_many(s3: Any, bucket: str, n: int) -> list[str]:
     return keys
 
 
-def _kill_mid_run(cfg: Path, out: Path, min_files: int) -> None:
+def _files_at_least(out: Path, n: int) -> Callable[[], bool]:
+    return lambda: out.exists() and len(list(out.glob("labelbox-*.json"))) >= n
+
+
+def _checkpoint(ledger: Path) -> str | None:
+    """The listing checkpoint the run has committed to its ledger, if any yet."""
+    if not ledger.exists():
+        return None
+    with closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as c:
+        try:
+            row = c.execute("SELECT value FROM checkpoints").fetchone()
+        except sqlite3.OperationalError:  # the run has not created its tables yet
+            return None
+    return row[0] if row else None
+
+
+def _kill_mid_run(cfg: Path, reached: Callable[[], object]) -> None:
+    """Start ``run --once`` and SIGKILL it as soon as ``reached()`` (a state, not a time) is true."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "daemon", "run", "-c", str(cfg), "--once"],
         cwd=ROOT,
@@ -190,11 +209,7 @@ def _kill_mid_run(cfg: Path, out: Path, min_files: int) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        poll(
-            lambda: out.exists() and len(list(out.glob("labelbox-*.json"))) >= min_files,
-            timeout=120,
-            every=0.02,
-        )
+        poll(reached, timeout=120, every=0.02)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -222,7 +237,7 @@ class TestCrashes:
             f'[source]\ntype = "sqs"\nqueue_url = "{queue}"\nwait_time_seconds = 1\nvisibility_timeout = 3\n',
             max_items=5,
         )
-        _kill_mid_run(cfg, tmp_path / "out", 4)
+        _kill_mid_run(cfg, _files_at_least(tmp_path / "out", 4))
         assert 0 < len(rows(tmp_path / "out")) < len(keys)
         run_once(cfg, timeout=180)
         got = [r["global_key"] for r in rows(tmp_path / "out")]
@@ -245,9 +260,10 @@ class TestBackfill:
             f'[source]\ntype = "s3-listing"\nbucket = "{bucket}"\nprefix = "batch/"\nsuffix = ".png"\n',
             max_items=10,
         )
-        _kill_mid_run(cfg, tmp_path / "out", 110)  # past the first 1,000-key page
+        # killed once the first 1,000-key page is committed and checkpointed in the ledger
+        _kill_mid_run(cfg, lambda: _checkpoint(tmp_path / "l.db"))
         first = len(rows(tmp_path / "out"))
-        assert 1000 < first < len(keys)
+        assert 1000 <= first < len(keys)
         summary = run_once(cfg, timeout=180)
         got = [r["global_key"] for r in rows(tmp_path / "out")]
         assert len(got) == len(set(got)) == len(keys)

@@ -103,3 +103,16 @@ def test_config_and_env_endpoint(moto_endpoint: str, capsys: Any, tmp_path: Any)
     assert cli("-c", str(conf), "s3://media-bucket/k.mp4") == 0
     url = capsys.readouterr().out.strip()
     assert url.startswith(f"{moto_endpoint}/media-bucket/k.mp4?") and "%2Feu-central-1%2Fs3%2F" in url
+
+
+def test_region_from_aws_region(capsys: Any, monkeypatch: Any) -> None:
+    """AWS_REGION (which the error message names) is honoured, not only AWS_DEFAULT_REGION."""
+    monkeypatch.setattr(sign, "_clock", AT.timestamp)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_REGION", "ap-southeast-2")
+    assert cli("s3://media-bucket/a.mp4") == 0
+    assert capsys.readouterr().out.startswith("https://media-bucket.s3.ap-southeast-2.amazonaws.com/a.mp4?")

@@ -10,7 +10,7 @@ dedupe, like a platform's global keys), so tests can assert exactly-once storage
 Faults, taken one per request from :attr:`FaultServer.faults` (a script) or from
 :attr:`FaultServer.plan` (a function of the request number and arrival time):
 
-``400`` | ``401`` | ``409`` | ``422`` | ``429`` | ``500`` | ``502`` | ``503`` (a JSON error; any of
+``400`` | ``401`` | ``403`` | ``409`` | ``422`` | ``429`` | ``500`` | ``502`` | ``503`` (a JSON error; any of
 them as ``<status>:<Retry-After value>`` adds the header) | ``html502`` (an HTML error page) |
 ``html200`` (a captive-portal page with 200) | ``hang`` (no answer until the test ends) |
 ``reset`` (connection aborted, nothing stored) | ``lost`` (items stored, then the connection is
@@ -182,7 +182,7 @@ class FaultServer:
 
     async def _fault(self, request: web.Request, fault: str, lines: list[bytes]) -> web.Response:
         name, _, arg = fault.partition(":")
-        if name in ("400", "401", "409", "422", "429", "500", "502", "503"):
+        if name in ("400", "401", "403", "409", "422", "429", "500", "502", "503"):
             headers = {"Retry-After": arg} if arg else {}
             return web.json_response(
                 {"error": {"message": f"injected {name}"}}, status=int(name), headers=headers

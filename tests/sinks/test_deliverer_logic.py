@@ -9,9 +9,18 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from daemon.core.config import SinkConfig
-from daemon.sinks.base import Batch, BatchItem, ItemResult, PermanentError, TransientError, batch_id
+from daemon.sinks.base import (
+    Batch,
+    BatchItem,
+    CredentialsError,
+    ItemResult,
+    PermanentError,
+    TransientError,
+    batch_id,
+)
 from daemon.sinks.delivery import Deliverer, DeliveryLimits
 
 LIMITS = DeliveryLimits(requests_per_second=1e6, burst=1e6, max_retries=3, deadline=5.0, retry_budget=1.0)
@@ -115,6 +124,36 @@ async def test_permanent_error_without_split_status_rejects_the_whole_batch() ->
     results = await deliverer(sink).deliver(batch("a", "b", "c"))
     assert len(sink.calls) == 1
     assert [(r.status, r.reason) for r in results] == [("rejected", "HTTP 401: bad token")] * 3
+
+
+async def test_refused_credentials_stop_delivery_without_dead_letters_until_a_check_passes() -> None:
+    """A 401/403 (CredentialsError) is the endpoint's fault: no retry, no rejection; later batches
+    are given back without a request, logged once; a passing check resumes delivery."""
+    refused = True
+
+    def answer(n: int, b: Batch) -> list[ItemResult]:
+        if refused:
+            raise CredentialsError("HTTP 401 from x/ingest: Invalid API key", status=401)
+        return ok(b)
+
+    sink = ScriptedSink(answer)
+    d = deliverer(sink)
+    told: list[str | None] = []
+    d.endpoint.on_refused = told.append
+    with capture_logs() as logs:
+        first = await d.deliver(batch("a", "b"))
+        second = await d.deliver(batch("c"))
+    assert len(sink.calls) == 1  # one request, no retry storm; the second batch sent nothing
+    assert {r.status for r in first + second} == {"retryable"}
+    assert first[0].reason == "HTTP 401 from x/ingest: Invalid API key" and first[0].retry_after == 60.0
+    assert [e["event"] for e in logs if e["log_level"] in ("warning", "error")] == [
+        "sink refused our credentials; delivery stopped until they are fixed"
+    ]
+    assert d.endpoint.refused is not None and told[-1] is not None and d.circuit().value == "closed"
+    refused = False
+    await d.check()
+    assert d.endpoint.refused is None and told[-1] is None
+    assert [r.status for r in await d.deliver(batch("c"))] == ["accepted"]
 
 
 async def test_split_finds_each_bad_item_with_a_binary_search() -> None:

@@ -15,7 +15,7 @@ import pytest
 import structlog
 
 from daemon.core.config import SinkConfig
-from daemon.sinks.base import Batch, BatchItem, PermanentError, TransientError
+from daemon.sinks.base import Batch, BatchItem, CredentialsError, PermanentError, TransientError
 from daemon.sinks.delivery import DeliveryLimits
 from daemon.sinks.endpoint import Endpoint
 from daemon.sinks.http import HttpSink, open_http_deliverer, open_http_sink, sanitize
@@ -165,7 +165,9 @@ async def test_overrides_change_the_meaning_of_a_status(server: FaultServer) -> 
 
 async def test_check_reachable_and_unreachable(server: FaultServer, sink: HttpSink) -> None:
     await sink.check()
-    assert server.heads == 1 and server.hits == []  # a HEAD, not an ingest request
+    # the request deliveries make (a POST with the same headers), with no items
+    assert server.heads == 0 and [h.items for h in server.hits] == [0]
+    assert server.last_headers["Authorization"] == "s3cr3t-token" and server.last_body == b""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound but not listening: connection refused
@@ -211,4 +213,26 @@ async def test_check_does_not_wait_out_a_retry_after_pause(server: FaultServer) 
         sink = await open_http_sink(sink_config(server.url), endpoint, stack, environ=ENV)
         endpoint.pause(3600.0)
         await asyncio.wait_for(sink.check(), 5)
-        assert server.heads == 0
+        assert server.heads == 0 and server.hits == []
+
+
+@pytest.mark.parametrize("status", ["401", "403"])
+async def test_refused_credentials_are_the_endpoints_fault(
+    server: FaultServer, sink: HttpSink, status: str
+) -> None:
+    """401/403 on a delivery or on the check: CredentialsError (retryable, never a rejection of
+    the items), quoting the server; a HEAD the server would allow is not what check() sends."""
+    server.faults.extend([status, status])
+    with pytest.raises(CredentialsError, match=f"HTTP {status} from 127.0.0.1/ingest: injected {status}"):
+        await sink.deliver(batch(2))
+    with pytest.raises(CredentialsError, match=f"answered HTTP {status}: injected {status}"):
+        await sink.check()
+    assert server.heads == 0 and server.stored == {}
+
+
+async def test_check_passes_when_the_endpoint_refuses_only_an_empty_batch(
+    server: FaultServer, sink: HttpSink
+) -> None:
+    """A 400 to an empty body means the endpoint is there and took our credentials."""
+    server.faults.append("400")
+    await sink.check()
