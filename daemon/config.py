@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from workers.reads.fence import host_entry_problem
+
 
 class ConfigError(Exception):
     """A bad configuration: the message names the key path and the reason."""
@@ -80,6 +82,13 @@ class ProbeConfig(_Base):
     head_bytes: int = 65536
     concurrency: int = 64
     timeout: float = 30.0
+    # what URLs named by messages may be read from (workers.reads.fence): "*" = any public host,
+    # "host", "*.domain", "10.1.2.3", "10.0.0.0/8"; private/loopback/link-local addresses only
+    # when listed. None = the default: the host of source.url_prefix for queue sources (sqs,
+    # redis, s3-listing) when set, any public host otherwise. aws.endpoint_url is always allowed.
+    allowed_hosts: list[str] | None = None
+    # S3 buckets messages may name: "*" = any. None = source.bucket when set, any otherwise.
+    allowed_buckets: list[str] | None = None
 
 
 class SinkConfig(_Base):
@@ -256,6 +265,9 @@ def _check(cfg: Config) -> None:
         raise bad("sink.retry_budget", f"must be within 0..1, got {k.retry_budget}")
     if k.linger_ms < 0:
         raise bad("sink.linger_ms", f"must be >= 0, got {k.linger_ms}")
+    for host in cfg.probe.allowed_hosts or ():
+        if (problem := host_entry_problem(host)) is not None:
+            raise bad("probe.allowed_hosts", problem)
     if cfg.ledger.dsn and not cfg.ledger.dsn.startswith(("postgresql://", "postgres://")):
         raise bad("ledger.dsn", "must be a postgresql:// URL")
     if re.search(r"://[^/@]*:[^/@]*@", cfg.ledger.dsn):

@@ -236,7 +236,7 @@ class Pipeline:
                     self._final(job, "retry")
                     await self.ledger.release([job.global_key])
                     continue
-                job.rejection = Rejection(stage="read", rule="read.failed", message=str(e), actual=e.status)
+                job.rejection = Rejection(stage="read", rule=e.rule, message=str(e), actual=e.actual)
             except Exception as e:
                 # A bug in a parser must not stop the other objects: this one is dead-lettered
                 # with the exception named, and the traceback is logged for us to fix.

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from daemon.build import Builder, file_url
 from daemon.config import Config, resolve
@@ -30,6 +32,8 @@ from workers.batching import JSON_ARRAY, NDJSON
 from workers.payloads.keys import check_key, make_key
 from workers.probe.engine import probe
 from workers.probe.media import MediaInfo
+from workers.reads import UrlFenced
+from workers.reads.fence import Fence
 from workers.reads.file import FileReader
 from workers.reads.http import HttpReader
 from workers.reads.s3 import ChainCredentials, S3Reads, http_session
@@ -143,20 +147,45 @@ def reload_sink(deliverer: Deliverer, cfg: Config) -> None:
         deliverer.reload(DeliveryLimits.from_config(cfg.sink))
 
 
+QUEUE_SOURCES = ("sqs", "redis", "s3-listing")
+
+
+def probe_fence(cfg: Config) -> Fence:
+    """The fence for URLs and buckets named by messages (``[probe] allowed_hosts/buckets``)."""
+    s = cfg.source
+    hosts = cfg.probe.allowed_hosts
+    if hosts is None:
+        prefix_host = urlsplit(s.url_prefix).hostname if s.url_prefix else None
+        hosts = [prefix_host] if prefix_host and s.type in QUEUE_SOURCES else ["*"]
+    buckets = cfg.probe.allowed_buckets
+    if buckets is None:
+        buckets = [s.bucket] if s.bucket else ["*"]
+    endpoint = urlsplit(cfg.aws.endpoint_url).hostname if cfg.aws.endpoint_url else None
+    return Fence(hosts=hosts, buckets=buckets, trusted=[endpoint] if endpoint else [])
+
+
 async def make_prober(
-    cfg: Config, stack: AsyncExitStack, credentials: ChainCredentials | None = None
+    cfg: Config,
+    stack: AsyncExitStack,
+    credentials: ChainCredentials | None = None,
+    *,
+    dns: AbstractResolver | None = None,
 ) -> Prober:
     """The probe with the reader each origin needs: pread for files, ranged GETs for URLs and
-    for S3 (URLs presigned by our signer, through one long-lived session opened on first use)."""
+    for S3 (URLs presigned by our signer, through one long-lived session opened on first use).
+
+    URLs and buckets named by messages pass :func:`probe_fence`; ``dns`` replaces the system
+    resolver behind the fence (tests)."""
     head = cfg.probe.head_bytes
     creds = credentials or ChainCredentials()
+    fence = probe_fence(cfg)
     opened: list[aiohttp.ClientSession] = []
 
     async def session() -> aiohttp.ClientSession:
         if not opened:
             opened.append(
                 await stack.enter_async_context(
-                    http_session(cfg.probe.concurrency, timeout=cfg.probe.timeout)
+                    http_session(cfg.probe.concurrency, timeout=cfg.probe.timeout, fence=fence, dns=dns)
                 )
             )
         return opened[0]
@@ -184,8 +213,11 @@ async def make_prober(
                 reader.close()
         if ref.origin == "url":
             assert ref.url is not None
-            return await probe(HttpReader(await session(), ref.url, size=ref.size), head_bytes=head)
+            http = HttpReader(await session(), ref.url, size=ref.size, fence=fence)
+            return await probe(http, head_bytes=head)
         assert ref.bucket is not None
+        if (refusal := fence.bucket(ref.bucket)) is not None:
+            raise UrlFenced(refusal)
         reads = await s3()
         return await probe(reads.reader(ref.bucket, ref.key, size=ref.size, etag=ref.etag), head_bytes=head)
 
