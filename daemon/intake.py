@@ -6,6 +6,12 @@ Every object gets its global key (a pure function of its identity); keys the led
 rest take an in-flight slot (the memory bound) and go to the probe queue; when the queue or
 the slots are full, intake waits and the source is not pulled.
 
+A poison message (received more often than the source allows) that still decodes is not
+worked on again: each object it names is dead-lettered on its own (rule ``source.poison``, with
+the receive count and the last transient error this process saw for the object), unless the
+ledger already knows it (a duplicate) or it is in flight (given back). ``dlq requeue`` can
+then announce each object again.
+
 On a drain, intake is cancelled: what it received but did not dispatch is released (given
 back to the source), never dropped.
 """
@@ -20,12 +26,26 @@ import structlog
 
 from daemon.jobs import Job, Rejection
 from daemon.ledger import Claimed, dead_letter_for, fold
-from daemon.sources.base import Message
+from daemon.sinks.base import ItemResult
+from daemon.sources.base import Message, Poison
 
 if TYPE_CHECKING:
     from daemon.pipeline import Pipeline
 
 log = structlog.get_logger()
+
+LAST_ERRORS = 10_000  # objects whose last transient error is remembered (oldest forgotten first)
+
+
+def poison_rejection(poison: Poison, last_error: str | None) -> Rejection:
+    seen = f"last error: {last_error}" if last_error else "no error seen by this process"
+    return Rejection(
+        stage="intake",
+        rule="source.poison",
+        message=f"{poison} ({seen}); the object was not worked on again",
+        expected=f"at most {poison.limit} receives",
+        actual={"receive_count": poison.count, "last_error": last_error},
+    )
 
 
 class Intake:
@@ -33,6 +53,21 @@ class Intake:
         self.p = pipeline
         self.progress = pipeline.monitor.stage("intake")
         self.received = 0
+        self.last_errors: dict[str, str] = {}  # casefolded global key -> last transient error
+
+    def note_error(self, global_key: str, reason: str) -> None:
+        """Remember why an object's work was given back (named if its message turns poison)."""
+        key = fold(global_key)
+        self.last_errors.pop(key, None)
+        self.last_errors[key] = reason[:500]
+        if len(self.last_errors) > LAST_ERRORS:
+            del self.last_errors[next(iter(self.last_errors))]
+
+    def note_errors(self, keys: Sequence[str], results: Sequence[ItemResult]) -> None:
+        """The sink gave these items back: remember its reasons."""
+        reasons = {r.key: r.reason for r in results}
+        for key in keys:
+            self.note_error(key, reasons.get(key) or "the sink gave no result for it")
 
     async def run(self) -> None:
         p = self.p
@@ -95,6 +130,10 @@ class Intake:
                         stage="intake", rule="global_key", message=str(e), actual=ref.key
                     )
                     job.state = "dead"
+                else:
+                    if msg.poison is not None:  # dead-lettered at dispatch unless known or in flight
+                        last = self.last_errors.pop(fold(job.global_key), None)
+                        job.rejection = poison_rejection(msg.poison, last)
                 jobs.append(job)
         return jobs
 
@@ -130,6 +169,11 @@ class Intake:
             # never acknowledge it on the other's behalf (if that work then fails, this copy is
             # what brings the object back; e.g. an SQS message received twice)
             p.tracker.settle(job.message_id, "retry", delay=p.s.retry_delay)
+        elif job.rejection is not None:  # poison: recorded, not worked on again
+            job.state = "dead"
+            log.warning("poison message: object dead-lettered", key=job.ref.key, reason=job.rejection.message)
+            await p.slots.acquire()
+            await p.dead_q.put(job)
         else:
             await p.slots.acquire()
             p.in_flight_keys[folded] = job.global_key

@@ -233,6 +233,7 @@ class Pipeline:
             except ReadError as e:
                 if e.transient:
                     log.warning("read failed, will retry", key=job.ref.key, reason=str(e))
+                    self.intake.note_error(job.global_key, str(e))
                     self._final(job, "retry")
                     await self.ledger.release([job.global_key])
                     continue
@@ -327,6 +328,7 @@ class Pipeline:
             await self.ledger.finish_batch(batch.id, results, dead)
             self.counters.batches += 1
         retried = [job.global_key for job, outcome, _ in outcomes if outcome == "retry"]
+        self.intake.note_errors(retried, results)
         if retried:
             await self.ledger.release(retried)
         for job, outcome, delay in outcomes:

@@ -22,6 +22,7 @@ from daemon.logs import configure
 from daemon.pipeline import Pipeline, Settings
 from daemon.sinks.base import Batch, BatchItem
 from daemon.sinks.files import FilesSink
+from daemon.sources.base import Poison
 from workers.probe.media import MediaInfo, invalid
 from workers.reads import ObjectGone, ReadError
 
@@ -44,6 +45,7 @@ class Msg:
     refs: list[ObjectRef]
     raw: bytes | None = None
     error: str | None = None
+    poison: Poison | None = None
     log: list[tuple[str, str, float | None]] = field(default_factory=list)
 
     async def ack(self) -> None:
