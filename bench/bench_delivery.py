@@ -28,9 +28,9 @@ import msgspec
 
 from bench.harness import Figure
 from bench.nginx import nginx
-from daemon.config import SinkConfig
-from daemon.delivery import DeliveryLimits
+from daemon.core.config import SinkConfig
 from daemon.sinks.base import Batch, BatchItem
+from daemon.sinks.delivery import DeliveryLimits
 from daemon.sinks.http import open_http_deliverer
 
 BATCH_ITEMS = 1000

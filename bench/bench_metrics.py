@@ -20,7 +20,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from bench.harness import Figure
-from daemon.metrics import (
+from daemon.ops.metrics import (
     BATCH_BYTES_BUCKETS,
     BATCH_ITEMS_BUCKETS,
     LATENCY_BUCKETS,
@@ -28,7 +28,7 @@ from daemon.metrics import (
     STAGES,
     Metrics,
 )
-from daemon.watchdog import ProgressMonitor
+from daemon.ops.watchdog import ProgressMonitor
 
 BUDGET_NS = 1000.0  # 2 % of one core per call site at 20,000 objects/s
 

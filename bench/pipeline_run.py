@@ -19,15 +19,15 @@ from pathlib import Path
 import msgspec
 import uvloop
 
-from daemon.build import Builder
-from daemon.config import Config, from_dict
-from daemon.jobs import Job
-from daemon.ledger import Ledger
-from daemon.logs import configure
+from daemon.core.config import Config, from_dict
+from daemon.core.jobs import Job
+from daemon.core.logs import configure
+from daemon.ledger.sqlite import Ledger
+from daemon.pipeline.build import Builder
+from daemon.service.wiring import UrlMaker, build_pipeline, key_maker, settings
 from daemon.sinks.base import Batch, BatchItem, ItemResult
 from daemon.sinks.files import FilesSink
 from daemon.sources.manifest import ManifestSource
-from daemon.wiring import UrlMaker, build_pipeline, key_maker, settings
 from workers.batching import Batcher
 from workers.probe.media import MediaInfo
 

@@ -1,1 +1,4 @@
-"""The long-running process: configuration, sources, sinks, pipeline, ledger, service, CLI."""
+"""The long-running process, in rooms by role: core, sources, sinks, ops, ledger, pipeline, service, commands.
+
+See docs/architecture.md for what each room holds and which rooms it may import.
+"""

@@ -1,7 +1,7 @@
 """Pure flow-control policies for one sink endpoint: token bucket, AIMD concurrency, circuit breaker.
 
 Nothing here sleeps or reads a clock: every method takes ``now`` (monotonic seconds) and answers
-with a number or a decision; ``daemon/delivery.py`` turns the answers into ``asyncio.sleep``.
+with a number or a decision; ``daemon/sinks/delivery.py`` turns the answers into ``asyncio.sleep``.
 
 Why our own code rather than ``aiolimiter``: the endpoint's bucket must also carry the endpoint-wide
 ``Retry-After`` pause (every waiter re-queues after it), meter items as well as requests, change rate

@@ -1,6 +1,6 @@
 """Pure retry policy: full-jitter exponential backoff, a retry budget, ``Retry-After`` parsing.
 
-The one retry loop of the daemon (``daemon/delivery.py``) asks these objects what to do; none of
+The one retry loop of the daemon (``daemon/sinks/delivery.py``) asks these objects what to do; none of
 them sleeps or reads a clock. Why not ``stamina``: its loop retries one call, while ours must share
 a budget across every worker of an endpoint, pause the whole endpoint on ``Retry-After``, split
 batches on some permanent errors and give items back instead of raising. The formula is stamina's

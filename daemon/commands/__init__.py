@@ -1,1 +1,1 @@
-"""Subcommands of ``ingestd``: each module has ``register(subparsers)`` setting ``func``."""
+"""The CLI: ``ingestd`` and its subcommands; each module has ``register(subparsers)`` setting ``func``."""

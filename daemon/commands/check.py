@@ -18,8 +18,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from daemon import config as config_mod
-from daemon.config import Config, ConfigError
+from daemon.core import config as config_mod
+from daemon.core.config import Config, ConfigError
 
 Result = tuple[str, str | None]  # (what was checked, why it failed or None)
 Probe = Callable[[Config], Awaitable[list[Result]]]

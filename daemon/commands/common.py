@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 
-from daemon.config import Config, ConfigError, load
+from daemon.core.config import Config, ConfigError, load
 
 
 class CommandError(Exception):

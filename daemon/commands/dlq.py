@@ -3,10 +3,10 @@
 Filters (list, requeue, purge): ``--rule`` (exact, or a prefix ending in ``*``), ``--stage``,
 ``--prefix`` (global key prefix), ``--since``/``--until`` (ISO-8601 or ``15m``/``2h``/``3d``
 ago). ``requeue`` forgets the dead letters so the next run takes the objects again (for a queue
-source it also announces them to the queue again, see ``daemon.requeue``; what it could not
-announce, such as a body that never decoded, is kept, named on stderr with what to do, and the
-exit status is 1); ``purge`` drops them for good. Both need ``--all`` or keys or a filter, so
-nothing is emptied by accident.
+source it also announces them to the queue again, see ``daemon.ledger.requeue``; what it could
+not announce, such as a body that never decoded, is kept, named on stderr with what to do, and
+the exit status is 1); ``purge`` drops them for good. Both need ``--all`` or keys or a filter,
+so nothing is emptied by accident.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from contextlib import AsyncExitStack
 import msgspec
 
 from daemon.commands.common import CommandError, iso, load_config, parse_time, write
-from daemon.config import Config
-from daemon.ledger import DeadLetter, DeadLetterFilter
-from daemon.ledger_store import LedgerStore, open_store
+from daemon.core.config import Config
+from daemon.ledger.records import DeadLetter, DeadLetterFilter
+from daemon.ledger.store import LedgerStore, open_store
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,7 +94,7 @@ async def _run(cfg: Config, args: argparse.Namespace) -> int:
                 raise CommandError(f"no dead letter for: {', '.join(sorted(missing))}")
             return 0
         if args.action == "requeue" and cfg.source.type in ("sqs", "redis"):
-            from daemon.requeue import announce  # noqa: PLC0415 - queue clients only when needed
+            from daemon.ledger.requeue import announce  # noqa: PLC0415 - queue clients only when needed
 
             done = await announce(cfg, letters)
             letters = [d for d in letters if d.key in set(done.sent)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from daemon.commands.common import load_config
-from daemon.logs import configure
+from daemon.core.logs import configure
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,6 +18,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     configure(cfg.log.level)
-    from daemon.service import run as run_service  # noqa: PLC0415 - keep the light commands fast
+    from daemon.service.runner import run as run_service  # noqa: PLC0415 - keep the light commands fast
 
     return run_service(cfg, once=args.once, config_path=args.config)

@@ -10,9 +10,9 @@ from typing import Any
 import msgspec
 
 from daemon.commands.common import iso, load_config, write
-from daemon.config import Config, resolve
-from daemon.endpoint_client import read_status
-from daemon.ledger_store import open_store
+from daemon.core.config import Config, resolve
+from daemon.ledger.store import open_store
+from daemon.ops.status_client import read_status
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,1 +1,1 @@
-"""Sinks: where built payloads are delivered."""
+"""Sinks: where built payloads are delivered, and the delivery executor and per-endpoint flow control."""

@@ -1,4 +1,4 @@
-"""The sink contract (DESIGN.md, Contracts).
+"""The sink contract (docs/architecture.md, Contracts).
 
 ``deliver(batch) -> list[ItemResult]``: one result per item, in any order, each
 ``accepted``, ``duplicate`` (already there: a success), ``rejected`` (permanent, with the
@@ -18,6 +18,9 @@ from typing import Literal, Protocol
 import msgspec
 
 ItemStatus = Literal["accepted", "duplicate", "rejected", "retryable"]
+
+# BatchItem.kind of an annotation item: its body is the Labelbox NDJSON lines of one sidecar
+ANNOTATIONS = "ANNOTATIONS"
 
 
 class BatchItem(msgspec.Struct, frozen=True, array_like=True, gc=False):

@@ -1,5 +1,10 @@
 """The ``files`` sink: import-ready files a user could upload by hand.
 
+Annotation items (kind ``ANNOTATIONS``: validated Labelbox NDJSON for media already accepted)
+go to ``labelbox-annotations-<batch id>.ndjson`` beside the data-row files, one file per
+``rows_per_file`` data rows (one annotation import job each: ``-<n>`` when there are several),
+each written the same atomic way.
+
 Labelbox: ``labelbox-<batch id>.json``, a JSON array of data rows (the seeds' "upload a JSON
 file" format). Encord: ``encord-<batch id>.json``, a registration JSON with
 ``skip_duplicate_urls: true``. Each file is written atomically (temp file, fsync, rename,
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import structlog
 
-from daemon.sinks.base import Batch, ItemResult, PermanentError, TransientError
+from daemon.sinks.base import ANNOTATIONS, Batch, BatchItem, ItemResult, PermanentError, TransientError
 from workers.payloads import encord as enc
 from workers.payloads import labelbox as lb
 
@@ -31,20 +36,37 @@ def document(platform: str, batch: Batch) -> bytes:
 class FilesSink:
     name = "files"
 
-    def __init__(self, folder: Path, platform: str) -> None:
+    def __init__(self, folder: Path, platform: str, *, rows_per_file: int = 500) -> None:
         self.folder = folder
         self.platform = platform
+        self.rows_per_file = rows_per_file
 
     def path_for(self, batch: Batch) -> Path:
         return self.folder / f"{self.platform}-{batch.id}.json"
 
+    def files_for(self, batch: Batch) -> list[tuple[Path, list[BatchItem]]]:
+        """The files a batch is written as: its data rows, then its annotations in chunks."""
+        media = [i for i in batch.items if i.kind != ANNOTATIONS]
+        notes = [i for i in batch.items if i.kind == ANNOTATIONS]
+        out = [(self.path_for(batch), media)] if media else []
+        n = self.rows_per_file
+        chunks = [notes[i : i + n] for i in range(0, len(notes), n)]
+        for k, chunk in enumerate(chunks, 1):
+            tail = f"-{k}" if len(chunks) > 1 else ""
+            out.append((self.folder / f"{self.platform}-annotations-{batch.id}{tail}.ndjson", chunk))
+        return out
+
     async def deliver(self, batch: Batch) -> list[ItemResult]:
-        path = self.path_for(batch)
-        if not path.exists():
-            self._write(path, document(self.platform, batch))
-            log.info("batch written", batch_id=batch.id, path=str(path), items=len(batch.items))
-        else:
-            log.info("batch already written", batch_id=batch.id, path=str(path), items=len(batch.items))
+        for path, items in self.files_for(batch):
+            if path.exists():
+                log.info("batch already written", batch_id=batch.id, path=str(path), items=len(items))
+                continue
+            if items[0].kind == ANNOTATIONS:
+                data = b"".join(i.body if i.body.endswith(b"\n") else i.body + b"\n" for i in items)
+            else:
+                data = document(self.platform, Batch(batch.id, items))
+            self._write(path, data)
+            log.info("batch written", batch_id=batch.id, path=str(path), items=len(items))
         return [ItemResult(key=i.key, status="accepted") for i in batch.items]
 
     def _write(self, path: Path, data: bytes) -> None:

@@ -42,10 +42,10 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from daemon.config import SinkConfig, load_secret
-from daemon.delivery import Deliverer, DeliveryLimits
-from daemon.endpoint import Endpoint
+from daemon.core.config import SinkConfig, load_secret
 from daemon.sinks.base import Batch, ItemResult, PermanentError, TransientError
+from daemon.sinks.delivery import Deliverer, DeliveryLimits
+from daemon.sinks.endpoint import Endpoint
 from workers.classify import BodyKind, Verdict, body_kind, classify
 from workers.retry import parse_retry_after
 

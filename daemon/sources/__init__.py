@@ -1,1 +1,1 @@
-"""Sources: where object announcements come from."""
+"""Sources: where object announcements come from (spool, manifest, SQS, S3 listing, Redis Streams)."""

@@ -1,4 +1,4 @@
-"""The source contract (DESIGN.md, Contracts).
+"""The source contract (docs/architecture.md, Contracts).
 
 A source is an async iterator of message batches. Each message carries zero or more object
 refs and an acknowledgement handle. The pipeline acknowledges a message only once every one of
@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from daemon.jobs import ObjectRef
+from daemon.core.jobs import ObjectRef
 
 
 class Poison(msgspec.Struct, frozen=True):

@@ -24,8 +24,8 @@ import structlog
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from daemon.config import Config
-from daemon.jobs import ObjectRef
+from daemon.core.config import Config
+from daemon.core.jobs import ObjectRef
 from daemon.sources.base import Message, Poison
 
 log = structlog.get_logger()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from daemon.jobs import ObjectRef
+from daemon.core.jobs import ObjectRef
 from daemon.sources.base import Poison
 
 log = structlog.get_logger()

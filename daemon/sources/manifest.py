@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from daemon.jobs import ObjectRef
+from daemon.core.jobs import ObjectRef
 from daemon.sources.local import LocalMessage, Outstanding
 
 BATCH = 256

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from daemon.jobs import ObjectRef
+from daemon.core.jobs import ObjectRef
 from daemon.sources.manifest import EntryError, ref_from_entry
 from daemon.sources.s3events import decode_body
 

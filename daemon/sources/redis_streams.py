@@ -55,8 +55,8 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from daemon.config import Config, resolve
-from daemon.jobs import ObjectRef
+from daemon.core.config import Config, resolve
+from daemon.core.jobs import ObjectRef
 from daemon.sources.base import Poison
 from daemon.sources.redis_entries import decode_entry, field_map
 from daemon.sources.redis_pending import REDIS_FAILURES, UNREACHABLE, PendingEntries, back_off

@@ -23,7 +23,7 @@ from urllib.parse import unquote, unquote_plus
 
 import msgspec
 
-from daemon.jobs import ObjectRef
+from daemon.core.jobs import ObjectRef
 
 
 class _Bucket(msgspec.Struct):

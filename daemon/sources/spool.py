@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from daemon.jobs import ObjectRef
+from daemon.core.jobs import ObjectRef
 from daemon.sources.local import LocalMessage, Outstanding
 
 log = structlog.get_logger()

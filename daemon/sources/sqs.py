@@ -40,7 +40,7 @@ import structlog
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from daemon.config import Config
+from daemon.core.config import Config
 from daemon.sources.base import Message, Poison
 from daemon.sources.s3events import decode_body
 from daemon.sources.sqs_calls import SqsCalls, error_code, freeze_user_agent

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from daemon.jobs import ObjectRef
+from daemon.core.jobs import ObjectRef
 from daemon.sources.base import Poison
 
 MAX_VISIBILITY = 43_200

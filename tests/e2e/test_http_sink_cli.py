@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.delivery.fault_server import FaultServer
 from tests.e2e.test_run_cli import _tiny_images
+from tests.sinks.fault_server import FaultServer
 
 FAULTS = ["503", "429:0.2", "500", "reset", "lost", "html502", "502"]
 

@@ -9,14 +9,15 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from daemon.build import Builder
-from daemon.ledger import DeadLetter, DeadLetterFilter
-from daemon.ledger_pg import PostgresStore
-from daemon.logs import configure
-from daemon.pipeline import Pipeline, Settings
+from daemon.core.logs import configure
+from daemon.ledger.postgres import PostgresStore
+from daemon.ledger.records import DeadLetter, DeadLetterFilter
+from daemon.pipeline.build import Builder
+from daemon.pipeline.pipeline import Pipeline
+from daemon.pipeline.stages import Settings
 from daemon.sinks.base import Batch, BatchItem, ItemResult
 from daemon.sinks.files import FilesSink
-from tests.daemon.test_pipeline import ListSource, Script, msgs
+from tests.pipeline.test_pipeline import ListSource, Script, msgs
 
 
 def _batch(keys: list[str]) -> Batch:

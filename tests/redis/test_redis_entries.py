@@ -10,7 +10,7 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daemon.jobs import ObjectRef
+from daemon.core.jobs import ObjectRef
 from daemon.sources.redis_entries import decode_entry
 
 BASE = Path("/srv/media")

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from daemon.build import Builder
-from daemon.jobs import Job
-from daemon.ledger import Ledger
-from daemon.ledger_store import SqliteStore
-from daemon.pipeline import Pipeline, Settings
+from daemon.core.jobs import Job
+from daemon.ledger.sqlite import Ledger
+from daemon.ledger.store import SqliteStore
+from daemon.pipeline.build import Builder
+from daemon.pipeline.pipeline import Pipeline
+from daemon.pipeline.stages import Settings
 from daemon.sinks.files import FilesSink
 from daemon.sources.redis_streams import RedisStreamSource
 from tests.redis.stream_tools import Reader, add, eventually, pending_ids

@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from daemon.config import from_dict
-from daemon.jobs import ObjectRef
+from daemon.core.config import from_dict
+from daemon.core.jobs import ObjectRef
 from daemon.sources.base import Message, Poison
 from daemon.sources.redis_streams import RedisStreamSource, make_client, open_redis_source
 from tests.redis.stream_tools import (

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from s3_moto import REGION, unique
 
-from daemon.config import from_dict
+from daemon.core.config import from_dict
 from daemon.sources.listing import ListingMessage, ListingSource, open_listing_source
 
 N = 2500

@@ -14,14 +14,14 @@ from urllib.parse import urlsplit
 from aiobotocore.session import get_session
 from s3_moto import REGION, queue_arn, queue_counts, unique
 
-from daemon.build import Builder
-from daemon.config import Config, from_dict
-from daemon.jobs import Job, ObjectRef
-from daemon.ledger_store import open_store
-from daemon.pipeline import Pipeline
+from daemon.core.config import Config, from_dict
+from daemon.core.jobs import Job, ObjectRef
+from daemon.ledger.store import open_store
+from daemon.pipeline.build import Builder
+from daemon.pipeline.pipeline import Pipeline
+from daemon.pipeline.tracker import Counters
+from daemon.service.wiring import key_maker, make_sink, settings
 from daemon.sources.sqs import open_sqs_source
-from daemon.tracker import Counters
-from daemon.wiring import key_maker, make_sink, settings
 from workers.probe.engine import probe
 from workers.probe.media import MediaInfo
 from workers.reads.s3 import ChainCredentials, S3Reads, http_session

@@ -13,7 +13,7 @@ import pytest
 from aiobotocore.session import get_session
 from s3_moto import REGION, apoll, queue_arn, queue_counts, unique
 
-from daemon.config import from_dict
+from daemon.core.config import from_dict
 from daemon.sources.sqs import SqsMessage, SqsSource, open_sqs_source, retry_visibility
 
 

@@ -35,8 +35,8 @@ CHILD = textwrap.dedent(
 
     import contextlib
     import aiohttp, uvloop
-    from daemon.health import Operations, Readiness, serve
-    from daemon.metrics import Metrics
+    from daemon.ops.health import Operations, Readiness, serve
+    from daemon.ops.metrics import Metrics
 
     async def main() -> None:
         ops = Operations(metrics=Metrics("mdwe"), readiness=Readiness())

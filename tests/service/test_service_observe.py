@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from daemon.config import from_dict
-from daemon.endpoint import DeliveryStats
-from daemon.service import Service
+from daemon.core.config import from_dict
+from daemon.service.runner import Service
+from daemon.sinks.endpoint import DeliveryStats
 from workers.limits import CircuitState
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon import config
-from daemon.config import PipelineConfig
+from daemon.core import config
+from daemon.core.config import PipelineConfig
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
 UNITS = ["ingestd.service", "ingestd@.service"]

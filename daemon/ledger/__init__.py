@@ -1,0 +1,1 @@
+"""The ledger: what was accepted, dead-lettered and begun, in SQLite or PostgreSQL; and requeue."""

@@ -1,0 +1,72 @@
+"""Commit: what a sink's answer means for each job (pure: outcomes and dead letters), and the
+recovery of batches a crash left pending.
+
+Per item: ``accepted`` -> delivered, ``duplicate`` -> duplicate (already there: success),
+``rejected`` -> dead letter with the sink's reason, ``retryable`` or no answer at all ->
+retry (the message is given back to the source; nothing is lost).
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from daemon.core.jobs import Job, Rejection
+from daemon.ledger.records import DeadLetter, dead_letter_for
+from daemon.ledger.store import LedgerStore
+from daemon.pipeline.tracker import Outcome
+from daemon.sinks.base import Deliverer, ItemResult
+
+log = structlog.get_logger()
+
+
+def sort_results(
+    jobs: list[Job], results: list[ItemResult]
+) -> tuple[list[tuple[Job, Outcome, float | None]], list[DeadLetter]]:
+    by_key = {r.key: r for r in results}
+    outcomes: list[tuple[Job, Outcome, float | None]] = []
+    dead: list[DeadLetter] = []
+    for job in jobs:
+        r = by_key.get(job.global_key)
+        if r is None or r.status == "retryable":
+            outcomes.append((job, "retry", None if r is None else r.retry_after))
+        elif r.status == "accepted":
+            outcomes.append((job, "delivered", None))
+        elif r.status == "duplicate":
+            outcomes.append((job, "duplicate", None))
+        else:
+            job.rejection = Rejection(
+                stage="deliver", rule="sink.rejected", message=r.reason or "rejected by the sink"
+            )
+            dead.append(dead_letter_for(job.global_key, job.ref, job.rejection))
+            outcomes.append((job, "dead", None))
+    return outcomes, dead
+
+
+def recovery_dead_letters(results: list[ItemResult]) -> list[DeadLetter]:
+    """Dead letters for items a sink rejected while a crashed batch was re-delivered."""
+    return [
+        DeadLetter(
+            key=r.key,
+            global_key=r.key,
+            stage="deliver",
+            rule="sink.rejected",
+            message=r.reason or "rejected by the sink",
+        )
+        for r in results
+        if r.status == "rejected"
+    ]
+
+
+async def recover(ledger: LedgerStore, deliverer: Deliverer) -> None:
+    """Re-deliver the batches begun before a crash exactly as they were (same id, same bodies),
+    and record their results; a batch the sink will not take now stops the start, loudly."""
+    for sink_name, batch in await ledger.pending_batches():
+        if sink_name != deliverer.name:
+            log.warning("pending batch for another sink dropped", batch_id=batch.id, sink=sink_name)
+            await ledger.abort_batch(batch.id)
+            continue
+        log.info("recovering batch", batch_id=batch.id, items=len(batch.items))
+        results = await deliverer.deliver(batch)
+        if any(r.status == "retryable" for r in results):
+            raise RuntimeError(f"recovery of batch {batch.id} failed: the sink is not accepting work")
+        await ledger.finish_batch(batch.id, results, recovery_dead_letters(results))

@@ -1,0 +1,1 @@
+"""The service: one run of the daemon — wiring config into a pipeline, signals, reload and drain."""

@@ -1,0 +1,45 @@
+"""All three layers in one call, for the CLI and the pipeline.
+
+``validate_lines`` runs the format rules over the whole import, then the media rules (when the
+media's facts are known: one :class:`MediaFacts` for every line, i.e. the lines of one data
+row) and the ontology rules (when an ontology is given). For MAL and ground-truth imports
+``confidence`` is dropped from the returned lines (one warning says so); with ``clip`` the
+returned lines carry the clipped geometry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from workers.annotations.encode import drop_confidence
+from workers.annotations.facts import MediaFacts
+from workers.annotations.model import Line
+from workers.annotations.ontology import Ontology
+from workers.annotations.problems import Problem
+from workers.annotations.validate_format import ImportKind, check_format
+from workers.annotations.validate_media import check_media
+from workers.annotations.validate_ontology import check_ontology
+
+
+def validate_lines(
+    lines: Sequence[Line],
+    *,
+    media: MediaFacts | None = None,
+    ontology: Ontology | None = None,
+    kind: ImportKind | None = None,
+    clip: bool = False,
+) -> tuple[list[Line], list[Problem]]:
+    """(the lines as they should be imported, every problem found), problems sorted by line."""
+    problems = check_format(lines, kind=kind)
+    out = list(lines)
+    if media is not None:
+        out, found = check_media(out, media, clip=clip)
+        problems.extend(found)
+    if ontology is not None:
+        problems.extend(check_ontology(out, ontology))
+    if kind is not None and any(p.rule == "annotation.confidence.ignored" for p in problems):
+        out = [msgspec.structs.replace(x, annotation=drop_confidence(x.annotation)) for x in out]
+    problems.sort(key=lambda p: (p.file, p.line))
+    return out, problems
