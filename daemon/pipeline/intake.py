@@ -29,6 +29,7 @@ from daemon.ledger.records import Claimed, dead_letter_for, fold
 from daemon.ledger.store import LedgerStore
 from daemon.ops.metrics import Metrics
 from daemon.ops.watchdog import StageProgress
+from daemon.pipeline.held import HeldBatches
 from daemon.pipeline.tracker import Counters, Tracker
 from daemon.sinks.base import ItemResult
 from daemon.sources.base import Message, Poison, Source
@@ -69,6 +70,7 @@ class Lanes(Protocol):
     in_flight_keys: dict[str, str]
     probe_q: asyncio.Queue[Job]
     dead_q: asyncio.Queue[Job]
+    held: HeldBatches
 
     @property
     def s(self) -> IntakeSettings: ...
@@ -193,10 +195,11 @@ class Intake:
             # already final (accepted or dead-lettered): a duplicate, acknowledged
             job.state = "duplicate"
             p.tracker.settle(job.message_id, "duplicate")
-        elif recorded is not None or folded in claimed.busy:
+        elif recorded is not None or folded in claimed.busy or p.held.holds(folded):
             # in flight here or held by another instance: give this message back for later and
             # never acknowledge it on the other's behalf (if that work then fails, this copy is
-            # what brings the object back; e.g. an SQS message received twice)
+            # what brings the object back; e.g. an SQS message received twice); or in a batch
+            # held for re-sending as it was (daemon.pipeline.held)
             p.tracker.settle(job.message_id, "retry", delay=p.s.retry_delay)
         elif job.rejection is not None:  # poison: recorded, not worked on again
             job.state = "dead"

@@ -30,6 +30,7 @@ from daemon.ops.watchdog import ProgressMonitor
 from daemon.pipeline.annotate import Annotator
 from daemon.pipeline.build import Builder
 from daemon.pipeline.commit import recover
+from daemon.pipeline.held import HeldBatches
 from daemon.pipeline.intake import Intake
 from daemon.pipeline.stages import END_BATCH, END_JOB, KeyMaker, Prober, Settings, Stages
 from daemon.pipeline.tracker import Counters, Tracker
@@ -72,6 +73,7 @@ class Pipeline(Stages):
         self._st_deliver = self.monitor.stage("deliver")
         self._st_commit = self.monitor.stage("commit")
         self._probing = 0
+        self.held = HeldBatches(ledger, deliverer, pause=settings.retry_delay)
         self.intake = Intake(self, self.monitor.stage("intake"))
         self.tracker = Tracker(self.counters, retry_delay=settings.retry_delay)
         self.probe_q: asyncio.Queue[Job] = asyncio.Queue(settings.queue_size)
@@ -140,7 +142,10 @@ class Pipeline(Stages):
             committer = tg.create_task(self._dead_stage())
             acker = tg.create_task(self.tracker.run())
             room = tg.create_task(self._serve_room())
+            resend = tg.create_task(self.held.run())
             tg.create_task(self._closer(probers, linger, deliverers, committer, acker, room=room))
+            await asyncio.wait({acker})
+            resend.cancel()  # a batch still held stays pending in the ledger for the next start
         return self.counters
 
     async def _closer(

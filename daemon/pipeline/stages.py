@@ -23,6 +23,7 @@ from daemon.ops.watchdog import StageProgress
 from daemon.pipeline.annotate import Annotator, Pairing, missing_rejection
 from daemon.pipeline.build import Builder
 from daemon.pipeline.commit import sort_results
+from daemon.pipeline.held import HeldBatches
 from daemon.pipeline.intake import Intake
 from daemon.pipeline.tracker import Counters, Outcome, Tracker
 from daemon.pipeline.waiting import Parked, WaitingRoom
@@ -102,6 +103,7 @@ class Stages:
     annotator: Annotator | None
     room: WaitingRoom | None
     intake: Intake
+    held: HeldBatches
 
     # -- probe + build + batch ----------------------------------------------------------------------
     async def _probe_worker(self) -> None:
@@ -241,9 +243,11 @@ class Stages:
         nbytes = batch.nbytes
         self.metrics.batch_sent(len(jobs), nbytes)
         started = time.monotonic()
+        refused = False  # for good, as a whole: the platform did not take it
         try:
             results = await self.deliverer.deliver(batch)
         except (TransientError, PermanentError) as e:
+            refused = isinstance(e, PermanentError)
             log.error(
                 "batch not delivered; messages will be retried",
                 batch_id=batch.id,
@@ -253,15 +257,20 @@ class Stages:
             results = [ItemResult(key=j.global_key, status="retryable", reason=str(e)) for j in jobs]
         outcomes, dead = sort_results(jobs, results)
         failed = all(o == "retry" for _, o, _ in outcomes)
+        # given up without an answer for any item: the platform may have taken it (answer lost),
+        # so the batch is held and re-sent as it is, never rebuilt under a new id (pipeline.held)
+        held = failed and not refused
         self.metrics.delivered(time.monotonic() - started, success=not failed)
-        if failed:
+        if held:
+            self.held.hold(batch)
+        elif failed:
             await self.ledger.abort_batch(batch.id)
         else:
             await self.ledger.finish_batch(batch.id, results, dead)
             self.counters.batches += 1
         retried = [job.global_key for job, outcome, _ in outcomes if outcome == "retry"]
         self.intake.note_errors(retried, results)
-        if retried:
+        if retried and not held:
             await self.ledger.release(retried)
         for job, outcome, delay in outcomes:
             log.debug(

@@ -296,6 +296,8 @@ async def build_pipeline(
     """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
     ledger = await open_store(cfg, stack)
     sink = await make_sink(cfg, stack)
+    if isinstance(sink, FilesSink):
+        sink.remove_leftovers()  # what a write killed mid-way left behind
     credentials = ChainCredentials()
     readers = Readers(cfg, stack, credentials)
     builder = Builder(
