@@ -12,8 +12,9 @@ messages are then acknowledged as duplicates). An item the sink answered ``retry
 not taken, and is released to travel again. A sink that refuses the whole batch for good
 (``PermanentError``) did not take it either: the batch is dropped and its objects travel again.
 
-A batch still held at shutdown stays pending in the ledger; the next start re-delivers it
-before taking new work (:func:`daemon.pipeline.commit.recover`).
+A batch still held at shutdown, or begun before a crash, stays pending in the ledger: the next
+start holds it again and re-sends it once before taking new work (:meth:`HeldBatches.recover`);
+a sink that still does not answer does not stop the start, the batch stays held.
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ class HeldBatches:
         self._attempts.pop(batch.id, None)
         for item in batch.items:
             self._keys.pop(fold(item.key), None)
+
+    async def recover(self) -> None:
+        """Hold and re-send, once now, every batch left pending by an earlier run."""
+        for sink_name, batch in await self.ledger.pending_batches():
+            if sink_name != self.deliverer.name:
+                log.warning("pending batch for another sink dropped", batch_id=batch.id, sink=sink_name)
+                await self.ledger.abort_batch(batch.id)
+                continue
+            log.info("recovering batch", batch_id=batch.id, items=len(batch.items))
+            self.hold(batch)
+            await self._resend(batch)
 
     async def run(self) -> None:
         """Re-send held batches until each is answered for (cancelled at the end of the drain)."""

@@ -29,7 +29,6 @@ from daemon.ops.metrics import Metrics
 from daemon.ops.watchdog import ProgressMonitor
 from daemon.pipeline.annotate import Annotator
 from daemon.pipeline.build import Builder
-from daemon.pipeline.commit import recover
 from daemon.pipeline.held import HeldBatches
 from daemon.pipeline.intake import Intake
 from daemon.pipeline.stages import END_BATCH, END_JOB, KeyMaker, Prober, Settings, Stages
@@ -129,8 +128,9 @@ class Pipeline(Stages):
         return self.s.max_in_flight - self.slots._value
 
     async def recover(self) -> None:
-        """Re-deliver batches begun before a crash, before taking new work."""
-        await recover(self.ledger, self.deliverer)
+        """Re-deliver batches an earlier run left pending (crash, give-up), before taking new work;
+        one the sink still does not take stays held (re-sent later, its keys kept back)."""
+        await self.held.recover()
 
     async def run(self) -> Counters:
         await self.recover()
