@@ -68,13 +68,10 @@ def naive(data: bytes) -> list[dict[str, Any]]:
     return out
 
 
-def best_of(repeat: int, fn: Any, *args: Any) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn(*args)
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+def timed(fn: Any, *args: Any) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - t0, result
 
 
 def ours(data: bytes) -> tuple[mot.ConvertResult, bytes]:
@@ -92,8 +89,12 @@ def run(quick: bool) -> list[Figure]:
     data = mot_bytes(tracks, frames)
     rows = data.count(b"\n")
     ours(data[:20000])  # warm-up
-    t_ours, (result, ndjson) = best_of(repeat, ours, data)
-    t_naive, naive_ndjson = best_of(repeat, theirs, data)
+    t_ours = t_naive = float("inf")
+    for _ in range(repeat):  # alternated, best of each: the machine is shared and its load drifts
+        t, (result, ndjson) = timed(ours, data)
+        t_ours = min(t_ours, t)
+        t, naive_ndjson = timed(theirs, data)
+        t_naive = min(t_naive, t)
     if result.problems:
         raise AssertionError(f"unexpected problems: {result.problems[:3]}")
     r = result.reduction

@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from daemon.commands import check, dlq, probe, sign, status
+from daemon.commands import check, dlq, probe, sign, status, validate
 from daemon.commands import run as run_cmd
 from daemon.commands.common import CommandError
 from daemon.core.config import Config
 
-COMMANDS = (run_cmd, probe, sign, status, dlq)
+COMMANDS = (run_cmd, probe, sign, validate, status, dlq)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -111,6 +111,31 @@ async def _s3_reader(target: str, stack: AsyncExitStack, session: list[aiohttp.C
     return S3Reads(session[0], signer, ChainCredentials()).reader(loc.bucket, loc.key)
 
 
+async def probe_target(
+    target: str,
+    stack: AsyncExitStack,
+    sessions: list[aiohttp.ClientSession],
+    *,
+    head_bytes: int = DEFAULT_HEAD_BYTES,
+) -> MediaInfo:
+    """Probe one path, http(s) URL or s3:// object; a failed read is an invalid result, not an error."""
+    try:
+        reader = await _reader_for(target, stack, sessions)
+        info = await probe(reader, head_bytes=head_bytes)
+        if isinstance(reader, FileReader):
+            reader.close()
+    except ReadError as e:
+        info = invalid(str(e))
+    return info
+
+
+async def probe_one(target: str, *, head_bytes: int = DEFAULT_HEAD_BYTES) -> MediaInfo:
+    """:func:`probe_target` with its own readers, for commands that probe a single object."""
+    sessions: list[aiohttp.ClientSession] = []
+    async with AsyncExitStack() as stack:
+        return await probe_target(target, stack, sessions, head_bytes=head_bytes)
+
+
 async def _probe_all(args: argparse.Namespace) -> int:
     sem = asyncio.Semaphore(max(1, args.concurrency))
     sessions: list[aiohttp.ClientSession] = []
@@ -119,13 +144,7 @@ async def _probe_all(args: argparse.Namespace) -> int:
 
         async def one(target: str) -> dict[str, Any]:
             async with sem:
-                try:
-                    reader = await _reader_for(target, stack, sessions)
-                    info = await probe(reader, head_bytes=args.head_bytes)
-                    if isinstance(reader, FileReader):
-                        reader.close()
-                except ReadError as e:
-                    info = invalid(str(e))
+                info = await probe_target(target, stack, sessions, head_bytes=args.head_bytes)
                 return report(target, info, strict=args.strict)
 
         tasks = [asyncio.ensure_future(one(t)) for t in args.targets]

@@ -75,6 +75,8 @@ class TargetConfig(_Base):
     # hosted); set it for S3-compatible stores (https://minio.example.com). Reads use [aws].
     url_endpoint: str = ""
     strict_access: bool = False  # Encord strict client-only access: metadata required
+    # encord sink: the cloud integration (title or hash) Encord signs the URLs with
+    integration: str = ""
     accept_kinds: list[str] = msgspec.field(default_factory=lambda: ["video", "image", "audio"])
 
 
@@ -107,6 +109,9 @@ class SinkConfig(_Base):
     retry_budget: float = 0.2  # retries as a fraction of requests
     request_timeout: float = 30.0
     retry_after_cap: float = 300.0
+    # -- encord sink ([sink] type = "encord"); [target] dataset = storage folder uuid
+    endpoint: str = ""  # the platform API base; empty = its default (https://api.encord.com)
+    private_key_secret: str = ""  # secret name of the ed25519 key (OpenSSH or raw)
 
 
 class LedgerConfig(_Base):
@@ -277,6 +282,8 @@ def _check(cfg: Config) -> None:
     k = cfg.sink
     if k.type == "http" and not k.url.startswith(("http://", "https://")):
         raise bad("sink.url", f"required http(s) URL for sink type 'http', got {k.url!r}")
+    if k.type == "encord":
+        _check_encord(cfg)
     for key, val, lo in (
         ("sink.max_items", k.max_items, 1),
         ("sink.max_bytes", k.max_bytes, 1024),
@@ -313,6 +320,21 @@ def _check(cfg: Config) -> None:
         raise bad("annotations.suffixes", f"each suffix must start with '.', got {bad_suffix}")
     if cfg.http.listen and not re.fullmatch(r"\[?[0-9A-Za-z.:]+\]?:\d{1,5}", cfg.http.listen):
         raise bad("http.listen", f"must be HOST:PORT, got {cfg.http.listen!r}")
+
+
+def _check_encord(cfg: Config) -> None:
+    k, t = cfg.sink, cfg.target
+    if k.endpoint and not k.endpoint.startswith(("https://", "http://")):
+        raise ConfigError(f"sink.endpoint: must be an http(s) URL, got {k.endpoint!r}")
+    for key, value in (
+        ("sink.private_key_secret", k.private_key_secret),
+        ("target.dataset", t.dataset),
+        ("target.integration", t.integration),
+    ):
+        if not value:
+            raise ConfigError(f"{key}: required for sink type 'encord'")
+    if t.platform != "encord":
+        raise ConfigError(f"target.platform: must be 'encord' for sink type 'encord', got {t.platform!r}")
 
 
 def _template_problem(template: str) -> str | None:

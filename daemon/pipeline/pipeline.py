@@ -215,13 +215,8 @@ class Pipeline(Stages):
         """Why parked annotations can no longer be joined by their media (see the waiting room)."""
         if self.stopping:
             return "drain"
-        intake = self._intake_task
-        if (
-            intake is not None
-            and intake.done()
-            and self.room is not None
-            and self.in_flight <= len(self.room)
-        ):
+        room = self.room
+        if room is not None and self.source.exhausted and self.in_flight <= len(room):
             return "once"
         return None
 

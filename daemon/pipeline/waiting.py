@@ -120,7 +120,7 @@ class WaitingRoom:
     ) -> None:
         """Serve the room until cancelled. ``stuck()`` says why nothing more can arrive:
         ``"once"`` (the source ended and only parked jobs remain), ``"drain"`` (stopping) or None."""
-        last_check = self.clock()
+        last_check = float("-inf")  # the first pass with something parked reads the ledger
         while True:
             now = self.clock()
             timeout = self.recheck

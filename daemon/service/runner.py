@@ -186,11 +186,12 @@ class Service:
         self.readiness.circuit(sink, is_open)
         endpoint = getattr(deliverer, "endpoint", None)
         waiting = is_open or (endpoint is not None and endpoint.paused_for() > 0)
-        if waiting or stats.retries != self._last_retries:
-            # waiting on the platform by choice (Retry-After, open circuit, backoff) is not a
-            # wedge: count it as progress so the watchdog keeps pinging
+        moved = stats.retries + stats.platform_waits
+        if waiting or moved != self._last_retries:
+            # waiting on the platform by choice (Retry-After, open circuit, backoff, a job still
+            # running) is not a wedge: count it as progress so the watchdog keeps pinging
             self.monitor.stage("deliver").progress()
-        self._last_retries = stats.retries
+        self._last_retries = moved
 
     async def _ready_when_reachable(self) -> None:
         while not self.readiness.ready:

@@ -23,6 +23,7 @@ from daemon.pipeline.stages import Prober, Settings
 from daemon.sinks.base import Deliverer
 from daemon.sinks.delivery import Deliverer as DeliveryDeliverer
 from daemon.sinks.delivery import DeliveryLimits
+from daemon.sinks.encord.sink import open_encord_deliverer
 from daemon.sinks.files import FilesSink
 from daemon.sinks.http import open_http_deliverer
 from daemon.sources.base import Source
@@ -135,7 +136,7 @@ async def open_source(
     raise WiringError(f"source.type {s.type!r} is not available in this build")
 
 
-async def make_sink(cfg: Config, stack: AsyncExitStack) -> Deliverer:
+async def make_sink(cfg: Config, stack: AsyncExitStack, ledger: LedgerStore | None = None) -> Deliverer:
     """The configured sink behind the daemon's one delivery policy (``daemon.sinks.delivery``)."""
     k = cfg.sink
     if k.type == "files":
@@ -144,6 +145,8 @@ async def make_sink(cfg: Config, stack: AsyncExitStack) -> Deliverer:
         )
     if k.type == "http":
         return await open_http_deliverer(k, stack)
+    if k.type == "encord":  # job ids are checkpoints in the ledger (a restart resumes the poll)
+        return await open_encord_deliverer(cfg, stack, ledger or await open_store(cfg, stack))
     raise WiringError(f"sink.type {k.type!r} is not available in this build")
 
 
@@ -295,7 +298,7 @@ async def build_pipeline(
 ) -> Pipeline:
     """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
     ledger = await open_store(cfg, stack)
-    sink = await make_sink(cfg, stack)
+    sink = await make_sink(cfg, stack, ledger)
     if isinstance(sink, FilesSink):
         sink.remove_leftovers()  # what a write killed mid-way left behind
     credentials = ChainCredentials()

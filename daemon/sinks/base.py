@@ -71,6 +71,15 @@ class TransientError(Exception):
         self.status = status
 
 
+class CredentialsError(TransientError):
+    """The endpoint refuses *us* (credentials, permissions, a target that is not ours or gone).
+
+    A property of the endpoint, not of the objects: the Deliverer gives the batch back at once
+    (no retries, nothing dead-lettered) and the message names what to fix. It never quotes the
+    credential itself.
+    """
+
+
 class PermanentError(Exception):
     """The whole batch failed in a way no retry can fix (4xx, bad credentials)."""
 

@@ -13,7 +13,9 @@ token from the shared :class:`~daemon.endpoint.Endpoint` before each request it 
   backoff, if the attempt count, the deadline and the retry budget allow it;
 * :class:`PermanentError` with a splitting status (400, 413, 422) on a multi-item batch: the batch
   is split in halves and each half delivered, down to the single bad items, which are rejected
-  with the server's message; any other permanent error rejects the batch's items.
+  with the server's message; any other permanent error rejects the batch's items;
+* :class:`CredentialsError` (the endpoint refuses *us*): no retry, nothing rejected; the items are
+  given back with the message, and :meth:`Deliverer.ready` is false until a delivery succeeds.
 
 The deadline (``DeliveryLimits.deadline``, per batch) bounds the waits (breaker, concurrency slot,
 backoff, Retry-After pause), never a call in progress: the sink's request timeout bounds that, so
@@ -33,7 +35,7 @@ import msgspec
 import structlog
 
 from daemon.core.config import SinkConfig
-from daemon.sinks.base import Batch, ItemResult, PermanentError, Sink, TransientError
+from daemon.sinks.base import Batch, CredentialsError, ItemResult, PermanentError, Sink, TransientError
 from daemon.sinks.endpoint import AdaptiveGate, DeliveryStats, Endpoint
 from workers.classify import OVERLOAD_STATUSES, SPLIT_STATUSES
 from workers.limits import AdaptiveConcurrency, CircuitBreaker, CircuitState
@@ -122,6 +124,7 @@ class Deliverer:
             open_seconds=limits.breaker_open_seconds,
         )
         self._verdict = asyncio.Event()
+        self.refused: str | None = None  # the last CredentialsError, until a delivery succeeds
         self.limits = limits
         self._budget = RetryBudget(limits.retry_budget)
         self._backoff = Backoff(limits.backoff_base, limits.backoff_cap, random_source)
@@ -179,8 +182,8 @@ class Deliverer:
         return self._breaker.current(self._clock())
 
     def ready(self) -> bool:
-        """False while the circuit is open (``/readyz``)."""
-        return self.circuit() is not CircuitState.OPEN
+        """False while the circuit is open or the endpoint refuses our credentials (``/readyz``)."""
+        return self.refused is None and self.circuit() is not CircuitState.OPEN
 
     async def check(self) -> None:
         await self.sink.check()
@@ -211,7 +214,11 @@ class Deliverer:
                 return [*final, *self._give_back(batch, reason, None)]
             if isinstance(outcome, PermanentError):
                 return [*final, *await self._permanent(batch, outcome, deadline)]
+            if isinstance(outcome, CredentialsError):  # the endpoint refuses us: no retry, no dead letter
+                self.refused = str(outcome)
+                return [*final, *self._give_back(batch, self.refused, None)]
             if isinstance(outcome, list):
+                self.refused = None
                 retry = [r for r in outcome if r.status == "retryable"]
                 if not retry:
                     final.extend(outcome)

@@ -38,6 +38,7 @@ class DeliveryStats:
     given_back: int = 0  # batches returned as retryable
     splits: int = 0
     pauses: int = 0  # endpoint-wide Retry-After pauses
+    platform_waits: int = 0  # polls answered "still running" (a job on the platform): not a wedge
     rate_limit_wait_seconds: float = 0.0
     concurrency_limit: int = 0
     in_flight: int = 0

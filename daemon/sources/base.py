@@ -69,6 +69,12 @@ class Source(Protocol):
 
     name: str
 
+    @property
+    def exhausted(self) -> bool:
+        """Everything this run will ever yield has been yielded (a ``--once`` folder or manifest
+        read to its end, no retry pending): what is missing now will not come. Queues: False."""
+        ...
+
     def batches(self) -> AsyncIterator[Sequence[Message]]:
         """Yield batches of messages until stopped (or drained in ``--once`` mode)."""
         ...

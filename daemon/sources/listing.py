@@ -92,6 +92,7 @@ class ListingSource:
     """See the module docstring."""
 
     name = "s3-listing"
+    exhausted = False  # more may come: waiting annotations wait out their deadline
 
     def __init__(
         self,

@@ -86,6 +86,11 @@ class Outstanding:
     def count(self) -> int:
         return len(self._out)
 
+    @property
+    def idle(self) -> bool:
+        """No retry scheduled or waiting to be handed out."""
+        return not self._timers and self.retries.empty()
+
     async def changed(self) -> None:
         await self._changed.wait()
         self._changed.clear()

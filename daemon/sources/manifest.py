@@ -125,6 +125,7 @@ class ManifestSource:
         self.base = path.parent
         self.fmt = fmt
         self.outstanding = Outstanding(max_attempts)
+        self._read_all = False
         self._closed = False
         self.entries = 0
 
@@ -219,6 +220,10 @@ class ManifestSource:
                     n, _csv_line(row), lambda row=row, header=header: _csv_ref(header, row, self.base)
                 )
 
+    @property
+    def exhausted(self) -> bool:
+        return self._read_all and self.outstanding.idle
+
     async def batches(self) -> AsyncIterator[list[LocalMessage]]:
         chunk: list[LocalMessage] = []
         for msg in self._entries():
@@ -236,6 +241,7 @@ class ManifestSource:
                 chunk.append(retry)
         if chunk:
             yield chunk
+        self._read_all = True
         while not self._closed and self.outstanding.count:
             await self.outstanding.changed()
             retries = []

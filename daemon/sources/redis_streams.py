@@ -93,6 +93,7 @@ class RedisMessage:
 
 class RedisStreamSource:
     name = "redis"
+    exhausted = False  # more may come: waiting annotations wait out their deadline
 
     def __init__(
         self,

@@ -91,6 +91,11 @@ class SpoolSource:
         self._states: dict[str, FileState] = {}
         self._taken: set[str] = set()
         self._closed = False
+        self._all_seen = False
+
+    @property
+    def exhausted(self) -> bool:
+        return self._all_seen and self.outstanding.idle
 
     def _ready(self) -> tuple[list[LocalMessage], int]:
         now, wall = self.clock(), time.time()
@@ -125,8 +130,10 @@ class SpoolSource:
                 for m in chunk:
                     self.outstanding.handed(m)
                 yield chunk
-            if self.once and not waiting and not ready and self.outstanding.count == 0:
-                return
+            if self.once and not waiting and not ready:
+                self._all_seen = True
+                if self.outstanding.count == 0:
+                    return
             await self._wait()
 
     async def _wait(self) -> None:

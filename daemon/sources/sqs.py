@@ -53,6 +53,7 @@ class SqsSource:
     """See the module docstring. Use as ``async with`` or ``start()`` / ``close()``."""
 
     name = "sqs"
+    exhausted = False  # more may come: waiting annotations wait out their deadline
 
     def __init__(
         self,

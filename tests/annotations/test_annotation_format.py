@@ -193,6 +193,19 @@ class TestTools:
         line = {"dataRow": ROW, "name": "p", "polygon": [{"x": 1, "y": 1}, {"x": 2, "y": 2}]}
         assert problem(check_format(lines(line)), "annotation.polygon.points").actual == "2"
 
+    def test_one_point_image_polyline(self, lines, problem):
+        """An image polyline needs two points."""
+        line = {"dataRow": ROW, "name": "l", "line": [{"x": 1, "y": 1}]}
+        p = problem(check_format(lines(line)), "annotation.line.points")
+        assert (p.path, p.expected, p.actual) == ("$.line", ">= 2 points", "1")
+
+    def test_mask_instance_needs_a_name(self, lines, problem, seed_examples):
+        """A video-mask instance names its tool by name or schemaId."""
+        line = copy.deepcopy(seed_examples["video_mask_ndjson_bytes_2"])
+        del line["masks"]["instances"][0]["name"]
+        p = problem(check_format(lines(line)), "annotation.feature.xor")
+        assert (p.path, p.actual) == ("$.masks.instances[0]", "neither")
+
     def test_image_mask_without_colour(self, lines, problem):
         """An image mask by URI names its colour."""
         line = {"dataRow": ROW, "name": "m", "mask": {"instanceURI": "https://x/m.png"}}

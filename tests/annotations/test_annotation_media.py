@@ -8,9 +8,14 @@ import struct
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from workers.annotations.decode import convert_dicts
 from workers.annotations.encode import encode_annotation
 from workers.annotations.facts import MediaFacts
+from workers.annotations.validate import validate_lines
+from workers.annotations.validate_format import check_format
 from workers.annotations.validate_media import check_media, png_size
 from workers.probe.media import MediaInfo
 
@@ -201,3 +206,39 @@ class TestMasksAndKinds:
             ("media.kind.video_only", 2, "$.masks", "image"),
             ("media.kind.video_only", 3, "$", "image"),
         ]
+
+
+class TestFastPath:
+    boxes = st.builds(
+        lambda f, left, top, w, h, sub: {
+            "frame": f,
+            "bbox": {"top": top, "left": left, "height": h, "width": w},
+            **({"classifications": [{"name": "occ", "answer": [{"name": "yes"}]}]} if sub else {}),
+        },
+        st.integers(-1, 320),
+        st.integers(-20, 640),
+        st.integers(-20, 480),
+        st.integers(0, 200),
+        st.integers(0, 200),
+        st.booleans(),
+    )
+    track = st.lists(st.lists(boxes, max_size=5), min_size=1, max_size=3).map(
+        lambda segs: {
+            "dataRow": {"globalKey": "v"},
+            "name": "car",
+            "segments": [{"keyframes": s} for s in segs],
+        }
+    )
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(track, min_size=1, max_size=3), st.booleans())
+    def test_fused_fast_path_finds_what_the_layers_find(self, objs, clip):
+        """validate_lines (which skips plain tracks' keyframes) reports exactly the problems the
+        format and media layers report when each walks every keyframe."""
+        lines, problems = convert_dicts(objs, source="h")
+        assert problems == []
+        media = MediaFacts(kind="video", width=640, height=480, frame_count=300)
+        _, fused = validate_lines(lines, media=media, clip=clip)
+        separate = check_format(lines) + check_media(lines, media, clip=clip)[1]
+        key = lambda p: (p.line, p.path, p.rule, p.actual)  # noqa: E731
+        assert sorted(fused, key=key) == sorted(separate, key=key)

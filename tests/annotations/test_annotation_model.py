@@ -171,13 +171,17 @@ ONTOLOGY = load_ontology(
 # --- hypothesis -----------------------------------------------------------------------------
 
 
+def tuples(*args, **kwargs):
+    return st.lists(*args, **kwargs).map(tuple)
+
+
 def unset_or(strategy):
     return st.one_of(st.just(UNSET), strategy)
 
 
 names = st.text(min_size=1, max_size=12)
 coord = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
-frames = st.lists(st.builds(m.FrameRange, start=st.integers(0, 10**6), end=st.integers(0, 10**6)), max_size=3)
+frames = tuples(st.builds(m.FrameRange, start=st.integers(0, 10**6), end=st.integers(0, 10**6)), max_size=3)
 point = st.builds(m.Point, x=coord, y=coord)
 bbox = st.builds(m.BBox, top=coord, left=coord, height=coord, width=coord)
 row = st.one_of(st.builds(m.DataRow, id=names), st.builds(m.DataRow, global_key=names))
@@ -186,7 +190,7 @@ classification = st.deferred(
     lambda: st.builds(
         m.Classification,
         name=unset_or(names),
-        answer=st.one_of(names, answer, st.lists(answer, max_size=3)),
+        answer=st.one_of(names, answer, tuples(answer, max_size=3)),
         frames=unset_or(frames),
         confidence=unset_or(st.floats(0, 1)),
     )
@@ -196,31 +200,31 @@ answer = st.builds(
     name=unset_or(names),
     value=unset_or(names),
     frames=unset_or(frames),
-    classifications=unset_or(st.lists(classification, max_size=2)),
+    classifications=unset_or(tuples(classification, max_size=2)),
 )
 keyframe = st.one_of(
     st.builds(
         m.Keyframe,
         frame=st.integers(1, 10**5),
         bbox=bbox,
-        classifications=unset_or(st.lists(classification, max_size=2)),
+        classifications=unset_or(tuples(classification, max_size=2)),
     ),
     st.builds(m.Keyframe, frame=st.integers(1, 10**5), point=point),
-    st.builds(m.Keyframe, frame=st.integers(1, 10**5), line=st.lists(point, max_size=4)),
+    st.builds(m.Keyframe, frame=st.integers(1, 10**5), line=tuples(point, max_size=4)),
 )
 common = {"data_row": unset_or(row), "name": unset_or(names), "uuid": unset_or(st.uuids().map(str))}
 annotation = st.one_of(
     st.builds(
         m.VideoObject,
-        segments=st.lists(st.builds(m.Segment, keyframes=st.lists(keyframe, max_size=4)), max_size=3),
+        segments=tuples(st.builds(m.Segment, keyframes=tuples(keyframe, max_size=4)), max_size=3),
         **common,
     ),
     st.builds(
-        m.BBoxObject, bbox=bbox, classifications=unset_or(st.lists(classification, max_size=2)), **common
+        m.BBoxObject, bbox=bbox, classifications=unset_or(tuples(classification, max_size=2)), **common
     ),
-    st.builds(m.PolygonObject, polygon=st.lists(point, max_size=5), **common),
+    st.builds(m.PolygonObject, polygon=tuples(point, max_size=5), **common),
     st.builds(m.PointObject, point=point, confidence=unset_or(st.floats(0, 1)), **common),
-    st.builds(m.PolylineObject, line=st.lists(point, max_size=5), **common),
+    st.builds(m.PolylineObject, line=tuples(point, max_size=5), **common),
     st.builds(
         m.MaskObject,
         mask=st.builds(m.ImageMaskData, instance_uri=names, color_rgb=st.tuples(*[st.integers(0, 255)] * 3)),
@@ -228,14 +232,14 @@ annotation = st.one_of(
     ),
     st.builds(m.TextClassification, answer=names, **common),
     st.builds(m.RadioClassification, answer=answer, frames=unset_or(frames), **common),
-    st.builds(m.ChecklistClassification, answer=st.lists(answer, max_size=4), **common),
+    st.builds(m.ChecklistClassification, answer=tuples(answer, max_size=4), **common),
     st.builds(
         m.VideoMask,
         data_row=unset_or(row),
         masks=st.builds(
             m.VideoMaskData,
-            frames=st.lists(st.builds(m.MaskFrame, index=st.integers(1, 1000), im_bytes=names), max_size=3),
-            instances=st.lists(
+            frames=tuples(st.builds(m.MaskFrame, index=st.integers(1, 1000), im_bytes=names), max_size=3),
+            instances=tuples(
                 st.builds(m.MaskInstance, color_rgb=st.tuples(*[st.integers(0, 255)] * 3), name=names),
                 max_size=3,
             ),

@@ -48,6 +48,17 @@ def dead(key: str, rule: str = "labelbox.video.vfr", stage: str = "validate", at
 
 
 class TestKnown:
+    def test_final_states_say_accepted_or_dead_with_the_rule(self, ledger: Ledger) -> None:
+        """What an annotation waiting for its media reads: accepted, or dead with the media's rule."""
+        b = batch("Clips/A.mp4")
+        ledger.begin_batch(b, "files")
+        ledger.finish_batch(b.id, [ItemResult(key="Clips/A.mp4", status="accepted")])
+        ledger.add_dead([dead("Bad/X.mp4", rule="labelbox.video.sar")])
+        states = ledger.final_states(["clips/a.MP4", "bad/x.mp4", "other"])
+        assert set(states) == {"clips/a.mp4", "bad/x.mp4"}
+        assert states["clips/a.mp4"].usable and states["clips/a.mp4"].status == "accepted"
+        assert not states["bad/x.mp4"].usable and states["bad/x.mp4"].rule == "labelbox.video.sar"
+
     def test_accepted_and_dead_keys_are_known_case_insensitively(self, ledger: Ledger) -> None:
         """Keys that differ only in case are the same key (Labelbox compares them so)."""
         b = batch("Clips/A.mp4")

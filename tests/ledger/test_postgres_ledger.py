@@ -39,6 +39,11 @@ class TestContract:
             assert second.known == {} and second.busy == {"x.jpg"}
             await a.release(["x.jpg"])
             assert (await b.claim(["x.jpg"])).busy == set()
+            await a.add_dead(
+                [DeadLetter(key="bad.mp4", global_key="bad.mp4", stage="validate", rule="r.x", message="m")]
+            )
+            states = await b.final_states(["DONE.jpg", "bad.mp4", "x.jpg"])
+            assert states["done.jpg"].usable and states["bad.mp4"].rule == "r.x" and "x.jpg" not in states
         finally:
             await a.close()
             await b.close()

@@ -44,6 +44,16 @@ class TestDeliberateWaits:
             svc._observe_delivery(d)
             assert svc.monitor.check(float(t)).ok
 
+    def test_a_platform_job_still_running_counts_as_progress(self) -> None:
+        """Polls answered "still running" (an Encord job) keep a long-busy deliver stage alive."""
+        svc, d = service(), FakeDeliverer()
+        stage = svc.monitor.stage("deliver")
+        stage.busy = True
+        for t in range(0, 600, 30):
+            d.stats.platform_waits += 1
+            svc._observe_delivery(d)
+            assert svc.monitor.check(float(t)).ok
+
     def test_a_busy_stage_with_no_pause_and_no_retries_is_a_wedge(self) -> None:
         """Without a deliberate wait the same stage is reported wedged after stall_after."""
         svc, d = service(), FakeDeliverer()

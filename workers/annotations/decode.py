@@ -1,7 +1,9 @@
 """Bytes or dicts -> :class:`~workers.annotations.model.Line`, one problem per bad line.
 
 Theory of operation. An NDJSON line has no tag saying what it is; its shape does. Each line is
-decoded twice by msgspec, never walked in Python: first into :class:`_Shape`, whose fields are
+decoded twice by msgspec, never walked in Python (tracks once: a line holding ``"segments"`` is
+first tried as a :class:`VideoObject`, which can only succeed when that is its shape): first
+into :class:`_Shape`, whose fields are
 the shape keys as :class:`msgspec.Raw` (so their values are only scanned, not built), then,
 with the shape known, into that shape's Struct with unknown keys forbidden. ``answer``'s first
 byte tells text (``"``), radio (``{``) and list answers (``[``) apart. A line that fails yields a
@@ -25,6 +27,7 @@ from workers.annotations.model import (
     Line,
     RadioClassification,
     TextClassification,
+    VideoObject,
 )
 from workers.annotations.problems import Problem
 
@@ -48,7 +51,8 @@ _SHAPES: tuple[type[Base], ...] = (
     ChecklistClassification,
 )
 _DECODERS: dict[type[Base], msgspec.json.Decoder[Any]] = {cls: msgspec.json.Decoder(cls) for cls in _SHAPES}
-_FIRST_BYTE: dict[type, int] = {str: ord('"'), dict: ord("{"), list: ord("[")}
+_VIDEO = msgspec.json.Decoder(VideoObject)
+_FIRST_BYTE: dict[type, int] = {str: ord('"'), dict: ord("{"), list: ord("["), tuple: ord("[")}
 _ANSWER_BY_BYTE: dict[int, type[Base]] = {
     ord('"'): TextClassification,
     ord("{"): RadioClassification,
@@ -118,6 +122,11 @@ def problem_from_msgspec(err: msgspec.MsgspecError, *, file: str, line: int) -> 
 
 def decode_line(raw: bytes, *, file: str, number: int) -> Line | Problem:
     """One NDJSON line: its :class:`Line`, or the :class:`Problem` that stops it."""
+    if b'"segments"' in raw:  # most lines are tracks: try that shape first, without the shape pass
+        try:
+            return Line(file=file, number=number, annotation=_VIDEO.decode(raw))
+        except msgspec.MsgspecError:
+            pass  # not (only) a track: the shape pass below says what it is, or what is wrong
     try:
         keys, first = _raw_keys(_SHAPE.decode(raw))
         cls = _shape_of(keys, first)

@@ -59,8 +59,8 @@ def line_with_deterministic_uuid(line: Line) -> Line:
 
 
 def _strip(value: T) -> T:
-    if isinstance(value, list):
-        items = [_strip(v) for v in value]
+    if isinstance(value, tuple):
+        items = tuple(_strip(v) for v in value)
         same = all(a is b for a, b in zip(items, value, strict=True))
         return value if same else items  # type: ignore[return-value]
     if isinstance(value, msgspec.Struct):
@@ -69,7 +69,7 @@ def _strip(value: T) -> T:
             v = getattr(value, name)
             if name == "confidence" and v is not UNSET:
                 changes[name] = UNSET
-            elif isinstance(v, list | msgspec.Struct):
+            elif isinstance(v, tuple | msgspec.Struct):
                 stripped = _strip(v)
                 if stripped is not v:
                     changes[name] = stripped

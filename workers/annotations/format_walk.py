@@ -18,13 +18,19 @@ from workers.annotations.model import (
     VideoMask,
 )
 from workers.annotations.problems import Problem
-from workers.annotations.walk import answers, nested, ranges_text, report
+from workers.annotations.walk import (
+    FIRST_FRAME,
+    answers,
+    nested,
+    plain_classifications,
+    ranges_text,
+    report,
+)
 
-FIRST_FRAME = 1
 _GEOMETRIES = ("bbox", "point", "line")
 
 
-def _contained(child: FrameRange, parents: list[FrameRange]) -> bool:
+def _contained(child: FrameRange, parents: tuple[FrameRange, ...]) -> bool:
     return any(p.start <= child.start and child.end <= p.end for p in parents)
 
 
@@ -51,7 +57,7 @@ class FormatWalker:
                 self.confidence = (line, f"{path}.confidence")
 
     def frames(
-        self, line: Line, frames: list[FrameRange], path: str, parents: list[FrameRange] | None
+        self, line: Line, frames: tuple[FrameRange, ...], path: str, parents: tuple[FrameRange, ...] | None
     ) -> None:
         for i, r in enumerate(frames):
             at = f"{path}.frames[{i}]"
@@ -66,7 +72,7 @@ class FormatWalker:
                 self.out.append(report(line, at, "annotation.frames.nested", want, f"{r.start}..{r.end}"))
 
     def classification(
-        self, line: Line, c: Classification, path: str, parents: list[FrameRange] | None
+        self, line: Line, c: Classification, path: str, parents: tuple[FrameRange, ...] | None
     ) -> None:
         self.feature(line, c, path)
         self.saw_confidence(line, c, path)
@@ -76,9 +82,13 @@ class FormatWalker:
         self.answer(line, c.answer, path, parents)
 
     def answer(
-        self, line: Line, answer: str | Answer | list[Answer], path: str, parents: list[FrameRange] | None
+        self,
+        line: Line,
+        answer: str | Answer | tuple[Answer, ...],
+        path: str,
+        parents: tuple[FrameRange, ...] | None,
     ) -> None:
-        if isinstance(answer, list) and answer:
+        if isinstance(answer, tuple) and answer:
             texts = sum(a.value is not UNSET for a in answer)
             if texts not in (0, len(answer)):
                 want = "all items with name/schemaId, or all with value"
@@ -130,9 +140,10 @@ class FormatWalker:
             got = f"width={width:g} height={height:g}"
             self.out.append(report(line, path, "annotation.bbox.size", "width > 0 and height > 0", got))
 
-    def segments(self, line: Line, segments: list[Segment]) -> None:
+    def segments(self, line: Line, segments: tuple[Segment, ...]) -> None:
         prev_end: int | None = None
-        want: str | None = None
+        first_kf = next((kf for seg in segments for kf in seg.keyframes), None)
+        want = next((g for g in _GEOMETRIES if getattr(first_kf, g, UNSET) is not UNSET), None)
         for si, seg in enumerate(segments):
             kfs = seg.keyframes
             if not kfs:
@@ -142,20 +153,23 @@ class FormatWalker:
                 continue
             last = kfs[0].frame - 1
             for ki, kf in enumerate(kfs):
-                f = kf.frame
-                if f < FIRST_FRAME or f <= last:
-                    self._frame(line, si, ki, f, last if ki else None)
-                last = max(last, f)
-                b = kf.bbox
-                if want == "bbox" and b is not UNSET and kf.point is UNSET and kf.line is UNSET:
-                    # the common case, without the generic keyframe walk
-                    if not (b.width > 0 and b.height > 0):
-                        self.bbox(line, b.width, b.height, f"$.segments[{si}].keyframes[{ki}].bbox")
-                    if kf.classifications is not UNSET:
-                        for c, cat in nested(kf.classifications, f"$.segments[{si}].keyframes[{ki}]"):
-                            self.classification(line, c, cat, None)
-                else:
-                    want = self.keyframe(line, kf, f"$.segments[{si}].keyframes[{ki}]", want)
+                f, b, cs = kf.frame, kf.bbox, kf.classifications
+                # the common case (an ordered bbox keyframe with plain classifications) costs a few
+                # attribute reads; anything else takes the full walk, which builds paths for problems
+                if (
+                    f <= last
+                    or f < FIRST_FRAME
+                    or want != "bbox"
+                    or b is UNSET
+                    or kf.point is not UNSET
+                    or kf.line is not UNSET
+                    or not (b.width > 0 and b.height > 0)
+                    or (cs and not plain_classifications(cs))
+                ):
+                    if f < FIRST_FRAME or f <= last:
+                        self._frame(line, si, ki, f, last if ki else None)
+                    self.keyframe(line, kf, f"$.segments[{si}].keyframes[{ki}]", want)
+                last = f if f > last else last
             first = kfs[0].frame
             if prev_end is not None and first <= prev_end:
                 at = f"$.segments[{si}].keyframes[0].frame"

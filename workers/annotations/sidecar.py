@@ -26,8 +26,8 @@ import msgspec
 
 from workers.annotations.convert import coco, cvat, mot, yolo
 from workers.annotations.convert.result import ConvertResult
-from workers.annotations.convert.result import Problem as ConvertProblem
 from workers.annotations.decode import convert_dicts, decode_ndjson
+from workers.annotations.encode import line_with_deterministic_uuid
 from workers.annotations.facts import MediaFacts
 from workers.annotations.model import Line, row_key
 from workers.annotations.problems import Problem
@@ -58,23 +58,6 @@ def detect(data: bytes, suffix: str) -> Format | None:
     if ext == ".txt":
         return "yolo"
     return None
-
-
-def _problems(result: ConvertResult) -> list[Problem]:
-    return [_problem(p) for p in result.problems]
-
-
-def _problem(p: ConvertProblem) -> Problem:
-    return Problem(
-        file=p.source,
-        line=p.line,
-        path=p.path,
-        rule=p.rule,
-        message=p.message,
-        expected=p.expected,
-        actual=p.actual,
-        severity=p.severity,
-    )
 
 
 def _convert(
@@ -137,7 +120,8 @@ def load_sidecar(
     else:
         result = _convert(data, fmt, source=source, global_key=global_key, facts=facts, o=options)
         lines, problems = convert_dicts(result.lines, source=source)
-        problems = _problems(result) + problems
+        problems = result.problems + problems
+    lines = [line_with_deterministic_uuid(line) for line in lines]  # a re-sent line is the same line
     for line in lines:
         named = row_key(line.annotation)
         if named is not None and named != global_key:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from typing import Literal
 
 from msgspec import UNSET
@@ -75,21 +75,27 @@ def _row(line: Line, out: list[Problem]) -> str | None:
     return row_key(line.annotation)
 
 
-def _uuid(line: Line, u: str, uuids: dict[str, int], out: list[Problem]) -> None:
+def _uuid(line: Line, u: str, uuids: dict[str, tuple[str, int]], out: list[Problem]) -> None:
     try:
         uuidlib.UUID(u)
     except ValueError:
         out.append(report(line, "$.uuid", "annotation.uuid.format", "a UUID", u))
-    first = uuids.setdefault(u, line.number)
-    if first != line.number:
-        out.append(report(line, "$.uuid", "annotation.uuid.unique", f"a uuid not on line {first}", u))
+    here = (line.file, line.number)
+    first = uuids.setdefault(u, here)
+    if first != here:
+        where = f"line {first[1]}" if first[0] == line.file else f"{first[0]}:{first[1]}"
+        out.append(report(line, "$.uuid", "annotation.uuid.unique", f"a uuid not on {where}", u))
 
 
-def check_format(lines: Sequence[Line], *, kind: ImportKind | None = None) -> list[Problem]:
-    """Every format rule over one import's lines: per-line problems in order, then per-import ones."""
+def check_format(
+    lines: Sequence[Line], *, kind: ImportKind | None = None, plain: Set[int] = frozenset()
+) -> list[Problem]:
+    """Every format rule over one import's lines: per-line problems in order, then per-import ones.
+    ``plain`` holds the ``id`` of lines whose segments passed
+    :func:`~workers.annotations.walk.plain_track`: their keyframes are not walked again."""
     walk = FormatWalker()
     out = walk.out
-    uuids: dict[str, int] = {}
+    uuids: dict[str, tuple[str, int]] = {}
     per_feature: Counter[tuple[str, str]] = Counter()
     over: dict[tuple[str, str], Line] = {}
     video_rows: set[str] = set()
@@ -113,10 +119,12 @@ def check_format(lines: Sequence[Line], *, kind: ImportKind | None = None) -> li
                 per_feature[key] += 1
                 if per_feature[key] == ANNOTATION_PER_FEATURE_LIMIT + 1:
                     over[key] = line
-            for c, cat in nested(ann.classifications, "$"):
-                walk.classification(line, c, cat, None)
+            if ann.classifications:
+                for c, cat in nested(ann.classifications, "$"):
+                    walk.classification(line, c, cat, None)
             if isinstance(ann, VideoObject):
-                walk.segments(line, ann.segments)
+                if id(line) not in plain:
+                    walk.segments(line, ann.segments)
                 video = True
             elif isinstance(ann, RadioClassification | ChecklistClassification):
                 parents = None

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 import msgspec
 from msgspec import UNSET
 
 from workers.annotations.facts import MediaFacts
-from workers.annotations.format_walk import FIRST_FRAME
 from workers.annotations.model import (
     IMAGE_TOOLS,
     Annotation,
@@ -37,6 +36,7 @@ from workers.annotations.model import (
     ChecklistClassification,
     Classification,
     FrameRange,
+    Keyframe,
     Line,
     MaskObject,
     Point,
@@ -48,7 +48,7 @@ from workers.annotations.model import (
     VideoObject,
 )
 from workers.annotations.problems import Problem
-from workers.annotations.walk import answers, nested, report
+from workers.annotations.walk import FIRST_FRAME, answers, nested, plain_classifications, report
 from workers.probe import png
 from workers.probe.media import ProbeError
 from workers.probe.sparse import Missing, Sparse
@@ -78,7 +78,7 @@ class _MediaWalk:
         if n is not None and not FIRST_FRAME <= f <= n:
             self.out.append(report(self.line, path, "media.frame.range", f"{FIRST_FRAME}..{n}", f))
 
-    def ranges(self, frames: list[FrameRange], path: str) -> None:
+    def ranges(self, frames: tuple[FrameRange, ...], path: str) -> None:
         n = self.n
         if n is None:
             return
@@ -121,7 +121,7 @@ class _MediaWalk:
             report(self.line, path, "media.point.clipped", was, f"({p.x:g}, {p.y:g})", severity="warning")
         )
 
-    def points(self, pts: list[Point], path: str) -> None:
+    def points(self, pts: tuple[Point, ...], path: str) -> None:
         for i, p in enumerate(pts):
             self.point(p, f"{path}[{i}]")
 
@@ -136,7 +136,7 @@ class _MediaWalk:
                 report(self.line, path, "media.mask.size", f"{self.w}x{self.h}", f"{size[0]}x{size[1]}")
             )
 
-    def classifications(self, cs: list[Classification] | object, path: str) -> None:
+    def classifications(self, cs: tuple[Classification, ...] | object, path: str) -> None:
         for c, at in nested(cs, path):
             if c.frames is not UNSET:
                 self.ranges(c.frames, at)
@@ -149,30 +149,37 @@ class _MediaWalk:
             self.classifications(a.classifications, at)
 
     def video_object(self, ann: VideoObject) -> None:
-        n, w, h = self.n, self.w, self.h
+        n = self.n if self.n is not None else -1
+        w = self.w if self.w is not None else -1
+        h = self.h if self.h is not None else -1
         for si, seg in enumerate(ann.segments):
             for ki, kf in enumerate(seg.keyframes):
-                f = kf.frame
-                if n is not None and not FIRST_FRAME <= f <= n:
-                    self.frame(f, f"$.segments[{si}].keyframes[{ki}].frame")
-                b = kf.bbox
-                if b is not UNSET:
-                    if (
-                        w is not None
-                        and h is not None
+                f, b, cs = kf.frame, kf.bbox, kf.classifications
+                if (
+                    (n >= 0 and not FIRST_FRAME <= f <= n)
+                    or b is UNSET
+                    or (
+                        w >= 0
+                        and h >= 0
                         and not (
                             b.left >= 0 and b.top >= 0 and b.left + b.width <= w and b.top + b.height <= h
                         )
-                    ):
-                        self.bbox(b, f"$.segments[{si}].keyframes[{ki}].bbox")
-                elif kf.point is not UNSET:
-                    self.point(kf.point, f"$.segments[{si}].keyframes[{ki}].point")
-                elif kf.line is not UNSET:
-                    self.points(kf.line, f"$.segments[{si}].keyframes[{ki}].line")
-                if kf.classifications is not UNSET:
-                    self.classifications(kf.classifications, f"$.segments[{si}].keyframes[{ki}]")
+                    )
+                    or (cs and not plain_classifications(cs))
+                ):
+                    self.keyframe(kf, f"$.segments[{si}].keyframes[{ki}]")
 
-    def annotation(self, ann: Annotation) -> None:
+    def keyframe(self, kf: Keyframe, path: str) -> None:
+        self.frame(kf.frame, f"{path}.frame")
+        if kf.bbox is not UNSET:
+            self.bbox(kf.bbox, f"{path}.bbox")
+        if kf.point is not UNSET:
+            self.point(kf.point, f"{path}.point")
+        if kf.line is not UNSET:
+            self.points(kf.line, f"{path}.line")
+        self.classifications(kf.classifications, path)
+
+    def annotation(self, ann: Annotation, *, plain: bool = False) -> None:
         video = self.facts.kind == "video"
         if isinstance(ann, VideoObject | VideoMask) and not video:
             what = "segments" if isinstance(ann, VideoObject) else "masks"
@@ -182,8 +189,10 @@ class _MediaWalk:
             self.out.append(report(self.line, "$", "media.video.segments", "segments", type(ann).__name__))
             return
         if isinstance(ann, VideoObject):
-            self.video_object(ann)
-            self.classifications(ann.classifications, "$")
+            if not plain:
+                self.video_object(ann)
+            if ann.classifications:
+                self.classifications(ann.classifications, "$")
         elif isinstance(ann, VideoMask):
             for i, fr in enumerate(ann.masks.frames):
                 self.frame(fr.index, f"$.masks.frames[{i}].index")
@@ -223,15 +232,17 @@ def _copy(ann: Annotation) -> Annotation:
 
 
 def check_media(
-    lines: Sequence[Line], media: MediaFacts, *, clip: bool = False
+    lines: Sequence[Line], media: MediaFacts, *, clip: bool = False, plain: Set[int] = frozenset()
 ) -> tuple[list[Line], list[Problem]]:
     """Every media rule for lines of one data row. Returns the lines (clipped copies of those that
-    needed clipping when ``clip``; inputs are never modified) and the problems."""
+    needed clipping when ``clip``; inputs are never modified) and the problems. ``plain`` holds the
+    ``id`` of lines whose segments :func:`~workers.annotations.walk.plain_track` passed against
+    this media: their keyframes are not walked again."""
     out_lines: list[Line] = []
     problems: list[Problem] = []
     for line in lines:
         walk = _MediaWalk(media, line, fix=False)
-        walk.annotation(line.annotation)
+        walk.annotation(line.annotation, plain=id(line) in plain)
         kept = line
         if clip and any(p.rule in ("media.bbox.bounds", "media.point.bounds") for p in walk.out):
             kept = msgspec.structs.replace(line, annotation=_copy(line.annotation))

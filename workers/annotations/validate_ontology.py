@@ -60,11 +60,11 @@ def _name(obj: object) -> tuple[str | None, str | None]:
     return (None if name is UNSET else name), (None if schema_id is UNSET else schema_id)
 
 
-def _framed(answer: str | Answer | list[Answer], frames: object) -> bool:
+def _framed(answer: str | Answer | tuple[Answer, ...], frames: object) -> bool:
     return frames is not UNSET or any(a.frames is not UNSET for a, _ in answers(answer, "$"))
 
 
-def _overlap(a: list[FrameRange], b: list[FrameRange]) -> tuple[FrameRange, FrameRange] | None:
+def _overlap(a: tuple[FrameRange, ...], b: tuple[FrameRange, ...]) -> tuple[FrameRange, FrameRange] | None:
     for x in a:
         for y in b:
             if x.start <= y.end and y.start <= x.end:
@@ -99,7 +99,7 @@ class _Check:
         return None
 
     def top_classification(
-        self, line: Line, obj: object, answer: str | Answer | list[Answer], frames: object
+        self, line: Line, obj: object, answer: str | Answer | tuple[Answer, ...], frames: object
     ) -> None:
         name, schema_id = _name(obj)
         c = find_classification(self.ont.classifications, name, schema_id)
@@ -137,14 +137,14 @@ class _Check:
         self,
         line: Line,
         oc: OntologyClassification,
-        answer: str | Answer | list[Answer],
+        answer: str | Answer | tuple[Answer, ...],
         framed: bool,
         path: str,
     ) -> None:
         kind = oc.type if oc.type != "dropdown" else "radio"
         at = f"{path}.answer"
         texts = isinstance(answer, str) or (
-            isinstance(answer, list) and any(a.value is not UNSET for a in answer)
+            isinstance(answer, tuple) and any(a.value is not UNSET for a in answer)
         )
         if texts != (kind == "text"):
             got = "a text answer" if texts else "option answers"
@@ -154,7 +154,7 @@ class _Check:
             self.out.append(
                 report(line, at, "ontology.checklist.list", "a list of answers", "one answer object")
             )
-        elif kind == "radio" and isinstance(answer, list):
+        elif kind == "radio" and isinstance(answer, tuple):
             if framed:
                 self.temporal_radio(line, answer, at)
             else:
@@ -173,7 +173,7 @@ class _Check:
                 continue
             self.nested(line, opt.options, a.classifications, aat, f"answer {label!r}")
 
-    def temporal_radio(self, line: Line, items: list[Answer], path: str) -> None:
+    def temporal_radio(self, line: Line, items: tuple[Answer, ...], path: str) -> None:
         seen: dict[str, int] = {}
         for i, a in enumerate(items):
             label = a.name if a.name is not UNSET else (a.schema_id if a.schema_id is not UNSET else "")

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 from msgspec import UNSET
 
-from workers.annotations.model import Answer, Classification, FrameRange, Line
+from workers.annotations.model import Answer, Classification, FrameRange, Line, Segment
 from workers.annotations.problems import Problem, Severity
+
+FIRST_FRAME = 1  # Labelbox numbers video frames from 1 (see validate_media)
 
 
 def report(
@@ -83,22 +85,73 @@ MESSAGES: dict[str, str] = {
 }
 
 
-def ranges_text(frames: list[FrameRange]) -> str:
+def ranges_text(frames: tuple[FrameRange, ...]) -> str:
     return ", ".join(f"{r.start}..{r.end}" for r in frames)
 
 
-def answers(answer: str | Answer | list[Answer], path: str) -> Iterator[tuple[Answer, str]]:
+def answers(answer: str | Answer | tuple[Answer, ...], path: str) -> Iterator[tuple[Answer, str]]:
     """Each answer object of a classification with its path (none for free text)."""
     if isinstance(answer, Answer):
         yield answer, f"{path}.answer"
-    elif isinstance(answer, list):
+    elif isinstance(answer, tuple):
         for i, a in enumerate(answer):
             yield a, f"{path}.answer[{i}]"
 
 
-def nested(classifications: list[Classification] | object, path: str) -> Iterator[tuple[Classification, str]]:
+def nested(
+    classifications: tuple[Classification, ...] | object, path: str
+) -> Iterator[tuple[Classification, str]]:
     """The classifications in a ``classifications`` list, with their paths."""
-    if classifications is UNSET or not isinstance(classifications, list):
+    if classifications is UNSET or not isinstance(classifications, tuple):
         return
     for i, c in enumerate(classifications):
         yield c, f"{path}.classifications[{i}]"
+
+
+def _plain_option(a: Answer) -> bool:
+    return (
+        (a.name is UNSET) != (a.schema_id is UNSET)
+        and a.value is UNSET
+        and a.frames is UNSET
+        and a.confidence is UNSET
+        and not a.classifications
+    )
+
+
+def plain_classifications(cs: tuple[Classification, ...]) -> bool:
+    """True when every classification is a named one-level radio/checklist/text without frames,
+    confidence or nesting: nothing any layer's rules could object to inside them except the
+    ontology's names. The validators' fast path; anything else takes the full walk."""
+    for c in cs:
+        if (c.name is UNSET) == (c.schema_id is UNSET) or c.frames is not UNSET or c.confidence is not UNSET:
+            return False
+        a = c.answer
+        if type(a) is tuple:
+            for x in a:
+                if not _plain_option(x):
+                    return False
+        elif type(a) is not str and not _plain_option(a):  # type: ignore[arg-type]
+            return False
+    return True
+
+
+def plain_track(segments: tuple[Segment, ...], frames: float, width: float, height: float) -> bool:
+    """True when a track is ordered bbox keyframes inside ``1..frames`` and ``width x height``
+    with plain classifications: nothing the format or media rules could report in its segments
+    (pass ``inf`` for what is not known). The fused fast path of validate_lines."""
+    last = FIRST_FRAME - 1
+    for seg in segments:
+        kfs = seg.keyframes
+        if not kfs:
+            return False
+        for kf in kfs:
+            f, b, cs = kf.frame, kf.bbox, kf.classifications
+            if f <= last or f > frames or b is UNSET or kf.point is not UNSET or kf.line is not UNSET:
+                return False
+            left, top, w, h = b.left, b.top, b.width, b.height
+            if not (w > 0 and h > 0 and left >= 0 and top >= 0 and left + w <= width and top + h <= height):
+                return False
+            if cs and not plain_classifications(cs):
+                return False
+            last = f
+    return True

@@ -7,12 +7,21 @@ parsed in order (scaling lists, HEVC ``profile_tier_level`` and short-term refer
 sets included) because the VUI sits behind variable-length fields. A bitstream that ends
 early or holds an impossible value raises ``ProbeError`` naming the field.
 
-Only ``aspect_ratio_idc`` (and the explicit ``sar_width``/``sar_height`` for ``idc == 255``)
-is returned, as an unreduced ``(h, v)`` pair, or ``None`` when the SPS carries no VUI or says
-"unspecified".
+:func:`h264_sps` and :func:`hevc_sps` return an :class:`Sps`: the coded size less the cropping
+(conformance) window, the ``aspect_ratio_idc`` (and the explicit ``sar_width``/``sar_height``
+for ``idc == 255``) as an unreduced ``(h, v)`` pair or ``None`` when the SPS carries no VUI or
+says "unspecified", and the VUI timing as a frame rate (H.264: ``time_scale / (2 *
+num_units_in_tick)``, a tick being a field; H.265: ``time_scale / num_units_in_tick``). The VUI
+fields after the aspect ratio are read leniently: a VUI that ends early leaves the rate unknown
+instead of failing an SPS whose size and SAR were read. ``h264_sps_sar``/``hevc_sps_sar`` give
+the SAR alone.
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
+
+import msgspec
 
 from workers.probe.media import ProbeError
 
@@ -110,6 +119,51 @@ def _vui_sar(r: BitReader) -> tuple[int, int] | None:
     return None  # 0 = unspecified, 17..254 reserved
 
 
+class Sps(msgspec.Struct, frozen=True, kw_only=True):
+    """What a sequence parameter set says about the pictures."""
+
+    width: int
+    height: int
+    sar: tuple[int, int] | None
+    fps: Fraction | None
+
+
+def _vui(r: BitReader, *, hevc: bool) -> tuple[tuple[int, int] | None, Fraction | None]:
+    """(SAR, frame rate) from ``vui_parameters()``; the rate is None when absent or cut short."""
+    sar = _vui_sar(r)
+    try:
+        if r.flag("overscan_info_present_flag"):
+            r.skip(1, "overscan_appropriate_flag")
+        if r.flag("video_signal_type_present_flag"):
+            r.skip(4, "video_format, video_full_range_flag")
+            if r.flag("colour_description_present_flag"):
+                r.skip(24, "colour_primaries, transfer_characteristics, matrix_coeffs")
+        if r.flag("chroma_loc_info_present_flag"):
+            r.ue("chroma_sample_loc_type_top_field")
+            r.ue("chroma_sample_loc_type_bottom_field")
+        if hevc:
+            r.skip(3, "neutral_chroma_indication_flag, field_seq_flag, frame_field_info_present_flag")
+            if r.flag("default_display_window_flag"):
+                for field in ("left", "right", "top", "bottom"):
+                    r.ue(f"def_disp_win_{field}_offset")
+        if not r.flag("timing_info_present_flag"):
+            return sar, None
+        units, scale = r.u(32, "num_units_in_tick"), r.u(32, "time_scale")
+    except ProbeError:
+        return sar, None
+    if not units or not scale:
+        return sar, None
+    return sar, Fraction(scale, units if hevc else 2 * units)
+
+
+def _cropped(width: int, height: int, unit: tuple[int, int], window: list[int]) -> tuple[int, int]:
+    """The size less a cropping window (left, right, top, bottom) counted in ``unit`` samples;
+    a window that leaves nothing is ignored, as decoders ignore it."""
+    left, right, top, bottom = window
+    cropped = width - unit[0] * (left + right), height - unit[1] * (top + bottom)
+    return cropped if cropped[0] > 0 and cropped[1] > 0 else (width, height)
+
+
 def _chroma_format(r: BitReader) -> int:
     """``chroma_format_idc`` and, for 4:4:4, ``separate_colour_plane_flag`` (same in both codecs)."""
     chroma = r.ue("chroma_format_idc")
@@ -133,12 +187,18 @@ def _h264_scaling_list(r: BitReader, size: int) -> None:
 
 def h264_sps_sar(nal: bytes) -> tuple[int, int] | None:
     """SAR from an H.264 SPS NAL unit (header byte included), or ``None`` without VUI SAR."""
+    return h264_sps(nal).sar
+
+
+def h264_sps(nal: bytes) -> Sps:
+    """Size, SAR and VUI frame rate from an H.264 SPS NAL unit (header byte included)."""
     if not nal or nal[0] & 0x1F != 7:
         raise ProbeError(f"avcC: SPS NAL unit has type {nal[0] & 0x1F if nal else 'none'}, expected 7")
     r = BitReader(unescape(nal[1:]), "avcC SPS")
     profile = r.u(8, "profile_idc")
     r.skip(16, "constraint flags and level_idc")
     r.ue("seq_parameter_set_id")
+    chroma = 1
     if profile in _H264_HIGH_PROFILES:
         chroma = _chroma_format(r)
         r.ue("bit_depth_luma_minus8")
@@ -165,17 +225,20 @@ def h264_sps_sar(nal: bytes) -> tuple[int, int] | None:
         raise ProbeError(f"avcC SPS: pic_order_cnt_type {poc_type} > 2")
     r.ue("max_num_ref_frames")
     r.skip(1, "gaps_in_frame_num_value_allowed_flag")
-    r.ue("pic_width_in_mbs_minus1")
-    r.ue("pic_height_in_map_units_minus1")
-    if not r.flag("frame_mbs_only_flag"):
+    width = 16 * (r.ue("pic_width_in_mbs_minus1") + 1)
+    map_units = r.ue("pic_height_in_map_units_minus1") + 1
+    frame_mbs_only = r.flag("frame_mbs_only_flag")
+    if not frame_mbs_only:
         r.skip(1, "mb_adaptive_frame_field_flag")
     r.skip(1, "direct_8x8_inference_flag")
+    fields = 1 if frame_mbs_only else 2
+    window = [0, 0, 0, 0]
     if r.flag("frame_cropping_flag"):
-        for field in ("left", "right", "top", "bottom"):
-            r.ue(f"frame_crop_{field}_offset")
-    if not r.flag("vui_parameters_present_flag"):
-        return None
-    return _vui_sar(r)
+        window = [r.ue(f"frame_crop_{field}_offset") for field in ("left", "right", "top", "bottom")]
+    unit = (1, fields) if chroma in (0, 3) else (2, (2 if chroma == 1 else 1) * fields)
+    width, height = _cropped(width, 16 * map_units * fields, unit, window)
+    sar, fps = _vui(r, hevc=False) if r.flag("vui_parameters_present_flag") else (None, None)
+    return Sps(width=width, height=height, sar=sar, fps=fps)
 
 
 def _hevc_profile_tier_level(r: BitReader, max_sub_layers_minus1: int) -> None:
@@ -232,6 +295,11 @@ def _hevc_st_ref_pic_sets(r: BitReader, count: int) -> None:
 
 def hevc_sps_sar(nal: bytes) -> tuple[int, int] | None:
     """SAR from an H.265 SPS NAL unit (2-byte header included), or ``None`` without VUI SAR."""
+    return hevc_sps(nal).sar
+
+
+def hevc_sps(nal: bytes) -> Sps:
+    """Size, SAR and VUI frame rate from an H.265 SPS NAL unit (2-byte header included)."""
     if len(nal) < 2 or (nal[0] >> 1) & 0x3F != 33:
         got = (nal[0] >> 1) & 0x3F if nal else "none"
         raise ProbeError(f"hvcC: SPS NAL unit has type {got}, expected 33")
@@ -243,12 +311,14 @@ def hevc_sps_sar(nal: bytes) -> tuple[int, int] | None:
     r.skip(1, "sps_temporal_id_nesting_flag")
     _hevc_profile_tier_level(r, max_sub_layers_minus1)
     r.ue("sps_seq_parameter_set_id")
-    _chroma_format(r)
-    r.ue("pic_width_in_luma_samples")
-    r.ue("pic_height_in_luma_samples")
+    chroma = _chroma_format(r)
+    width = r.ue("pic_width_in_luma_samples")
+    height = r.ue("pic_height_in_luma_samples")
+    window = [0, 0, 0, 0]
     if r.flag("conformance_window_flag"):
-        for field in ("left", "right", "top", "bottom"):
-            r.ue(f"conf_win_{field}_offset")
+        window = [r.ue(f"conf_win_{field}_offset") for field in ("left", "right", "top", "bottom")]
+    unit = (2 if chroma in (1, 2) else 1, 2 if chroma == 1 else 1)
+    width, height = _cropped(width, height, unit, window)
     r.ue("bit_depth_luma_minus8")
     r.ue("bit_depth_chroma_minus8")
     log2_max_poc_lsb = r.ue("log2_max_pic_order_cnt_lsb_minus4") + 4
@@ -286,6 +356,5 @@ def hevc_sps_sar(nal: bytes) -> tuple[int, int] | None:
             raise ProbeError(f"hvcC SPS: num_long_term_ref_pics_sps {count} > 32")
         r.skip(count * (log2_max_poc_lsb + 1), "lt_ref_pic_poc_lsb_sps and used flags")
     r.skip(2, "sps_temporal_mvp_enabled_flag, strong_intra_smoothing_enabled_flag")
-    if not r.flag("vui_parameters_present_flag"):
-        return None
-    return _vui_sar(r)
+    sar, fps = _vui(r, hevc=True) if r.flag("vui_parameters_present_flag") else (None, None)
+    return Sps(width=width, height=height, sar=sar, fps=fps)

@@ -8,6 +8,13 @@ tables after them) are asked for in one read rather than one read per chunk. Ima
 never read: the walk stops at the first SOF; reaching SOS or EOI first is an error. An Exif
 thumbnail is a complete JPEG *inside* APP1, so hopping APP1 by its length never sees its SOF.
 
+Damaged headers that decoders display are read the way libjpeg's ``next_marker`` reads them:
+where a marker is expected, bytes other than FF, fill FFs and stuffed ``FF00`` pairs are
+skipped up to the next real marker (a segment whose length is a few bytes short, text pasted
+between segments, ``FF00`` after APP14). Each skipped run is reported in ``warnings`` with its
+offset and size. Still rejected: no SOF before SOS, EOI or a second SOI; a file that ends
+inside the junk; a run of junk longer than 64 KiB (not a damaged header but another file).
+
 Reported:
 
 * ``width``/``height``/``bit_depth`` (sample precision)/``channels`` (component count) from SOFn;
@@ -50,6 +57,8 @@ _PROCESS: dict[int, str] = {
     0xF7: "ls",  # JPEG-LS (ITU-T T.87) SOF55
 }
 _AFTER_ICC = 2048  # DQT/DHT/SOF after an ICC profile: a few hundred bytes in practice
+_JUNK_WINDOW = 4096
+_MAX_JUNK = 64 * 1024  # one run of junk longer than this is not a damaged header but another file
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
 _APP1, _APP2, _APP14, _SOS, _EOI, _SOI = 0xE1, 0xE2, 0xEE, 0xDA, 0xD9, 0xD8
 
@@ -65,6 +74,7 @@ class JpegHeader(msgspec.Struct, kw_only=True, frozen=True):
     color: str
     orientation: int | None
     sof_offset: int
+    junk: tuple[tuple[int, int, int], ...] = ()  # (offset, bytes discarded, marker found after them)
 
 
 def _color(components: int, adobe_transform: int | None, ids: bytes) -> str:
@@ -98,6 +108,48 @@ def _icc_chunks_end(buf: Sparse, body: int, end: int, size: int) -> int:
     return predicted
 
 
+def _junk_error(buf: Sparse, start: int, end: int) -> ProbeError:
+    first = buf.get(start, 1)
+    found = f"found byte {first[0]:#04x}" if first and first[0] != 0xFF else "found fill/stuffed bytes"
+    if end >= buf.size:
+        rest = f"the file ends at offset {buf.size} before any frame header (SOFn)"
+    else:
+        rest = f"no marker in the {end - start} bytes after it"
+    return ProbeError(f"jpeg: expected a marker at offset {start}, {found}; {rest}")
+
+
+def _next_marker(buf: Sparse, pos: int) -> tuple[int, int, int]:
+    """(offset, code, discarded bytes) of the first marker at or after ``pos``, found as libjpeg's
+    ``next_marker`` finds it: bytes other than FF are junk, FF runs are fill, and a stuffed
+    ``FF00`` (only meaningful inside entropy-coded data) is junk too. The discarded count is what
+    libjpeg reports as "extraneous bytes before marker" (non-FF bytes plus 2 per ``FF00``)."""
+    head = buf.get(pos, 2)
+    if len(head) == 2 and head[0] == 0xFF and head[1] not in (0x00, 0xFF):
+        return pos, head[1], 0
+    start, discarded = pos, 0
+    while pos - start < _MAX_JUNK:
+        window = buf.get(pos, _JUNK_WINDOW)
+        if not window:
+            break
+        ff = window.find(0xFF)
+        if ff < 0:
+            discarded += len(window)
+            pos += len(window)
+            continue
+        discarded += ff
+        run = pos + ff + 1
+        while (code := buf.get(run, 1)) == b"\xff":
+            run += 1
+        if not code:
+            pos = run
+            break
+        if code[0] != 0x00:
+            return run - 1, code[0], discarded
+        discarded += 2
+        pos = run + 1
+    raise _junk_error(buf, start, min(pos, buf.size))
+
+
 def scan(buf: Sparse) -> JpegHeader:
     """Walk the markers to the first SOFn. Raises ``Missing`` or ``ProbeError``."""
     if exact(buf, 0, 2, "jpeg SOI") != b"\xff\xd8":
@@ -107,24 +159,23 @@ def scan(buf: Sparse) -> JpegHeader:
     exif_seen = False
     adobe_transform: int | None = None
     icc_end = 0
+    junk: list[tuple[int, int, int]] = []  # (offset, bytes discarded, marker found after them)
     while True:
         if pos < icc_end:
             # the rest of a chunked ICC profile and the tables after it: one read, not one per chunk
             buf.get(pos, icc_end + _AFTER_ICC - pos)
-        head = buf.get(pos, 4)
-        if len(head) < 2:
+        if pos >= buf.size:
             raise ProbeError(f"jpeg: file ends at offset {buf.size} before any frame header (SOFn)")
-        if head[0] != 0xFF:
-            raise ProbeError(f"jpeg: expected a marker at offset {pos}, found byte {head[0]:#04x}")
-        marker = head[1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
+        found, marker, discarded = _next_marker(buf, pos)
+        if discarded:
+            junk.append((pos, discarded, marker))
+        pos = found
         if marker in _STANDALONE:
             pos += 2
             continue
-        if marker in (_SOS, _EOI, _SOI, 0x00):
+        if marker in (_SOS, _EOI, _SOI):
             raise ProbeError(f"jpeg: marker FF{marker:02X} at offset {pos} before any frame header (SOFn)")
+        head = buf.get(pos, 4)
         if len(head) < 4:
             raise ProbeError(f"jpeg: segment header FF{marker:02X} at offset {pos} truncated by end of file")
         (length,) = struct.unpack_from(">H", head, 2)
@@ -132,7 +183,7 @@ def scan(buf: Sparse) -> JpegHeader:
             raise ProbeError(f"jpeg: segment FF{marker:02X} at offset {pos} has length {length} (< 2)")
         body, end = pos + 4, pos + 2 + length
         if marker in _PROCESS:
-            return _frame(buf, marker, pos, length, (orientation, adobe_transform))
+            return _frame(buf, marker, pos, length, (orientation, adobe_transform), junk=junk)
         if marker == _APP1 and not exif_seen and length >= 8 + 6:
             if buf.get(body, 6) == b"Exif\x00\x00":
                 exif_seen = True
@@ -145,7 +196,13 @@ def scan(buf: Sparse) -> JpegHeader:
 
 
 def _frame(
-    buf: Sparse, marker: int, pos: int, length: int, seen: tuple[int | None, int | None]
+    buf: Sparse,
+    marker: int,
+    pos: int,
+    length: int,
+    seen: tuple[int | None, int | None],
+    *,
+    junk: list[tuple[int, int, int]],
 ) -> JpegHeader:
     """The frame header; ``seen`` is (Exif orientation, Adobe transform) from earlier segments."""
     orientation, adobe_transform = seen
@@ -171,13 +228,14 @@ def _frame(
         color=_color(components, adobe_transform, ids),
         orientation=orientation,
         sof_offset=pos,
+        junk=tuple(junk),
     )
 
 
 def parse(buf: Sparse) -> MediaInfo:
     """Dimensions, precision, components, coding process and Exif orientation."""
     header = scan(buf)
-    return image_result(
+    info = image_result(
         "jpeg",
         buf,
         width=header.width,
@@ -187,3 +245,10 @@ def parse(buf: Sparse) -> MediaInfo:
         bit_depth=header.precision,
         orientation=header.orientation,
     )
+    if header.junk:
+        info.warnings = [
+            f"jpeg: {count} extraneous bytes before marker FF{marker:02X} at offset {at}, "
+            "skipped as decoders do"
+            for at, count, marker in header.junk
+        ]
+    return info

@@ -76,6 +76,7 @@ class MediaInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     audio: AudioInfo | None = None
     pages: int | None = None
     fragmented: bool | None = None
+    warnings: list[str] | None = None  # damage a decoder tolerates (and so does the probe), named
     # Cost of the probe (filled by the driver).
     bytes_read: int = 0
     requests: int = 0

@@ -3,9 +3,10 @@
 Encord accepts mp4/webm/mkv/mov video, common images and mpeg/wav/flac/m4a audio. The
 ``videoMetadata``/``imageMetadata``/``audioMetadata`` objects let Encord skip its own
 checks; under *strict client-only access* they are required. Because Encord derives frame
-indices from ``fps x duration``, supplying metadata for a VFR video, one with negative PTS or
-whose frame count is inconsistent would silently misalign labels: such metadata is an error
-under strict access, and is omitted (Encord's own checks then run) otherwise.
+indices from ``fps x duration``, supplying metadata for a VFR video, one with negative PTS,
+whose frame count is inconsistent or whose duration is not the video stream's own (a Matroska
+Segment's, audio included) would silently misalign labels: such metadata is an error under
+strict access, and is omitted (Encord's own checks then run) otherwise.
 """
 
 from __future__ import annotations
@@ -82,6 +83,15 @@ def _frame_problems(info: MediaInfo) -> list[Violation]:
             Violation(
                 rule="encord.video.negative_pts",
                 message="negative presentation timestamps",
+                expected=False,
+                actual=True,
+            )
+        )
+    if info.duration_estimated:
+        out.append(
+            Violation(
+                rule="encord.video.duration_estimated",
+                message="duration is not the video stream's own (a container's, other tracks included)",
                 expected=False,
                 actual=True,
             )

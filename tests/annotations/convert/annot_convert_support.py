@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from workers.annotations.convert import keyframes
+from workers.annotations.decode import convert_dicts
+from workers.annotations.encode import deterministic_uuid
+from workers.annotations.facts import MediaFacts
+from workers.annotations.validate import validate_lines
 
 DATA = Path(__file__).resolve().parent / "data"
 SEED = json.loads((DATA / "seed_video_ndjson.json").read_text())
@@ -49,6 +53,17 @@ def video_shape(kind: str) -> dict[str, Any]:
 
 def image_shape(kind: str) -> dict[str, Any]:
     return {"name": "n", kind: IMAGE_SHAPES[kind], **COMMON}
+
+
+def check_valid(lines: list[dict[str, Any]], media: MediaFacts | None = None) -> None:
+    """The lines decode with the annotation model, pass its format (and media) rules as a MAL
+    import, and each carries the uuid the model's ``deterministic_uuid`` gives it."""
+    decoded, problems = convert_dicts(lines, source="converted.ndjson")
+    assert problems == [], [p.render() for p in problems]
+    for raw, line in zip(lines, decoded, strict=True):
+        assert deterministic_uuid(line.annotation) == raw["uuid"]
+    _, problems = validate_lines(decoded, media=media, kind="mal")
+    assert [p for p in problems if p.severity == "error"] == [], [p.render() for p in problems]
 
 
 def rendered(line: dict[str, Any], kind: str) -> dict[int, tuple[float, ...]]:

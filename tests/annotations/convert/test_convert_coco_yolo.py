@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workers.annotations.convert import coco, yolo
+from workers.annotations.facts import MediaFacts
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEYS = {"street/0001.jpg": "img-0001", "street/0002.jpg": "img-0002"}
@@ -41,6 +42,7 @@ class TestCoco:
             ("car", "bbox", "img-0002"),
             ("car", "bbox", "img-0002"),
         ]
+        support.check_valid(result.lines)
         for line in result.lines:
             assert support.conforms(line, support.image_shape(kind_of(line))), line
         assert result.lines[0]["polygon"][:2] == [{"x": 412.5, "y": 600.0}, {"x": 500.0, "y": 530.25}]
@@ -144,7 +146,9 @@ class TestCoco:
                 "annotations": annotations,
             }
         ).encode()
-        for line in coco.convert(data, source="fuzz.json", global_key_for=lambda n: n).lines:
+        result = coco.convert(data, source="fuzz.json", global_key_for=lambda n: n)
+        support.check_valid(result.lines)
+        for line in result.lines:
             assert support.conforms(line, support.image_shape(kind_of(line)))
 
 
@@ -164,6 +168,7 @@ class TestYolo:
             ("person", "bbox"),
             ("road", "polygon"),
         ]
+        support.check_valid(result.lines, MediaFacts(kind="image", width=1920, height=1080))
         for line in result.lines:
             assert support.conforms(line, support.image_shape(kind_of(line))), line
         box = result.lines[0]["bbox"]
@@ -222,6 +227,7 @@ class TestYolo:
     def test_arbitrary_bytes(self, data: bytes) -> None:
         """Garbage labels or names files give problems, never exceptions."""
         result = yolo.convert(data, source="f.txt", global_key="k", width=640, height=480, names=["a", "b"])
+        support.check_valid(result.lines)
         for line in result.lines:
             assert support.conforms(line, support.image_shape(kind_of(line)))
         for prefix in (b"", b"names:", b"names: [", b"names:\n  "):

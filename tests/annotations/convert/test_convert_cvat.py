@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workers.annotations.convert import cvat
+from workers.annotations.facts import MediaFacts
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 GK = "job-7/street.mp4"
@@ -35,6 +36,7 @@ class TestVideo:
             ("wheel", "point"),
             ("wheel", "point"),
         ]
+        support.check_valid(result.lines, MediaFacts(kind="video", width=1280, height=720, frame_count=60))
         for line, kind in zip(result.lines, ("bbox", "line", "point", "point"), strict=True):
             assert support.conforms(line, support.video_shape(kind)), line
 
@@ -109,6 +111,7 @@ class TestImages:
         """Boxes, a polygon, a polyline and two points; each line shaped as Labelbox images want."""
         lines = self.convert().lines
         kinds = [next(iter(line.keys() - {"name", "dataRow", "uuid"})) for line in lines]
+        support.check_valid(lines, MediaFacts(kind="image", width=1920, height=1080))
         assert kinds == ["bbox", "bbox", "polygon", "line", "point", "point"]
         for line, kind in zip(lines, kinds, strict=True):
             assert support.conforms(line, support.image_shape(kind)), line
@@ -197,6 +200,24 @@ class TestUnsafeXml:
         )
         xml = f'<annotations><track id="0" label="a">{body}</track></annotations>'.encode()
         result = cvat.convert(xml, source="fuzz.xml", global_key=GK)
+        support.check_valid(result.lines)
         for line in result.lines:
             kind = next(iter(line["segments"][0]["keyframes"][0].keys() - {"frame"}))
             assert support.conforms(line, support.video_shape(kind))
+
+
+class TestVideoNumbering:
+    def test_start_frame_and_step_map_to_video_frames(self) -> None:
+        """A task made from frames 100, 102, ... of the video: CVAT frame f is video frame 100 + 2f."""
+        data = (support.DATA / "cvat_video.xml").read_bytes()
+        data = data.replace(b"<start_frame>0</start_frame>", b"<start_frame>100</start_frame>")
+        data = data.replace(b"<mode>", b"<frame_filter>step=2</frame_filter>\n      <mode>")
+        car = cvat.convert(data, source="a.xml", global_key=GK).lines[0]
+        assert frames_of(car) == [[101, 121, 139], [161, 191]]
+
+    def test_bad_meta_is_reported(self) -> None:
+        """A start_frame that is not a number stops the conversion with a problem."""
+        data = (support.DATA / "cvat_video.xml").read_bytes().replace(b"<start_frame>0<", b"<start_frame>x<")
+        result = cvat.convert(data, source="a.xml", global_key=GK)
+        assert [(p.rule, p.path) for p in result.problems] == [("cvat.meta.frames", "/annotations/meta")]
+        assert result.lines == []

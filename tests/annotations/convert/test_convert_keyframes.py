@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workers.annotations.convert import keyframes
-from workers.annotations.convert.tracks import Sample, reduce_segment, split_at_gaps
+from workers.annotations.convert.tracks import reduce_segment, split_at_gaps
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -105,24 +105,25 @@ class TestInterpolate:
 class TestSegments:
     def test_gap_of_one_frame_splits(self) -> None:
         """A frame without the object starts a new segment; consecutive frames stay together."""
-        samples = [Sample(f, (0.0, 0.0)) for f in (1, 2, 3, 5, 6, 9)]
-        assert [[s.frame for s in run] for run in split_at_gaps(samples)] == [[1, 2, 3], [5, 6], [9]]
+        samples = [(f, (0.0, 0.0)) for f in (1, 2, 3, 5, 6, 9)]
+        assert [[s[0] for s in run] for run in split_at_gaps(samples)] == [[1, 2, 3], [5, 6], [9]]
 
-    def test_polyline_with_changing_vertex_count_is_kept_whole(self) -> None:
-        """Vertices that appear or vanish cannot be interpolated: every frame is a keyframe."""
-        seg = [
-            Sample(1, (0.0, 0.0, 1.0, 1.0)),
-            Sample(2, (0.0, 0.0, 1.0, 1.0, 2, 2)),
-            Sample(3, (0.0, 0.0, 1.0, 1.0)),
-        ]
-        assert reduce_segment("line", seg, 0.5) == seg
+    def test_polyline_vertex_count_change_is_a_boundary(self) -> None:
+        """Vertices appearing: each run of equal vertex count is reduced on its own, and the
+        frames where the count changes stay keyframes on both sides."""
+        two = [(f, (f * 1.0, 0.0, f + 10.0, 5.0)) for f in range(1, 11)]
+        three = [(f, (f * 1.0, 0.0, f + 10.0, 5.0, f + 20.0, 0.0)) for f in range(11, 21)]
+        kept = reduce_segment("line", two + three, 0.5)
+        assert [s[0] for s in kept] == [1, 10, 11, 20]
+        flicker = [(1, (0.0, 0.0, 1.0, 1.0)), (2, (0.0, 0.0, 1.0, 1.0, 2.0, 2.0)), (3, (0.0, 0.0, 1.0, 1.0))]
+        assert reduce_segment("line", flicker, 0.5) == flicker
 
     def test_polyline_with_fixed_vertices_is_reduced(self) -> None:
         """A polyline translating at constant speed keeps its first and last keyframes."""
-        seg = [Sample(f, (f * 1.0, 0.0, f + 10.0, 5.0, f + 20.0, 0.0)) for f in range(1, 31)]
-        assert [s.frame for s in reduce_segment("line", seg, 0.5)] == [1, 30]
+        seg = [(f, (f * 1.0, 0.0, f + 10.0, 5.0, f + 20.0, 0.0)) for f in range(1, 31)]
+        assert [s[0] for s in reduce_segment("line", seg, 0.5)] == [1, 30]
 
     def test_no_tolerance_means_no_reduction(self) -> None:
         """tolerance=None writes every sample as a keyframe (the naive form)."""
-        seg = [Sample(f, (f * 1.0, 0.0)) for f in range(1, 31)]
+        seg = [(f, (f * 1.0, 0.0)) for f in range(1, 31)]
         assert reduce_segment("point", seg, None) == seg

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workers.annotations.convert import mot
+from workers.annotations.facts import MediaFacts
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 GK = "cam-03/clip-0042.mp4"
@@ -24,6 +25,7 @@ class TestMotFile:
         result, _ = self.convert()
         assert result.problems == []
         assert len(result.lines) == 3
+        support.check_valid(result.lines, MediaFacts(kind="video", width=1920, height=1080, frame_count=300))
         for line in result.lines:
             assert line["name"] == "pedestrian"
             assert line["dataRow"] == {"globalKey": GK}
@@ -128,6 +130,13 @@ class TestMotRows:
             {"keyframes": [{"frame": 1, "bbox": {"top": 20.0, "left": 10.0, "height": 40.0, "width": 30.0}}]}
         ]
 
+    def test_brackets_cannot_smuggle_rows(self) -> None:
+        """A line holding '],[' is one bad line, not two rows (the fast path is JSON underneath)."""
+        data = b"1,1,10,20,30,40,1,1,1\n2,1,10,20,30,40],[3,1,10,20,30,40\n"
+        result = mot.convert(data, source="gt.txt", global_key=GK)
+        assert [(p.rule, p.line) for p in result.problems] == [("mot.box", 2)]
+        assert [k["frame"] for k in result.lines[0]["segments"][0]["keyframes"]] == [1]
+
     def test_default_name_and_confidence_filter(self) -> None:
         """Without a class mapping the default name is used; min_confidence drops ignored GT boxes."""
         data = b"1,5,10,20,30,40,0,1,1\n2,5,10,20,30,40,1,1,1\n"
@@ -141,6 +150,32 @@ class TestMotRows:
         result = mot.convert(data, source="res.txt", global_key=GK)
         assert result.problems == []
         assert len(result.lines[0]["segments"][0]["keyframes"]) == 2
+
+    @FUZZ
+    @given(
+        st.lists(
+            st.tuples(
+                st.integers(-1, 40),
+                st.integers(-2, 3),
+                st.floats(-50, 2000, allow_nan=False),
+                st.floats(-50, 2000, allow_nan=False),
+                st.floats(-1, 300, allow_nan=False),
+                st.floats(-1, 300, allow_nan=False),
+                st.sampled_from(["", ",1,1,1", ",0.4,2,0.5", ",1,1.5,1", ",0.9,-1,-1,-1", ",1,x,1"]),
+            ),
+            max_size=40,
+        )
+    )
+    def test_fast_and_careful_paths_agree(
+        self, rows: list[tuple[int, int, float, float, float, float, str]]
+    ) -> None:
+        """Any rows: the whole-file path and the per-line path give the same lines and problems."""
+        data = "".join(f"{f},{t},{x!r},{y!r},{w!r},{h!r}{rest}\n" for f, t, x, y, w, h, rest in rows).encode()
+        kw = {"classes": {1: "a", 2: "b"}, "min_confidence": 0.5}
+        fast = mot.convert(data, source="gt.txt", global_key=GK, **kw)  # type: ignore[arg-type]
+        careful = mot.convert(b"#\n" + data, source="gt.txt", global_key=GK, **kw)  # type: ignore[arg-type]
+        assert fast.lines == careful.lines
+        assert [(p.rule, p.line + 1) for p in fast.problems] == [(p.rule, p.line) for p in careful.problems]
 
     @FUZZ
     @given(st.binary(max_size=600))
@@ -160,6 +195,7 @@ class TestMotRows:
         """Rows of plausible tokens never raise, and lines only come from valid rows."""
         data = "\n".join(",".join(r) for r in rows).encode()
         result = mot.convert(data, source="fuzz.txt", global_key=GK)
+        support.check_valid(result.lines)
         for line in result.lines:
             assert support.conforms(line, support.video_shape("bbox"))
 

@@ -101,6 +101,28 @@ def big_app(path: Path) -> None:
     insert_after_soi(path, segment(0xEF, bytes(65_533)))
 
 
+def after_app0(*pieces: bytes) -> Callable[[Path], None]:
+    """A Pillow JPEG with ``pieces`` (segments, junk) between its JFIF APP0 and its tables.
+
+    Reproduces the damage of Pillow's test images ``junk_jpeg_header.jpg`` (text between
+    segments), ``jpeg_ff00_header.jpg`` (``FF00`` and junk after APP14),
+    ``photoshop-200dpi-broken.jpg`` (an APP13 whose length is 16 bytes short) and
+    ``truncated_app14.jpg`` (an Adobe APP14 whose length leaves out its transform byte).
+    """
+
+    def make(path: Path) -> None:
+        data = jpeg_bytes()
+        assert data[2:4] == b"\xff\xe0"
+        app0_end = 4 + struct.unpack_from(">H", data, 4)[0]
+        path.write_bytes(data[:app0_end] + b"".join(pieces) + data[app0_end:])
+
+    return make
+
+
+ADOBE = b"Adobe\x00\x64\x40\x00\x00\x00\x01"  # version 100, flags, transform 1 (YCbCr)
+PHOTOSHOP = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00" + struct.pack(">I", 22) + bytes(range(1, 23))
+
+
 def exif_mm(path: Path) -> None:
     insert_after_soi(path, segment(0xE1, b"Exif\x00\x00" + exif(3, "MM")))
 
@@ -199,6 +221,15 @@ IMAGES: dict[str, Spec] = {
     "exifthumb.jpg": (exif_thumbnail, {**BASELINE3, "orientation": 8}),
     "icc100k.jpg": (pillow("RGB", icc_profile=icc_profile(100 * 1024)), BASELINE3),
     "bigapp.jpg": (big_app, BASELINE3),
+    "junk-header.jpg": (after_app0(segment(0xFE, b"CREATOR"), b"hello"), BASELINE3),
+    "ff00-header.jpg": (after_app0(segment(0xEE, ADOBE), b"\xff\x00\x00\x02"), BASELINE3),
+    # the APP13 length says 16 bytes fewer than its resource block holds: they become junk
+    "photoshop-broken.jpg": (
+        after_app0(segment(0xED, PHOTOSHOP)[:2], struct.pack(">H", 2 + len(PHOTOSHOP) - 16), PHOTOSHOP),
+        BASELINE3,
+    ),
+    # APP14 of length 13: its last byte (the transform) is left outside the segment
+    "truncated-app14.jpg": (after_app0(segment(0xEE, ADOBE[:-1]), ADOBE[-1:]), BASELINE3),
     "jpegls.jpg": (ffmpeg("-c:v", "jpegls"), {**JPEG, "codec": "jpeg-ls", "channels": 3}),
     "exif3.png": (
         pillow("RGB", exif=pillow_exif(3)),

@@ -208,10 +208,14 @@ def test_bmp_with_embedded_png_has_no_bit_count() -> None:
     )
 
 
-def test_stuffed_zero_outside_entropy_data_is_an_error() -> None:
-    """FF00 only exists inside scan data; before the frame header it means damage."""
+def test_stuffed_zero_before_the_frame_header_is_skipped_with_a_warning() -> None:
+    """FF00 only belongs in scan data; before the frame header decoders (libjpeg's next_marker)
+    discard it with the junk around it and read on, so the probe does too and says so."""
     info = probe_bytes(SOI + b"\xff\x00\x00\x10" + SOF0)
-    assert not info.valid and "marker FF00 at offset 2" in (info.error or "")
+    assert (info.valid, info.width, info.height) == (True, 67, 41)
+    assert info.warnings == [
+        "jpeg: 4 extraneous bytes before marker FFC0 at offset 2, skipped as decoders do"
+    ]
 
 
 @pytest.mark.parametrize(

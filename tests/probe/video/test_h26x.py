@@ -7,10 +7,13 @@ reference picture sets, long-term pictures, PCM) is exercised, then the SAR is c
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workers.probe import h26x
 from workers.probe.h26x import BitReader, h264_sps_sar, hevc_sps_sar, unescape
 from workers.probe.media import ProbeError
 
@@ -215,3 +218,43 @@ def test_arbitrary_parameter_sets_raise_only_probe_error(data: bytes) -> None:
             parse(header + data)
         except ProbeError:
             pass
+
+
+def h264_baseline_sps(*, timing: tuple[int, int] | None, cut_timing: bool = False) -> bytes:
+    """Baseline SPS, 80x96 field-coded macroblock pairs cropped by 1 unit (4 lines) at the
+    bottom, with a full VUI before its timing info."""
+    w = Bits().u(8, 66).u(8, 0).u(8, 30).ue(0).ue(0).ue(2).ue(1).u(1, 0)
+    w.ue(4).ue(2).u(1, 0).u(1, 0).u(1, 1)  # 5x3 map units, frame_mbs_only 0, no MBAFF, direct 8x8
+    w.u(1, 1).ue(0).ue(0).ue(0).ue(1)  # cropping: bottom 1
+    w.u(1, 1).u(1, 0).u(1, 0)  # VUI: no aspect ratio, no overscan info
+    w.u(1, 1).u(3, 5).u(1, 0).u(1, 1).u(24, 0x010101)  # video signal type, colour description
+    w.u(1, 1).ue(0).ue(0)  # chroma sample location
+    w.u(1, 1 if timing else 0)
+    if timing and not cut_timing:
+        w.u(32, timing[0]).u(32, timing[1]).u(1, 1)
+    elif timing:
+        w.u(16, timing[0] >> 16)
+    return w.nal(b"\x67")
+
+
+@pytest.mark.parametrize(
+    ("nal", "expected"),
+    [
+        (h264_baseline_sps(timing=(1001, 60000)), (80, 92, None, Fraction(30000, 1001))),
+        (h264_baseline_sps(timing=(1, 50)), (80, 92, None, Fraction(25))),
+        (h264_baseline_sps(timing=None), (80, 92, None, None)),
+        # a VUI cut inside its timing info: size and SAR stand, the rate is unknown
+        (h264_baseline_sps(timing=(1001, 48000), cut_timing=True), (80, 92, None, None)),
+        (h264_baseline_sps(timing=(0, 50)), (80, 92, None, None)),
+        # 4:2:0 frame coding, crop right 1 and bottom 2 (2-sample units): 64x48 -> 62x44
+        (h264_sps(sar=(4, 3), crop=True), (62, 44, (4, 3), None)),
+        (hevc_sps(sar=1), (64, 48, (1, 1), None)),
+    ],
+)
+def test_sps_size_and_rate(
+    nal: bytes, expected: tuple[int, int, tuple[int, int] | None, Fraction | None]
+) -> None:
+    """The coded size less the cropping window, and the VUI timing as a frame rate (a field
+    tick for H.264); a VUI that ends early loses only its rate."""
+    sps = h26x.h264_sps(nal) if nal[0] == 0x67 else h26x.hevc_sps(nal)
+    assert (sps.width, sps.height, sps.sar, sps.fps) == expected

@@ -13,7 +13,9 @@ ones, and marks the frames where the object is gone with ``outside="1"``.
   the reduction (``keyframes``) keeps what Labelbox's linear interpolation needs, which for a
   CVAT track is at most CVAT's own keyframes.
 - **Frames.** CVAT counts frames from 0; Labelbox from 1 (``lines.LABELBOX_FIRST_FRAME``), so
-  frame ``f`` becomes ``f + 1``.
+  frame ``f`` becomes ``f + 1``. CVAT numbers a task's frames relative to the part of the video
+  it was made from (``<start_frame>`` and ``<frame_filter>step=N</frame_filter>`` in ``<meta>``);
+  the data row is the whole video, so frame ``f`` is video frame ``start_frame + f * step``.
 - A ``<points>`` shape with several points becomes one point track per point index.
 - Labelbox video has no polygon, ellipse, cuboid or skeleton tool; such tracks are reported,
   as are rotated boxes. Attributes are not converted (a warning lists them).
@@ -93,6 +95,9 @@ def _empty(problems: Problems, tolerance: float | None) -> ConvertResult:
 
 
 def video(root: ET.Element, problems: Problems, *, global_key: str, tolerance: float | None) -> ConvertResult:
+    frames = _frame_numbering(root, problems)
+    if frames is None:
+        return _empty(problems, tolerance)
     out: list[dict[str, Any]] = []
     total = Reduction(tolerance=tolerance)
     attributes: set[str] = set()
@@ -115,7 +120,7 @@ def video(root: ET.Element, problems: Problems, *, global_key: str, tolerance: f
             )
             continue
         tag = next(iter(tags))
-        per_index = _track_segments(track, tag, path, problems, attributes)
+        per_index = _track_segments(track, tag, path, problems, attributes=attributes, numbering=frames)
         if per_index is None:
             continue
         for segments in per_index:
@@ -130,8 +135,34 @@ def video(root: ET.Element, problems: Problems, *, global_key: str, tolerance: f
     return ConvertResult(lines=out, problems=problems.done(), reduction=total)
 
 
+def _frame_numbering(root: ET.Element, problems: Problems) -> tuple[int, int] | None:
+    """``(start_frame, step)`` of the task's frames in the video, from ``<meta>`` (default 0, 1)."""
+    meta = root.find("meta")
+    start_el = None if meta is None else next(meta.iter("start_frame"), None)
+    filter_el = None if meta is None else next(meta.iter("frame_filter"), None)
+    start_text = (start_el.text or "0").strip() if start_el is not None else "0"
+    step_text = (filter_el.text or "").strip() if filter_el is not None else ""
+    step_text = step_text.removeprefix("step=") or "1"
+    if not (start_text.isdigit() and step_text.isdigit() and int(step_text) > 0) or len(start_text) > 9:
+        problems.add(
+            "cvat.meta.frames",
+            "start_frame must be an integer >= 0 and frame_filter 'step=N'",
+            path="/annotations/meta",
+            expected="<start_frame>0</start_frame>, <frame_filter>step=1</frame_filter>",
+            actual=f"start_frame={start_text!r} frame_filter={step_text!r}",
+        )
+        return None
+    return int(start_text), int(step_text)
+
+
 def _track_segments(
-    track: ET.Element, tag: str, path: str, problems: Problems, attributes: set[str]
+    track: ET.Element,
+    tag: str,
+    path: str,
+    problems: Problems,
+    *,
+    attributes: set[str],
+    numbering: tuple[int, int],
 ) -> list[list[list[Sample]]] | None:
     """For each point index (one for boxes and polylines), the track's segments of samples."""
     shapes: list[tuple[int, bool, list[float]]] = []
@@ -147,11 +178,12 @@ def _track_segments(
         shape = [] if outside else cvat_shapes.shape(el, where, problems)
         if shape is None:
             return None
-        shapes.append((frame + LABELBOX_FIRST_FRAME - CVAT_FIRST_FRAME, outside, shape))
+        start, step = numbering
+        shapes.append((start + frame * step + LABELBOX_FIRST_FRAME - CVAT_FIRST_FRAME, outside, shape))
     shapes.sort(key=lambda s: s[0])
     for (f0, _, _), (f1, _, _) in itertools.pairwise(shapes):
         if f0 == f1:
-            problems.add("cvat.frame.duplicate", f"two shapes at frame {f1 - 1}", path=path, actual=f1 - 1)
+            problems.add("cvat.frame.duplicate", "two shapes at one frame", path=path, actual=f"frame {f1}")
             return None
     width = 2 if tag == "points" else None
     counts = {len(s) for _, outside, s in shapes if not outside}
@@ -176,7 +208,7 @@ def _track_segments(
                 current = []
                 continue
             part = tuple(shape[2 * k : 2 * k + 2]) if width else tuple(shape)
-            current.append(Sample(frame, part))
+            current.append((frame, part))
         if current:
             segments.append(current)
         result.append(segments)

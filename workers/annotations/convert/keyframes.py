@@ -9,9 +9,9 @@ labelling tool we convert from does too (CVAT's boxes and polylines are linear b
 
 For a box that is linear on ``top, left, height, width`` (equivalently on its two corners). A
 shape here is a flat tuple of coordinates: ``(left, top, width, height)``, ``(x, y)``, or the
-``x, y`` of every vertex of a polyline (only reducible when the vertex count does not change).
+``x, y`` of every vertex of a polyline (reduced only between shapes with the same vertex count).
 
-**Algorithm (greedy furthest reach, O(n) per segment).** From an anchor keyframe ``a``, a later
+**Algorithm (greedy furthest reach).** From an anchor keyframe ``a``, a later
 sample ``j`` can be the next keyframe when the straight line from ``a`` to ``j`` passes within the
 tolerance of every sample between them. For one coordinate, each intermediate sample ``i`` allows
 the slopes ``[(v_i - tol - v_a) / (f_i - f_a), (v_i + tol - v_a) / (f_i - f_a)]``; the slopes
@@ -22,7 +22,9 @@ empty (no later ``j`` can be feasible); the last feasible sample becomes the nex
 and last samples of a segment are always kept. Kept keyframes carry their original values, so
 every dropped sample is reproduced within ``tolerance`` on each coordinate, and the kept ones
 exactly. The result is not guaranteed minimal (greedy), but each step reaches as far as any
-keyframe from that anchor can.
+keyframe from that anchor can. A sample is scanned once per anchor that can still reach it:
+1.2 scans per sample on the MOT files of the tests and the bench, quadratic only for tracks whose
+window stays open long after the last feasible keyframe.
 """
 
 from __future__ import annotations

@@ -15,9 +15,12 @@ composite masks start at frame ``"1"``), and ``ref/labelbox.md`` records it as n
 against a real import, so the constant is the single place to change. Sources that count from 0
 (CVAT) are shifted by one; MOT Challenge already counts from 1.
 
-**uuid.** ``uuid5(NAMESPACE, data row key + "\\n" + canonical JSON of the line without uuid)``,
-canonical meaning msgspec's encoding with sorted keys: converting the same input again yields the
-same uuids, and two different lines (or the same line for another data row) get different ones.
+**uuid.** ``uuid5(NAMESPACE, data row key + "\\n" + JSON of the line without uuid)``: the same
+rule and namespace as ``workers.annotations.encode.deterministic_uuid``. The builders write keys
+in the model's field order (``dataRow``, ``name``, then the tool's payload; ``top, left, height,
+width``; ``frame`` before the shape), so the JSON bytes, and so the uuid, are the ones the
+validator computes for the same line. Converting the same input again yields the same uuids, and
+two different lines (or the same line for another data row) get different ones.
 The SDK omits ``uuid`` on segment lines; we put one on every line (ref/labelbox.md A2.5) so the
 import's status rows can be matched back to lines.
 """
@@ -32,11 +35,10 @@ from typing import Any
 import msgspec
 
 from workers.annotations.convert.result import Problems
+from workers.annotations.encode import NAMESPACE
 
 LABELBOX_FIRST_FRAME = 1
-NAMESPACE = uuid.UUID("6c1d8f3e-7f0e-5b7a-9a39-2d1f4e6a0b11")
-
-_canonical = msgspec.json.Encoder(order="sorted")
+_encoder = msgspec.json.Encoder()
 
 
 def data_row(global_key: str) -> dict[str, str]:
@@ -59,8 +61,8 @@ def vertices(flat: Sequence[float]) -> list[dict[str, float]]:
 def finish(line: dict[str, Any], global_key: str) -> dict[str, Any]:
     """Add the deterministic ``uuid`` to ``line`` (in place) and return it."""
     line.pop("uuid", None)
-    content = global_key.encode() + b"\n" + _canonical.encode(line)
-    line["uuid"] = str(uuid.uuid5(NAMESPACE, content.decode()))
+    content = global_key.encode("utf-8", "surrogatepass") + b"\n" + _encoder.encode(line)
+    line["uuid"] = str(uuid.uuid5(NAMESPACE, content.decode("utf-8", "surrogatepass")))
     return line
 
 
@@ -87,7 +89,7 @@ def integer(text: str) -> int | None:
 
 def image_line(name: str, global_key: str, key: str, value: Any) -> dict[str, Any]:
     """An image annotation line: ``{"name", "dataRow", <key>: value, "uuid"}``."""
-    return finish({"name": name, "dataRow": data_row(global_key), key: value}, global_key)
+    return finish({"dataRow": data_row(global_key), "name": name, key: value}, global_key)
 
 
 def unique(out: list[dict[str, Any]], problems: Problems) -> list[dict[str, Any]]:

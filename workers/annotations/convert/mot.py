@@ -18,8 +18,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator, Mapping
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 from workers.annotations.convert.keyframes import DEFAULT_TOLERANCE
 from workers.annotations.convert.lines import LABELBOX_FIRST_FRAME, integer, number
@@ -70,10 +72,11 @@ def convert(
     builder = TrackBuilder(problems, global_key=global_key, tolerance=tolerance)
     shift = LABELBOX_FIRST_FRAME - 1
     rows = _bulk_rows(text)
-    for n, frame, track, box, conf, cls in rows if rows is not None else _line_rows(text, problems):
+    for n, frame, track, box, conf, cls_value in rows if rows is not None else _line_rows(text, problems):
         if min_confidence is not None and conf is not None and conf < min_confidence:
             continue
         name = default_name
+        cls = _class(cls_value) if classes is not None else None
         if classes is not None and cls is not None and cls >= 0:
             mapped = classes.get(cls)
             if mapped is None:
@@ -91,44 +94,57 @@ def convert(
     return _result(builder, problems)
 
 
-# line, frame, track id, (left, top, width, height), confidence, class
-Parsed = tuple[int, int, int, tuple[float, float, float, float], float | None, int | None]
-_bulk_decoder = msgspec.json.Decoder(list[list[float]])
+# line, frame, track id, (left, top, width, height), confidence, class (as read: a float)
+Parsed = tuple[int, int, int, tuple[float, float, float, float], float | None, float | None]
 
 
-def _bulk_rows(text: str) -> list[Parsed] | None:
+class MotRow(msgspec.Struct, array_like=True, gc=False):
+    """A clean MOT row as a JSON array; the constraints are checked by msgspec, in C."""
+
+    frame: Annotated[int, Meta(ge=1)]
+    track: Annotated[int, Meta(ge=0)]
+    left: float
+    top: float
+    width: Annotated[float, Meta(gt=0)]
+    height: Annotated[float, Meta(gt=0)]
+    conf: float | None = None
+    cls: float | None = None  # the class in ground truth, a 3D x (-1) in tracker results
+    visibility: float | None = None
+    z: float | None = None
+
+
+_bulk_decoder = msgspec.json.Decoder(list[MotRow])
+
+
+def _class(value: float | None) -> int | None:
+    return int(value) if value is not None and abs(value) < 2**31 and value == int(value) else None
+
+
+def _bulk_rows(text: str) -> Iterator[Parsed] | None:
     """All rows at once when the whole file is clean numeric CSV, else None (then line by line).
 
     A clean MOT file is, after ``\n`` -> ``],[``, a JSON array of number arrays, which msgspec
-    decodes in C; that is most of the speed of this converter. Anything unusual (comments,
-    blank lines, spaces as separators, ``nan``, a short or invalid row) falls back to the
-    line-by-line path, which reports each problem with its line.
+    decodes and checks (:class:`MotRow`) in C; that is most of the speed of this converter.
+    Anything unusual (comments, blank lines, spaces as separators, ``nan``, ``1.0`` as a frame,
+    a short, long or out-of-range row) falls back to the line-by-line path, which reports each
+    problem with its line.
     """
     body = text.replace("\r\n", "\n").rstrip("\n")
     if not body:
-        return []
-    try:
-        table = _bulk_decoder.decode(("[[" + body.replace("\n", "],[") + "]]").encode())
-    except msgspec.DecodeError:
+        return iter(())
+    if "[" in body or "]" in body:  # a line must not be able to open or close rows of its own
         return None
-    out: list[Parsed] = []
-    for n, row in enumerate(table, start=1):
-        if len(row) < 6:
-            return None
-        frame_f, track_f, left, top, w, h = row[:6]
-        total = frame_f + track_f + left + top + w + h
-        if total - total != 0 or frame_f < 1 or track_f < 0 or w <= 0 or h <= 0:
-            return None
-        frame, track = int(frame_f), int(track_f)
-        if frame != frame_f or track != track_f:
-            return None
-        conf = row[6] if len(row) > 6 else None
-        cls_f = row[7] if len(row) > 7 else None
-        cls = int(cls_f) if cls_f is not None and abs(cls_f) < 2**31 else None
-        if cls is not None and cls != cls_f:
-            cls = None
-        out.append((n, frame, track, (left, top, w, h), conf, cls))
-    return out
+    try:
+        rows = _bulk_decoder.decode(("[[" + body.replace("\n", "],[") + "]]").encode())
+    except msgspec.MsgspecError:
+        return None
+    total = sum(r.left + r.top + r.width + r.height for r in rows)
+    if total - total != 0:  # an infinity (JSON allows 1e999) somewhere: the careful path finds it
+        return None
+    return (
+        (n, r.frame, r.track, (r.left, r.top, r.width, r.height), r.conf, r.cls)
+        for n, r in enumerate(rows, start=1)
+    )
 
 
 def _line_rows(text: str, problems: Problems) -> Iterator[Parsed]:
@@ -145,8 +161,7 @@ def _line_rows(text: str, problems: Problems) -> Iterator[Parsed]:
                 continue
         frame, track, box = parsed
         conf = number(fields[6]) if len(fields) > 6 else None
-        cls = integer(fields[7]) if len(fields) > 7 else None
-        yield n, frame, track, box, conf, cls
+        yield n, frame, track, box, conf, number(fields[7]) if len(fields) > 7 else None
 
 
 Row = tuple[int, int, tuple[float, float, float, float]]

@@ -1,35 +1,18 @@
 """What every converter returns: the NDJSON lines, the problems found, and the reduction report.
 
-A converter never raises on bad input: whatever it cannot read becomes a :class:`Problem` naming
-the source file, the line (1-based, 0 when the problem is not tied to a line), a JSON path or XML
-element path, the rule, what was expected and what was found.
+A converter never raises on bad input: whatever it cannot read becomes a
+:class:`~workers.annotations.problems.Problem` (the one the validator reports) naming the source
+file, the line (1-based, 0 when the problem is not tied to a line), a JSON path or XML element
+path, the rule, what was expected and what was found.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
-Severity = Literal["error", "warning"]
-
-
-class Problem(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    """One thing a converter could not convert, or converted with a loss it reports."""
-
-    source: str
-    line: int
-    path: str
-    rule: str
-    message: str
-    expected: str = ""
-    actual: str = ""
-    severity: Severity = "error"
-
-    def __str__(self) -> str:
-        where = f"{self.source}:{self.line}" if self.line else self.source
-        detail = f" (expected {self.expected}, got {self.actual})" if self.expected or self.actual else ""
-        return f"{where}: {self.path}: {self.rule}: {self.message}{detail}"
+from workers.annotations.problems import Problem, Severity
 
 
 class Reduction(msgspec.Struct, kw_only=True):
@@ -95,7 +78,7 @@ class Problems:
             shown = shown[:117] + "..."
         self.items.append(
             Problem(
-                source=self.source,
+                file=self.source,
                 line=line,
                 path=path,
                 rule=rule,
@@ -110,7 +93,7 @@ class Problems:
         if self.dropped:
             self.items.append(
                 Problem(
-                    source=self.source,
+                    file=self.source,
                     line=0,
                     path="$",
                     rule="problems.truncated",

@@ -9,7 +9,7 @@ more, reduces each segment's keyframes and builds the lines.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, TypeAlias
 
 from workers.annotations.convert import keyframes, lines
 from workers.annotations.convert.result import Problems, Reduction
@@ -18,30 +18,26 @@ Kind = Literal["bbox", "point", "line"]
 KINDS: tuple[Kind, ...] = ("bbox", "point", "line")
 
 
-class Sample(NamedTuple):
-    """One shape of a track at one frame (Labelbox numbering), coordinates flat.
-
-    bbox: ``(left, top, width, height)``; point: ``(x, y)``; line: ``(x0, y0, x1, y1, ...)``.
-    """
-
-    frame: int
-    shape: tuple[float, ...]
+# One shape of a track at one frame (Labelbox numbering), coordinates flat: ``(frame, shape)``.
+# bbox: ``(left, top, width, height)``; point: ``(x, y)``; line: ``(x0, y0, x1, y1, ...)``.
+# A plain tuple, not a NamedTuple: a tracker file has millions and tuples are built in C.
+Sample: TypeAlias = tuple[int, tuple[float, ...]]
 
 
 def keyframe(kind: Kind, sample: Sample) -> dict[str, Any]:
-    s = sample.shape
+    frame, s = sample
     if kind == "bbox":
-        return {"frame": sample.frame, "bbox": lines.bbox(s[0], s[1], s[2], s[3])}
+        return {"frame": frame, "bbox": lines.bbox(s[0], s[1], s[2], s[3])}
     if kind == "point":
-        return {"frame": sample.frame, "point": lines.point(s[0], s[1])}
-    return {"frame": sample.frame, "line": lines.vertices(s)}
+        return {"frame": frame, "point": lines.point(s[0], s[1])}
+    return {"frame": frame, "line": lines.vertices(s)}
 
 
 def split_at_gaps(samples: list[Sample]) -> list[list[Sample]]:
     """Runs of consecutive frames: a frame missing between two samples starts a new segment."""
     runs: list[list[Sample]] = []
     for s in samples:
-        if runs and s.frame == runs[-1][-1].frame + 1:
+        if runs and s[0] == runs[-1][-1][0] + 1:
             runs[-1].append(s)
         else:
             runs.append([s])
@@ -49,13 +45,29 @@ def split_at_gaps(samples: list[Sample]) -> list[list[Sample]]:
 
 
 def reduce_segment(kind: Kind, segment: list[Sample], tolerance: float | None) -> list[Sample]:
-    """The keyframes to write for one segment (all of them when ``tolerance`` is None)."""
+    """The keyframes to write for one segment (all of them when ``tolerance`` is None).
+
+    A polyline whose vertex count changes is reduced within each run of samples with the same
+    count; the first and last sample of every run stay, so no frame is ever interpolated
+    between two lines of different vertex counts.
+    """
     if tolerance is None or len(segment) <= 2:
         return segment
-    if kind == "line" and len({len(s.shape) for s in segment}) != 1:
-        return segment  # vertices appear or vanish: nothing to interpolate between
-    kept = keyframes.reduce([s.frame for s in segment], [s.shape for s in segment], tolerance)
-    return [segment[i] for i in kept]
+    if kind == "line":
+        runs: list[list[Sample]] = []
+        for s in segment:
+            if runs and len(runs[-1][-1][1]) == len(s[1]):
+                runs[-1].append(s)
+            else:
+                runs.append([s])
+        if len(runs) > 1:
+            return [k for run in runs for k in _reduce(run, tolerance)]
+    return _reduce(segment, tolerance)
+
+
+def _reduce(samples: list[Sample], tolerance: float) -> list[Sample]:
+    kept = keyframes.reduce([s[0] for s in samples], [s[1] for s in samples], tolerance)
+    return [samples[i] for i in kept]
 
 
 def track_line(
@@ -75,7 +87,7 @@ def track_line(
         stats.shapes_in += len(segment)
         stats.keyframes_out += len(kept)
         out.append({"keyframes": [keyframe(kind, s) for s in kept]})
-    line = {"name": name, "dataRow": lines.data_row(global_key), "segments": out}
+    line = {"dataRow": lines.data_row(global_key), "name": name, "segments": out}
     return lines.finish(line, global_key), stats
 
 
@@ -120,7 +132,8 @@ class TrackBuilder:
         out: list[dict[str, Any]] = []
         total = Reduction(tolerance=self.tolerance)
         for (_track, name, kind), frames in sorted(self._tracks.items(), key=_track_order):
-            samples = [Sample(f, frames[f]) for f in sorted(frames)]
+            order = sorted(frames)  # already in order for most files: timsort is then one pass
+            samples = list(zip(order, map(frames.__getitem__, order), strict=True))
             line, stats = track_line(
                 name=name,
                 global_key=self.global_key,

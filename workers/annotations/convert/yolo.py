@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from workers.annotations.convert import lines
-from workers.annotations.convert.result import ConvertResult, Problem, Problems, Reduction, text_of
+from workers.annotations.convert.result import ConvertResult, Problems, Reduction, text_of
+from workers.annotations.problems import Problem
 
 _PLACES = 3
 _NAMES_KEY = re.compile(r"^names\s*:\s*(.*?)\s*$")

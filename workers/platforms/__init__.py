@@ -1,0 +1,1 @@
+"""Pure protocol code for the labeling platforms' own APIs (signers, payloads, response decoding)."""

@@ -1,0 +1,1 @@
+"""Encord's v2 REST API, sans-I/O: request signing, the ``data-upload-jobs`` payload, responses."""
