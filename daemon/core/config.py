@@ -226,13 +226,17 @@ def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None) ->
     """Read, override from the environment, and validate. Raises :class:`ConfigError`."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_bytes().decode("utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config {p}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start})") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: not valid TOML: nested too deeply") from None
     return from_dict(raw, environ=os.environ.copy() if environ is None else environ, base_dir=str(p.parent))
 
 
