@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 from s3_moto import REGION, unique
 from test_s3_cli import PNG, ROOT, s3_event
 
+from tests.conftest import start_daemon
 from tests.sinks.fault_server import FaultServer
 
 API_KEY = "APIKEY-5e6f7a8b9c"
@@ -90,14 +92,7 @@ def test_no_secret_in_anything_printed_or_stored(
         "INGESTD_SECRET_INGEST_TOKEN": API_KEY,
         "NO_PROXY": "127.0.0.1,localhost",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run", "-c", str(cfg)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_daemon(cfg, env, output=True)
     printed: list[str] = []
     try:
         # one object per batch: the first batch meets the 401 (its object is refused), the next
@@ -142,7 +137,7 @@ def _cli(cfg: Path, env: dict[str, str], *args: str) -> str:
 
 
 def _pending(db: Path) -> int:
-    with sqlite3.connect(db) as c:
+    with closing(sqlite3.connect(db)) as c:  # closed: an open reader would keep the WAL alive
         return int(c.execute("SELECT count(*) FROM batches WHERE state='pending'").fetchone()[0])
 
 
