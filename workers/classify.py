@@ -58,6 +58,10 @@ SPLIT_STATUSES: frozenset[int] = frozenset(s for s, v in STATUS_CLASSES.items() 
 # Statuses that mean "slow down": the adaptive concurrency limit shrinks on them.
 OVERLOAD_STATUSES: frozenset[int] = frozenset({429, 503})
 
+# Statuses that mean "these credentials are refused": no retry fixes them, yet the items are not
+# at fault, so a sink must not dead-letter them (platform sinks raise CredentialsError).
+CREDENTIAL_STATUSES: frozenset[int] = frozenset({401, 403})
+
 
 def body_kind(content_type: str, body: bytes) -> BodyKind:
     """Classify a response body by its declared type, falling back to its first bytes."""

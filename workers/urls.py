@@ -208,6 +208,15 @@ class S3UrlSigner:
         if not 1 <= expires <= MAX_EXPIRES:
             raise UrlError(f"expires must be 1..{MAX_EXPIRES} seconds, got {expires}")
         origin, host, path = self.location(bucket, key)
+        return self.presign_at(creds, origin, host, path, expires=expires, now=now)
+
+    def presign_at(
+        self, creds: Credentials, origin: str, host: str, path: str, *, expires: int, now: float
+    ) -> str:
+        """A presigned GET of an exact location: ``origin`` (scheme://authority), the ``host`` header
+        and the already-quoted ``path``. Re-signing a URL this signer's region made keeps its place."""
+        if not 1 <= expires <= MAX_EXPIRES:
+            raise UrlError(f"expires must be 1..{MAX_EXPIRES} seconds, got {expires}")
         stamp = self._timestamp(now)
         date = stamp[:8]
         credential, tail, canonical_tail = self._query_parts(creds, date)

@@ -55,4 +55,5 @@ def run(args: argparse.Namespace) -> int:
     write(f"batches done      {stats['batches_done']}")
     write(f"batches pending   {stats['batches_pending']}")
     write(f"last accepted at  {stats['last_accepted_at'] or '-'}")
+    write(f"URLs expiring 24h {stats.get('urls_expiring_24h', 0)}  (presigned row_data, refreshed by upsert)")
     return 0

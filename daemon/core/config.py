@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
+from workers.payloads.keys import template_problem
 from workers.reads.fence import host_entry_problem
 
 
@@ -109,8 +109,21 @@ class SinkConfig(_Base):
     retry_budget: float = 0.2  # retries as a fraction of requests
     request_timeout: float = 30.0
     retry_after_cap: float = 300.0
+    # platform sinks: the API URL; empty = the platform's default (labelbox:
+    # https://api.labelbox.com/graphql, encord: https://api.encord.com)
+    endpoint: str = ""
+    # -- labelbox sink ([sink] type = "labelbox"): the secret holding the API key, the org's request
+    # budget (every upload, poll and page counts), tasks in flight at once, GKEY upserts (rows
+    # updated in place), task polling pace and the wait before a lookup by global key
+    api_key_secret: str = "labelbox_api_key"  # noqa: S105 - a secret's name, not a secret
+    requests_per_minute: float = 1500.0
+    tasks_in_flight: int = 4
+    upsert: bool = False
+    poll_interval: float = 2.0
+    task_deadline: float = 1800.0
+    # upsert + presigned URLs: re-sign and upsert rows whose URL expires within this many seconds
+    url_refresh_margin: float = 86400.0
     # -- encord sink ([sink] type = "encord"); [target] dataset = storage folder uuid
-    endpoint: str = ""  # the platform API base; empty = its default (https://api.encord.com)
     private_key_secret: str = ""  # secret name of the ed25519 key (OpenSSH or raw)
 
 
@@ -281,11 +294,13 @@ def _check(cfg: Config) -> None:
     t = cfg.target
     if not 1 <= t.url_expires <= 7 * 24 * 3600:
         raise bad("target.url_expires", f"must be 1..604800 seconds, got {t.url_expires}")
-    if (problem := _template_problem(t.global_key_template)) is not None:
+    if (problem := template_problem(t.global_key_template)) is not None:
         raise bad("target.global_key_template", f"invalid template: {problem}")
     k = cfg.sink
     if k.type == "http" and not k.url.startswith(("http://", "https://")):
         raise bad("sink.url", f"required http(s) URL for sink type 'http', got {k.url!r}")
+    if k.type == "labelbox":
+        _check_labelbox(cfg)
     if k.type == "encord":
         _check_encord(cfg)
     for key, val, lo in (
@@ -326,6 +341,37 @@ def _check(cfg: Config) -> None:
         raise bad("http.listen", f"must be HOST:PORT, got {cfg.http.listen!r}")
 
 
+def _check_labelbox(cfg: Config) -> None:
+    k, t = cfg.sink, cfg.target
+    if k.endpoint and not k.endpoint.startswith(("https://", "http://")):
+        raise ConfigError(f"sink.endpoint: must be an http(s) URL, got {k.endpoint!r}")
+    if t.platform != "labelbox":
+        raise ConfigError("target.platform: must be 'labelbox' for sink type 'labelbox'")
+    if not t.dataset:
+        raise ConfigError("target.dataset: required for sink type 'labelbox' (the dataset id)")
+    for key, ok, rule in (
+        ("sink.requests_per_minute", k.requests_per_minute > 0, "must be > 0"),
+        ("sink.tasks_in_flight", 1 <= k.tasks_in_flight <= 64, "must be 1..64"),
+        ("sink.poll_interval", k.poll_interval >= 2.0, "must be >= 2 seconds (Labelbox's floor)"),
+        ("sink.task_deadline", k.task_deadline > 0, "must be > 0"),
+        ("sink.max_items", k.max_items <= 150_000, "must be <= 150000 (rows per Labelbox task)"),
+        (
+            "pipeline.max_in_flight",
+            cfg.pipeline.max_in_flight >= k.tasks_in_flight * k.max_items,
+            f"must be >= sink.tasks_in_flight x sink.max_items ({k.tasks_in_flight * k.max_items})"
+            " for that many tasks to fill at once",
+        ),
+        (
+            "sink.url_refresh_margin",
+            not k.upsert or 0 <= k.url_refresh_margin < t.url_expires,
+            f"must be within 0..target.url_expires ({t.url_expires}) with upsert",
+        ),
+    ):
+        if not ok:
+            section = cfg.pipeline if key.startswith("pipeline.") else k
+            raise ConfigError(f"{key}: {rule}, got {getattr(section, key.split('.')[1])!r}")
+
+
 def _check_encord(cfg: Config) -> None:
     k, t = cfg.sink, cfg.target
     if k.endpoint and not k.endpoint.startswith(("https://", "http://")):
@@ -339,28 +385,6 @@ def _check_encord(cfg: Config) -> None:
             raise ConfigError(f"{key}: required for sink type 'encord'")
     if t.platform != "encord":
         raise ConfigError(f"target.platform: must be 'encord' for sink type 'encord', got {t.platform!r}")
-
-
-def _template_problem(template: str) -> str | None:
-    allowed = sorted(_TemplateProbe._ALLOWED)
-    try:
-        for _, field, _, _ in string.Formatter().parse(template):
-            # plain names only: no positional ({}, {0}), attribute ({key.x}) or index ({key[0]}) fields
-            if field is not None and field not in _TemplateProbe._ALLOWED:
-                return f"unknown field {{{field}}}; use {allowed}"
-        template.format_map(_TemplateProbe())
-    except (KeyError, ValueError, IndexError) as e:
-        return str(e)
-    return None
-
-
-class _TemplateProbe(dict[str, str]):
-    _ALLOWED = frozenset({"bucket", "key", "version", "etag", "origin", "path", "url"})
-
-    def __missing__(self, key: str) -> str:
-        if key not in self._ALLOWED:
-            raise KeyError(f"unknown field {{{key}}}; use {sorted(self._ALLOWED)}")
-        return "x"
 
 
 def resolve(cfg: Config, path: str) -> Path:

@@ -27,6 +27,7 @@ from daemon.ledger.records import (
     DeadLetter,
     DeadLetterFilter,
     FinalState,
+    UrlExpiry,
     dead_letter_from_row,
     dead_letter_query,
     final_states_from,
@@ -49,6 +50,10 @@ CREATE TABLE IF NOT EXISTS batches (
     finished double precision, owner text);
 CREATE TABLE IF NOT EXISTS checkpoints (
     name text PRIMARY KEY, value text NOT NULL, at double precision NOT NULL);
+CREATE TABLE IF NOT EXISTS url_expiry (
+    key text PRIMARY KEY, global_key text NOT NULL, location text NOT NULL, region text NOT NULL,
+    expires double precision NOT NULL);
+CREATE INDEX IF NOT EXISTS url_expiry_expires ON url_expiry(expires);
 CREATE TABLE IF NOT EXISTS claims (
     key text PRIMARY KEY, owner text NOT NULL, until double precision NOT NULL);
 """
@@ -307,6 +312,25 @@ class PostgresStore:
             ]
         )
 
+    # -- presigned URL expiries (labelbox upsert: the URL refresher) ----------------------------
+    async def put_url_expiries(self, rows: Sequence[UrlExpiry]) -> None:
+        sql = (
+            "INSERT INTO url_expiry(key, global_key, location, region, expires) VALUES (%s,%s,%s,%s,%s)"
+            " ON CONFLICT (key) DO UPDATE SET global_key=excluded.global_key, location=excluded.location,"
+            " region=excluded.region, expires=excluded.expires"
+        )
+        await self._tx([(sql, [(fold(r[0]), *r) for r in rows])])
+
+    async def urls_expiring(self, before: float, limit: int) -> list[UrlExpiry]:
+        async with self._lock:
+            cur = await self._conn.execute(
+                "SELECT global_key, location, region, expires FROM url_expiry WHERE expires < %s"
+                " ORDER BY expires LIMIT %s",
+                (before, limit),
+            )
+            rows = await cur.fetchall()
+        return [(str(g), str(loc), str(r), float(e)) for g, loc, r, e in rows]
+
     async def stats(self) -> dict[str, Any]:
         async with self._lock:
             acc = dict(
@@ -321,13 +345,13 @@ class PostgresStore:
                     )
                 ).fetchall()
             )
-            row = await (
-                await self._conn.execute(
-                    "SELECT (SELECT count(*) FROM batches WHERE state='pending'),"
-                    " (SELECT count(*) FROM batches WHERE state='done'), (SELECT max(at) FROM accepted),"
-                    " (SELECT count(*) FROM claims)"
-                )
-            ).fetchone()
+            cur = await self._conn.execute(
+                "SELECT (SELECT count(*) FROM batches WHERE state='pending'),"
+                " (SELECT count(*) FROM batches WHERE state='done'), (SELECT max(at) FROM accepted),"
+                " (SELECT count(*) FROM claims), (SELECT count(*) FROM url_expiry WHERE expires < %s)",
+                (time.time() + 86400,),
+            )
+            row = await cur.fetchone()
         assert row is not None
         return {
             "accepted": int(acc.get("accepted", 0)),
@@ -338,4 +362,5 @@ class PostgresStore:
             "batches_pending": int(row[0]),
             "last_accepted_at": row[2],
             "claims": int(row[3]),
+            "urls_expiring_24h": int(row[4]),
         }

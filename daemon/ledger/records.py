@@ -1,4 +1,4 @@
-"""What both ledger stores record and how it is queried: dead letters, claims, key folding."""
+"""What both ledger stores record and how it is queried: dead letters, claims, key folding, URL expiries."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from daemon.core.jobs import Rejection
 
 def fold(key: str) -> str:
     return key.casefold()
+
+
+# (global key, location of the presigned row_data without its query, its region, expiry epoch s)
+UrlExpiry = tuple[str, str, str, float]
 
 
 class Claimed(msgspec.Struct, frozen=True):

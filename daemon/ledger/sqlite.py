@@ -29,6 +29,7 @@ from daemon.ledger.records import (
     DeadLetter,
     DeadLetterFilter,
     FinalState,
+    UrlExpiry,
     dead_letter_from_row,
     dead_letter_query,
     final_states_from,
@@ -239,6 +240,23 @@ class Ledger:
             (name, value, time.time()),
         )
 
+    # -- presigned URL expiries (labelbox upsert: the URL refresher) ----------------------------
+    def put_url_expiries(self, rows: Sequence[UrlExpiry]) -> None:
+        self.db.executemany(
+            "INSERT INTO url_expiry(key, global_key, location, region, expires) VALUES (?,?,?,?,?)"
+            " ON CONFLICT(key) DO UPDATE SET global_key=excluded.global_key, location=excluded.location,"
+            " region=excluded.region, expires=excluded.expires",
+            [(fold(r[0]), *r) for r in rows],
+        )
+
+    def urls_expiring(self, before: float, limit: int) -> list[UrlExpiry]:
+        rows = self.db.execute(
+            "SELECT global_key, location, region, expires FROM url_expiry WHERE expires < ?"
+            " ORDER BY expires LIMIT ?",
+            (before, limit),
+        ).fetchall()
+        return [(str(g), str(loc), str(r), float(e)) for g, loc, r, e in rows]
+
     # -- figures ---------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         db = self.db
@@ -249,6 +267,8 @@ class Ledger:
         pending = db.execute("SELECT count(*) FROM batches WHERE state='pending'").fetchone()[0]
         batches = db.execute("SELECT count(*), coalesce(sum(n),0) FROM batches WHERE state='done'").fetchone()
         last = db.execute("SELECT max(at) FROM accepted WHERE status != 'purged'").fetchone()[0]
+        day = time.time() + 86400
+        expiring = db.execute("SELECT count(*) FROM url_expiry WHERE expires < ?", (day,)).fetchone()[0]
         return {
             "accepted": int(accepted.get("accepted", 0)),
             "duplicates": int(accepted.get("duplicate", 0)),
@@ -257,4 +277,5 @@ class Ledger:
             "batches_done": int(batches[0]),
             "batches_pending": int(pending),
             "last_accepted_at": last,
+            "urls_expiring_24h": int(expiring),
         }

@@ -37,6 +37,14 @@ CREATE TABLE IF NOT EXISTS batches (
     begun REAL NOT NULL,
     finished REAL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS url_expiry (
+    key TEXT PRIMARY KEY,          -- casefolded global key
+    global_key TEXT NOT NULL,
+    location TEXT NOT NULL,        -- the presigned row_data without its query (no signature kept)
+    region TEXT NOT NULL,
+    expires REAL NOT NULL          -- epoch seconds when the platform's copy of the URL stops working
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS url_expiry_expires ON url_expiry(expires);
 CREATE TABLE IF NOT EXISTS checkpoints (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL,

@@ -20,7 +20,7 @@ from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
 from daemon.core.config import Config, load_secret, resolve
-from daemon.ledger.records import Claimed, DeadLetter, DeadLetterFilter, FinalState
+from daemon.ledger.records import Claimed, DeadLetter, DeadLetterFilter, FinalState, UrlExpiry
 from daemon.ledger.sqlite import Ledger
 from daemon.sinks.base import Batch, ItemResult
 
@@ -53,6 +53,10 @@ class LedgerStore(Protocol):
     async def get_checkpoint(self, name: str) -> str | None: ...
 
     async def put_checkpoint(self, name: str, value: str) -> None: ...
+
+    async def put_url_expiries(self, rows: Sequence[UrlExpiry]) -> None: ...
+
+    async def urls_expiring(self, before: float, limit: int) -> list[UrlExpiry]: ...
 
     async def stats(self) -> dict[str, Any]: ...
 
@@ -105,6 +109,12 @@ class SqliteStore:
 
     async def put_checkpoint(self, name: str, value: str) -> None:
         await self.ledger.put_checkpoint(name, value)
+
+    async def put_url_expiries(self, rows: Sequence[UrlExpiry]) -> None:
+        self.ledger.put_url_expiries(rows)
+
+    async def urls_expiring(self, before: float, limit: int) -> list[UrlExpiry]:
+        return self.ledger.urls_expiring(before, limit)
 
     async def stats(self) -> dict[str, Any]:
         return self.ledger.stats()

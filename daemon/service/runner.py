@@ -33,7 +33,8 @@ from daemon.ops.notify import Notifier
 from daemon.ops.watchdog import ProgressMonitor, extend_stop_while_draining, run_watchdog
 from daemon.pipeline.pipeline import Pipeline
 from daemon.pipeline.tracker import Counters
-from daemon.service.wiring import build_pipeline, reload_sink
+from daemon.service.wiring import build_pipeline, reload_sink, url_refresher
+from daemon.sinks.base import CredentialsError
 
 log = structlog.get_logger()
 
@@ -95,6 +96,21 @@ async def _progress(pipeline: Pipeline, out: TextIO, started: float) -> None:
         await asyncio.sleep(0.25)
 
 
+async def _credentials_refused(deliverer: object) -> str | None:
+    """``--once``: the platform's refusal of our credentials, asked before taking any work (a run
+    that cannot deliver anything ends at once, non-zero, and dead-letters nothing)."""
+    check = getattr(deliverer, "check", None)
+    if check is None:
+        return None
+    try:
+        await check()
+    except CredentialsError as e:
+        return str(e)
+    except Exception:  # other problems are met (and reported) per batch
+        return None
+    return None
+
+
 class Service:
     """One run of the daemon: the pipeline plus what systemd and operators see of it."""
 
@@ -142,6 +158,8 @@ class Service:
             else:
                 self.readiness.source(None)
             self._spawn(self._ready_when_reachable(), "ready")
+            if not self.once and (refresher := url_refresher(self.cfg, p.deliverer, p.ledger)) is not None:
+                self._spawn(refresher.run(), "url-refresher")
             self._spawn(
                 run_watchdog(self.notifier, self.monitor, extra_status=self._status, observe=self._observe),
                 "watchdog",
@@ -149,6 +167,9 @@ class Service:
             if self.once and sys.stderr.isatty():
                 self._spawn(_progress(p, sys.stderr, started), "progress")
             try:
+                if self.once and (refused := await _credentials_refused(p.deliverer)) is not None:
+                    log.error("sink refuses the credentials; nothing taken from the source", reason=refused)
+                    return summarize(p.counters, time.monotonic() - started), False
                 counters = await p.run()
             finally:
                 for t in list(self._tasks):

@@ -26,6 +26,7 @@ from daemon.sinks.delivery import DeliveryLimits
 from daemon.sinks.encord.sink import open_encord_deliverer
 from daemon.sinks.files import FilesSink
 from daemon.sinks.http import open_http_deliverer
+from daemon.sinks.labelbox import UrlRefresher, labelbox_limits, open_labelbox_deliverer
 from daemon.sources.base import Source
 from daemon.sources.listing import Checkpoints, open_listing_source
 from daemon.sources.manifest import ManifestSource
@@ -137,7 +138,8 @@ async def open_source(
 
 
 async def make_sink(cfg: Config, stack: AsyncExitStack, ledger: LedgerStore | None = None) -> Deliverer:
-    """The configured sink behind the daemon's one delivery policy (``daemon.sinks.delivery``)."""
+    """The configured sink behind the daemon's one delivery policy (``daemon.sinks.delivery``).
+    ``ledger`` lets a platform sink resume its tasks and keep URL expiries; ``None`` for checks."""
     k = cfg.sink
     if k.type == "files":
         return FilesSink(
@@ -145,15 +147,33 @@ async def make_sink(cfg: Config, stack: AsyncExitStack, ledger: LedgerStore | No
         )
     if k.type == "http":
         return await open_http_deliverer(k, stack)
+    if k.type == "labelbox":
+        return await open_labelbox_deliverer(k, cfg.target, stack, ledger, expiries=ledger)
     if k.type == "encord":  # job ids are checkpoints in the ledger (a restart resumes the poll)
         return await open_encord_deliverer(cfg, stack, ledger or await open_store(cfg, stack))
     raise WiringError(f"sink.type {k.type!r} is not available in this build")
 
 
+def url_refresher(cfg: Config, deliverer: Deliverer, ledger: LedgerStore) -> UrlRefresher | None:
+    """The labelbox URL refresher, when rows are upserted with presigned URLs (else ``None``)."""
+    k, t = cfg.sink, cfg.target
+    if k.type != "labelbox" or not k.upsert or t.url_mode != "presign" or k.url_refresh_margin <= 0:
+        return None
+    return UrlRefresher(
+        deliverer,
+        ledger,
+        ChainCredentials().get,
+        margin=k.url_refresh_margin,
+        expires=t.url_expires,
+        interval=min(300.0, k.url_refresh_margin / 4),
+    )
+
+
 def reload_sink(deliverer: Deliverer, cfg: Config) -> None:
     """SIGHUP: new rate limits and concurrency for a running sink; work in flight continues."""
     if isinstance(deliverer, DeliveryDeliverer):
-        deliverer.reload(DeliveryLimits.from_config(cfg.sink))
+        k = cfg.sink
+        deliverer.reload(labelbox_limits(k) if k.type == "labelbox" else DeliveryLimits.from_config(k))
 
 
 QUEUE_SOURCES = ("sqs", "redis", "s3-listing")
@@ -276,7 +296,7 @@ def settings(cfg: Config) -> Settings:
         probe_workers=cfg.probe.concurrency,
         # the delivery gate (AIMD, reloadable) bounds real concurrency; enough workers are kept
         # for a SIGHUP to raise max_concurrency up to 16 without a restart
-        deliver_workers=max(k.max_concurrency, 16) if k.type != "files" else 1,
+        deliver_workers=max(k.max_concurrency, k.tasks_in_flight, 16) if k.type != "files" else 1,
         queue_size=cfg.pipeline.queue_size,
         max_in_flight=cfg.pipeline.max_in_flight,
         max_items=k.max_items,

@@ -64,6 +64,7 @@ class DeliveryLimits(msgspec.Struct, frozen=True, kw_only=True):
     breaker_threshold: int = 10  # consecutive failures ...
     breaker_min_failing_seconds: float = 1.0  # ... lasting at least this long open the circuit
     breaker_open_seconds: float = 5.0
+    latency_tolerance: float = 2.0  # AIMD shrinks past this x usual latency (inf: a call = a task)
 
     def __post_init__(self) -> None:
         checks = (
@@ -116,7 +117,7 @@ class Deliverer:
         self._clock = clock
         self._random = random_source
         self._split_on = frozenset(split_on)
-        self._aimd = AdaptiveConcurrency(maximum=limits.max_concurrency)
+        self._aimd = AdaptiveConcurrency(maximum=limits.max_concurrency, tolerance=limits.latency_tolerance)
         self._gate = AdaptiveGate(self._aimd)
         self._breaker = CircuitBreaker(
             threshold=limits.breaker_threshold,

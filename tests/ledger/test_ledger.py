@@ -336,3 +336,18 @@ class TestCheckpointsAndStats:
         """Using a ledger that is not open is a clear error."""
         with pytest.raises(RuntimeError, match="not open"):
             Ledger(path).known(["a"])
+
+
+class TestUrlExpiries:
+    def test_expiries_upserted_by_key_and_listed_earliest_first(self, ledger: Ledger) -> None:
+        """One row per (casefolded) key; due rows earliest first; counted in stats."""
+        ledger.put_url_expiries(
+            [("B.mp4", "https://h/b", "eu-west-1", 200.0), ("a.mp4", "https://h/a", "eu-west-1", 100.0)]
+        )
+        ledger.put_url_expiries([("b.MP4", "https://h/b2", "eu-west-1", 50.0)])
+        assert ledger.urls_expiring(150.0, 10) == [
+            ("b.MP4", "https://h/b2", "eu-west-1", 50.0),
+            ("a.mp4", "https://h/a", "eu-west-1", 100.0),
+        ]
+        assert ledger.urls_expiring(150.0, 1) == [("b.MP4", "https://h/b2", "eu-west-1", 50.0)]
+        assert ledger.stats()["urls_expiring_24h"] == 2

@@ -176,3 +176,22 @@ class TestFleet:
 async def _aiter(items: list[object]) -> AsyncIterator[object]:
     for i in items:
         yield i
+
+
+class TestUrlExpiries:
+    async def test_expiries_upserted_by_key_and_listed_earliest_first(self, pg_db: str) -> None:
+        """One row per (casefolded) key; due rows earliest first; counted in stats."""
+        store = await PostgresStore.connect(pg_db)
+        try:
+            await store.put_url_expiries(
+                [("B.mp4", "https://h/b", "eu-west-1", 200.0), ("a.mp4", "https://h/a", "eu-west-1", 100.0)]
+            )
+            await store.put_url_expiries([("b.MP4", "https://h/b2", "eu-west-1", 50.0)])
+            assert await store.urls_expiring(150.0, 10) == [
+                ("b.MP4", "https://h/b2", "eu-west-1", 50.0),
+                ("a.mp4", "https://h/a", "eu-west-1", 100.0),
+            ]
+            assert await store.urls_expiring(60.0, 10) == [("b.MP4", "https://h/b2", "eu-west-1", 50.0)]
+            assert (await store.stats())["urls_expiring_24h"] == 2
+        finally:
+            await store.close()

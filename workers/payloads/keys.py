@@ -80,3 +80,26 @@ def check_key(key: str) -> Violation | None:
             actual="".join(bad),
         )
     return None
+
+
+def template_problem(template: str) -> str | None:
+    """Why a global key template cannot be used (unknown or non-plain fields), or ``None``."""
+    allowed = sorted(_TemplateProbe._ALLOWED)
+    try:
+        for _, field, _, _ in string.Formatter().parse(template):
+            # plain names only: no positional ({}, {0}), attribute ({key.x}) or index ({key[0]}) fields
+            if field is not None and field not in _TemplateProbe._ALLOWED:
+                return f"unknown field {{{field}}}; use {allowed}"
+        template.format_map(_TemplateProbe())
+    except (KeyError, ValueError, IndexError) as e:
+        return str(e)
+    return None
+
+
+class _TemplateProbe(dict[str, str]):
+    _ALLOWED = frozenset({"bucket", "key", "version", "etag", "origin", "path", "url"})
+
+    def __missing__(self, key: str) -> str:
+        if key not in self._ALLOWED:
+            raise KeyError(f"unknown field {{{key}}}; use {sorted(self._ALLOWED)}")
+        return "x"
