@@ -19,7 +19,6 @@ from typing import Any, Literal
 import msgspec
 
 from workers.payloads.keys import template_problem
-from workers.reads.fence import host_entry_problem
 
 
 class ConfigError(Exception):
@@ -84,12 +83,7 @@ class ProbeConfig(_Base):
     head_bytes: int = 65536
     concurrency: int = 64
     timeout: float = 30.0
-    # what URLs named by messages may be read from (workers.reads.fence): "*" = any public host,
-    # "host", "*.domain", "10.1.2.3", "10.0.0.0/8"; private/loopback/link-local addresses only
-    # when listed. None = the default: the host of source.url_prefix for queue sources (sqs,
-    # redis, s3-listing) when set, any public host otherwise. aws.endpoint_url is always allowed.
-    allowed_hosts: list[str] | None = None
-    # S3 buckets messages may name: "*" = any. None = source.bucket when set, any otherwise.
+    allowed_hosts: list[str] | None = None  # None: the default of service.wiring.probe_fence
     allowed_buckets: list[str] | None = None
 
 
@@ -239,17 +233,11 @@ def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None) ->
     """Read, override from the environment, and validate. Raises :class:`ConfigError`."""
     p = Path(path)
     try:
-        text = p.read_bytes().decode("utf-8")
+        raw = tomllib.loads(p.read_bytes().decode("utf-8"))
     except OSError as e:
         raise ConfigError(f"cannot read config {p}: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start})") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:  # not UTF-8, too deep
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    except RecursionError:
-        raise ConfigError(f"{p}: not valid TOML: nested too deeply") from None
     return from_dict(raw, environ=os.environ.copy() if environ is None else environ, base_dir=str(p.parent))
 
 
@@ -320,9 +308,6 @@ def _check(cfg: Config) -> None:
         raise bad("sink.retry_budget", f"must be within 0..1, got {k.retry_budget}")
     if k.linger_ms < 0:
         raise bad("sink.linger_ms", f"must be >= 0, got {k.linger_ms}")
-    for host in cfg.probe.allowed_hosts or ():
-        if (problem := host_entry_problem(host)) is not None:
-            raise bad("probe.allowed_hosts", problem)
     if cfg.ledger.dsn and not cfg.ledger.dsn.startswith(("postgresql://", "postgres://")):
         raise bad("ledger.dsn", "must be a postgresql:// URL")
     if re.search(r"://[^/@]*:[^/@]*@", cfg.ledger.dsn):

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
-from daemon.core.config import Config, resolve
+from daemon.core.config import Config, ConfigError, resolve
 from daemon.core.jobs import ObjectRef
 from daemon.ledger.store import LedgerStore, open_store
 from daemon.ops.metrics import Metrics
@@ -39,7 +39,7 @@ from workers.payloads.keys import check_key, make_key
 from workers.probe.engine import probe
 from workers.probe.media import MediaInfo
 from workers.reads import RangeReader, ReadError, UrlFenced
-from workers.reads.fence import Fence
+from workers.reads.fence import Fence, host_entry_problem
 from workers.reads.file import FileReader
 from workers.reads.http import HttpReader
 from workers.reads.s3 import ChainCredentials, S3Reads, http_session
@@ -180,9 +180,15 @@ QUEUE_SOURCES = ("sqs", "redis", "s3-listing")
 
 
 def probe_fence(cfg: Config) -> Fence:
-    """The fence for URLs and buckets named by messages (``[probe] allowed_hosts/buckets``)."""
+    """The fence for URLs and buckets named by messages (``[probe] allowed_hosts/buckets``):
+    ``"*"`` (any public host), ``"host"``, ``"*.domain"``, ``"10.1.2.3"``, ``"10.0.0.0/8"``.
+    Defaults: the host of ``source.url_prefix`` for queue sources when set, any public host
+    otherwise; ``source.bucket`` when set, any bucket otherwise. Raises ConfigError."""
     s = cfg.source
     hosts = cfg.probe.allowed_hosts
+    for entry in hosts or ():
+        if (problem := host_entry_problem(entry)) is not None:
+            raise ConfigError(f"probe.allowed_hosts: {problem}")
     if hosts is None:
         prefix_host = urlsplit(s.url_prefix).hostname if s.url_prefix else None
         hosts = [prefix_host] if prefix_host and s.type in QUEUE_SOURCES else ["*"]

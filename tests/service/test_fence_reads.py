@@ -18,12 +18,12 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from daemon.core.config import Config, from_dict
+from daemon.core.config import Config, ConfigError, from_dict
 from daemon.core.jobs import ObjectRef
 from daemon.ledger.store import open_store
 from daemon.pipeline.build import Builder
 from daemon.pipeline.pipeline import Pipeline
-from daemon.service.wiring import Readers, key_maker, settings
+from daemon.service.wiring import Readers, key_maker, probe_fence, settings
 from daemon.sinks.files import FilesSink
 from daemon.sources.manifest import ManifestSource
 from workers.reads import UrlFenced
@@ -183,3 +183,9 @@ class TestPipeline:
             d = letters[url.casefold()]
             assert (d.stage, d.rule, d.actual) == ("read", "url.fenced", host), d
             assert host in d.message
+
+
+def test_an_allowed_host_entry_not_understood_fails_at_start(tmp_path: Path) -> None:
+    cfg = config(tmp_path, tmp_path / "m.ndjson", ["cdn.example.com", "http://x/"])
+    with pytest.raises(ConfigError, match=r"probe\.allowed_hosts: 'http://x/'"):
+        probe_fence(cfg)
