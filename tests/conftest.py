@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +50,32 @@ def ingestd(
             f"ingestd {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+def start_daemon(
+    config: Path, env: dict[str, str] | None = None, *, output: bool = False
+) -> subprocess.Popen[str]:
+    """``ingestd run -c CONFIG`` in the background (stdout/stderr piped when ``output``)."""
+    pipe = subprocess.PIPE if output else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "daemon", "run", "-c", str(config)],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=pipe,
+        stderr=pipe,
+        text=True,
+    )
+
+
+def kill_at_random_moments(
+    config: Path, kills: int, rng: random.Random, env: dict[str, str] | None = None
+) -> None:
+    """Start the daemon and SIGKILL it at a random moment (0.3 to 3 s in), ``kills`` times."""
+    for _ in range(kills):
+        proc = start_daemon(config, env)
+        time.sleep(rng.uniform(0.3, 3.0))  # the random moment of the kill, not a wait for state
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 @pytest.fixture

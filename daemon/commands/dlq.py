@@ -3,8 +3,10 @@
 Filters (list, requeue, purge): ``--rule`` (exact, or a prefix ending in ``*``), ``--stage``,
 ``--prefix`` (global key prefix), ``--since``/``--until`` (ISO-8601 or ``15m``/``2h``/``3d``
 ago). ``requeue`` forgets the dead letters so the next run takes the objects again (for a queue
-source it also announces them to the queue again, see ``daemon.ledger.requeue``); ``purge`` drops
-them for good. Both need ``--all`` or keys or a filter, so nothing is emptied by accident.
+source it also announces them to the queue again, see ``daemon.ledger.requeue``; what it could
+not announce, such as a body that never decoded, is kept, named on stderr with what to do, and
+the exit status is 1); ``purge`` drops them for good. Both need ``--all`` or keys or a filter,
+so nothing is emptied by accident.
 """
 
 from __future__ import annotations
@@ -104,6 +106,10 @@ async def _run(cfg: Config, args: argparse.Namespace) -> int:
             letters = [d for d in letters if d.key in set(done.sent)]
             for key, why in done.skipped.items():
                 sys.stderr.write(f"ingestd: not requeued: {key}: {why}\n")
+            if done.skipped:
+                sys.stderr.write(_NOT_REQUEUED.format(n=len(done.skipped), config=args.config))
+        else:
+            done = None
         keys = [d.key for d in letters]
         n = await (ledger.requeue(keys) if args.action == "requeue" else ledger.purge(keys))
         write(
@@ -111,4 +117,12 @@ async def _run(cfg: Config, args: argparse.Namespace) -> int:
             if args.json
             else f"{args.action}d {n} dead letter(s)"
         )
-        return 0
+        return 1 if done is not None and done.skipped else 0
+
+
+_NOT_REQUEUED = (
+    "ingestd: {n} dead letter(s) could not be requeued and are kept. A message body that could not be"
+    " decoded names no object: see it with `ingestd dlq -c {config} show KEY`, send a corrected"
+    " message to the queue yourself, then `ingestd dlq -c {config} purge KEY`. Other failures"
+    " (the queue refused the message): run the same requeue again.\n"
+)

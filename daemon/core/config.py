@@ -83,6 +83,8 @@ class ProbeConfig(_Base):
     head_bytes: int = 65536  # first read; why 64 KiB and not 16: README "The probe", bench head_size
     concurrency: int = 64
     timeout: float = 30.0
+    allowed_hosts: list[str] | None = None  # None: the default of service.wiring.probe_fence
+    allowed_buckets: list[str] | None = None
 
 
 class SinkConfig(_Base):
@@ -231,12 +233,10 @@ def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None) ->
     """Read, override from the environment, and validate. Raises :class:`ConfigError`."""
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = tomllib.loads(p.read_bytes().decode("utf-8"))
     except OSError as e:
         raise ConfigError(f"cannot read config {p}: {e.strerror}") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:  # not UTF-8, too deep
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     return from_dict(raw, environ=os.environ.copy() if environ is None else environ, base_dir=str(p.parent))
 

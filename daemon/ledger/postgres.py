@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import psycopg
 
+from daemon.core.processes import running
 from daemon.ledger.records import (
     FINAL_STATES_SQL,
     Claimed,
@@ -62,16 +63,6 @@ _items_dec = msgspec.msgpack.Decoder(list[BatchItem])
 _json = msgspec.json.Encoder()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _j(value: Any) -> str | None:
     return None if value is None else _json.encode(value).decode()
 
@@ -112,7 +103,7 @@ class PostgresStore:
         dead = []
         for (owner,) in await cur.fetchall():
             pid = owner.rsplit(":", 1)[-1]
-            if owner != self.owner and pid.isdigit() and not _alive(int(pid)):
+            if owner != self.owner and pid.isdigit() and not running(int(pid)):
                 dead.append(owner)
         return dead
 

@@ -44,6 +44,15 @@ def notification(ref: ObjectRef) -> bytes:
     return msgspec.json.encode({"Records": [record]})
 
 
+def stream_body(ref: ObjectRef) -> bytes:
+    """A stream entry naming the object as the original did: the same location string (so
+    the same key) and the same manifest fields (global key, metadata...)."""
+    if ref.origin == "s3":
+        return notification(ref)
+    where = {"url": ref.url} if ref.origin == "url" else {"path": ref.key}
+    return msgspec.json.encode({**(ref.metadata or {}), **where})
+
+
 def refs_of(letters: Sequence[DeadLetter]) -> tuple[list[tuple[str, ObjectRef]], dict[str, str]]:
     refs: list[tuple[str, ObjectRef]] = []
     skipped: dict[str, str] = {}
@@ -94,11 +103,6 @@ async def announce(cfg: Config, letters: Sequence[DeadLetter]) -> Requeued:
             client = make_client(s.redis_url)
             stack.push_async_callback(client.aclose)
             for k, r in refs:
-                body = (
-                    notification(r)
-                    if r.origin == "s3"
-                    else msgspec.json.encode({"url": r.url} if r.origin == "url" else {"path": r.path})
-                )
-                await client.xadd(s.stream, {"body": body})
+                await client.xadd(s.stream, {"body": stream_body(r)})
                 sent.append(k)
     return Requeued(sent=sent, skipped=skipped)

@@ -59,6 +59,9 @@ def connect(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
+    # a finished batch's bodies (presigned URLs: signatures, session tokens) are overwritten
+    # when cleared, not left in free space of the file
+    db.execute("PRAGMA secure_delete=ON")
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA busy_timeout=5000")
     db.executescript(SCHEMA)

@@ -1,5 +1,5 @@
-"""Commit: what a sink's answer means for each job (pure: outcomes and dead letters), and the
-recovery of batches a crash left pending.
+"""Commit: what a sink's answer means for each job (pure: outcomes and dead letters). Batches a
+crash or a give-up left pending are re-sent by :mod:`daemon.pipeline.held`.
 
 Per item: ``accepted`` -> delivered, ``duplicate`` -> duplicate (already there: success),
 ``rejected`` -> dead letter with the sink's reason, ``retryable`` or no answer at all ->
@@ -12,9 +12,8 @@ import structlog
 
 from daemon.core.jobs import Job, Rejection
 from daemon.ledger.records import DeadLetter, dead_letter_for
-from daemon.ledger.store import LedgerStore
 from daemon.pipeline.tracker import Outcome
-from daemon.sinks.base import Deliverer, ItemResult
+from daemon.sinks.base import ItemResult
 
 log = structlog.get_logger()
 
@@ -55,18 +54,3 @@ def recovery_dead_letters(results: list[ItemResult]) -> list[DeadLetter]:
         for r in results
         if r.status == "rejected"
     ]
-
-
-async def recover(ledger: LedgerStore, deliverer: Deliverer) -> None:
-    """Re-deliver the batches begun before a crash exactly as they were (same id, same bodies),
-    and record their results; a batch the sink will not take now stops the start, loudly."""
-    for sink_name, batch in await ledger.pending_batches():
-        if sink_name != deliverer.name:
-            log.warning("pending batch for another sink dropped", batch_id=batch.id, sink=sink_name)
-            await ledger.abort_batch(batch.id)
-            continue
-        log.info("recovering batch", batch_id=batch.id, items=len(batch.items))
-        results = await deliverer.deliver(batch)
-        if any(r.status == "retryable" for r in results):
-            raise RuntimeError(f"recovery of batch {batch.id} failed: the sink is not accepting work")
-        await ledger.finish_batch(batch.id, results, recovery_dead_letters(results))

@@ -6,6 +6,12 @@ Every object gets its global key (a pure function of its identity); keys the led
 rest take an in-flight slot (the memory bound) and go to the probe queue; when the queue or
 the slots are full, intake waits and the source is not pulled.
 
+A poison message (received more often than the source allows) that still decodes is not
+worked on again: each object it names is dead-lettered on its own (rule ``source.poison``, with
+the receive count and the last transient error this process saw for the object), unless the
+ledger already knows it (a duplicate) or it is in flight (given back). ``dlq requeue`` can
+then announce each object again.
+
 On a drain, intake is cancelled: what it received but did not dispatch is released (given
 back to the source), never dropped.
 """
@@ -23,10 +29,25 @@ from daemon.ledger.records import Claimed, dead_letter_for, fold
 from daemon.ledger.store import LedgerStore
 from daemon.ops.metrics import Metrics
 from daemon.ops.watchdog import StageProgress
+from daemon.pipeline.held import HeldBatches
 from daemon.pipeline.tracker import Counters, Tracker
-from daemon.sources.base import Message, Source
+from daemon.sinks.base import ItemResult
+from daemon.sources.base import Message, Poison, Source
 
 log = structlog.get_logger()
+
+LAST_ERRORS = 10_000  # objects whose last transient error is remembered (oldest forgotten first)
+
+
+def poison_rejection(poison: Poison, last_error: str | None) -> Rejection:
+    seen = f"last error: {last_error}" if last_error else "no error seen by this process"
+    return Rejection(
+        stage="intake",
+        rule="source.poison",
+        message=f"{poison} ({seen}); the object was not worked on again",
+        expected=f"at most {poison.limit} receives",
+        actual={"receive_count": poison.count, "last_error": last_error},
+    )
 
 
 class IntakeSettings(Protocol):
@@ -50,6 +71,7 @@ class Lanes(Protocol):
     followers: dict[str, list[str]]
     probe_q: asyncio.Queue[Job]
     dead_q: asyncio.Queue[Job]
+    held: HeldBatches
 
     @property
     def s(self) -> IntakeSettings: ...
@@ -63,6 +85,21 @@ class Intake:
         self.p = lanes
         self.progress = progress
         self.received = 0
+        self.last_errors: dict[str, str] = {}  # casefolded global key -> last transient error
+
+    def note_error(self, global_key: str, reason: str) -> None:
+        """Remember why an object's work was given back (named if its message turns poison)."""
+        key = fold(global_key)
+        self.last_errors.pop(key, None)
+        self.last_errors[key] = reason[:500]
+        if len(self.last_errors) > LAST_ERRORS:
+            del self.last_errors[next(iter(self.last_errors))]
+
+    def note_errors(self, keys: Sequence[str], results: Sequence[ItemResult]) -> None:
+        """The sink gave these items back: remember its reasons."""
+        reasons = {r.key: r.reason for r in results}
+        for key in keys:
+            self.note_error(key, reasons.get(key) or "the sink gave no result for it")
 
     async def run(self) -> None:
         p = self.p
@@ -126,6 +163,10 @@ class Intake:
                         stage="intake", rule="global_key", message=str(e), actual=ref.key
                     )
                     job.state = "dead"
+                else:
+                    if msg.poison is not None:  # dead-lettered at dispatch unless known or in flight
+                        last = self.last_errors.pop(fold(job.global_key), None)
+                        job.rejection = poison_rejection(msg.poison, last)
                 jobs.append(job)
         return jobs
 
@@ -159,10 +200,15 @@ class Intake:
             # with the first one, never before it: acknowledged as a duplicate once that is
             # final, given back with it if it is not (then this copy brings the object back)
             p.followers.setdefault(folded, []).append(job.message_id)
-        elif folded in claimed.busy:
-            # held by another instance: give this message back for later, never acknowledged on
-            # the other's behalf
+        elif folded in claimed.busy or p.held.holds(folded):
+            # held by another instance (never acknowledged on the other's behalf), or in a batch
+            # held for re-sending as it was (daemon.pipeline.held): give this message back for later
             p.tracker.settle(job.message_id, "retry", delay=p.s.retry_delay, key=folded)
+        elif job.rejection is not None:  # poison: recorded, not worked on again
+            job.state = "dead"
+            log.warning("poison message: object dead-lettered", key=job.ref.key, reason=job.rejection.message)
+            await p.slots.acquire()
+            await p.dead_q.put(job)
         else:
             await p.slots.acquire()
             p.in_flight_keys[folded] = job.global_key

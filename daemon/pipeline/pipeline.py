@@ -29,7 +29,7 @@ from daemon.ops.metrics import Metrics
 from daemon.ops.watchdog import ProgressMonitor
 from daemon.pipeline.annotate import Annotator
 from daemon.pipeline.build import Builder
-from daemon.pipeline.commit import recover
+from daemon.pipeline.held import HeldBatches
 from daemon.pipeline.intake import Intake
 from daemon.pipeline.stages import END_BATCH, END_JOB, KeyMaker, Prober, Settings, Stages
 from daemon.pipeline.tracker import Counters, Tracker
@@ -72,6 +72,7 @@ class Pipeline(Stages):
         self._st_deliver = self.monitor.stage("deliver")
         self._st_commit = self.monitor.stage("commit")
         self._probing = 0
+        self.held = HeldBatches(ledger, deliverer, pause=settings.retry_delay)
         self.intake = Intake(self, self.monitor.stage("intake"))
         self.tracker = Tracker(self.counters, retry_delay=settings.retry_delay)
         self.probe_q: asyncio.Queue[Job] = asyncio.Queue(settings.queue_size)
@@ -128,8 +129,9 @@ class Pipeline(Stages):
         return self.s.max_in_flight - self.slots._value
 
     async def recover(self) -> None:
-        """Re-deliver batches begun before a crash, before taking new work."""
-        await recover(self.ledger, self.deliverer)
+        """Re-deliver batches an earlier run left pending (crash, give-up), before taking new work;
+        one the sink still does not take stays held (re-sent later, its keys kept back)."""
+        await self.held.recover()
 
     async def run(self) -> Counters:
         await self.recover()
@@ -141,7 +143,10 @@ class Pipeline(Stages):
             committer = tg.create_task(self._dead_stage())
             acker = tg.create_task(self.tracker.run())
             room = tg.create_task(self._serve_room())
+            resend = tg.create_task(self.held.run())
             tg.create_task(self._closer(probers, linger, deliverers, committer, acker, room=room))
+            await asyncio.wait({acker})
+            resend.cancel()  # a batch still held stays pending in the ledger for the next start
         return self.counters
 
     async def _closer(

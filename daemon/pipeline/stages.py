@@ -23,6 +23,8 @@ from daemon.ops.watchdog import StageProgress
 from daemon.pipeline.annotate import Annotator, Pairing, missing_rejection
 from daemon.pipeline.build import Builder
 from daemon.pipeline.commit import sort_results
+from daemon.pipeline.held import HeldBatches
+from daemon.pipeline.intake import Intake
 from daemon.pipeline.tracker import FINAL, Counters, Outcome, Tracker
 from daemon.pipeline.waiting import Parked, WaitingRoom
 from daemon.sinks.base import Batch, BatchItem, Deliverer, ItemResult, PermanentError, TransientError
@@ -101,6 +103,8 @@ class Stages:
     _lingering: list[Job]
     annotator: Annotator | None
     room: WaitingRoom | None
+    intake: Intake
+    held: HeldBatches
 
     # -- probe + build + batch ----------------------------------------------------------------------
     async def _probe_worker(self) -> None:
@@ -159,10 +163,11 @@ class Stages:
         except ReadError as e:
             if e.transient:
                 log.warning("read failed, will retry", key=job.ref.key, reason=str(e))
+                self.intake.note_error(job.global_key, str(e))
                 self._final(job, "retry")
                 await self.ledger.release([job.global_key])
                 return False
-            job.rejection = Rejection(stage="read", rule="read.failed", message=str(e), actual=e.status)
+            job.rejection = Rejection(stage="read", rule=e.rule, message=str(e), actual=e.actual)
         except Exception as e:
             # A bug in a parser must not stop the other objects: this one is dead-lettered
             # with the exception named, and the traceback is logged for us to fix.
@@ -239,9 +244,11 @@ class Stages:
         nbytes = batch.nbytes
         self.metrics.batch_sent(len(jobs), nbytes)
         started = time.monotonic()
+        refused = False  # for good, as a whole: the platform did not take it
         try:
             results = await self.deliverer.deliver(batch)
         except (TransientError, PermanentError) as e:
+            refused = isinstance(e, PermanentError)
             log.error(
                 "batch not delivered; messages will be retried",
                 batch_id=batch.id,
@@ -251,14 +258,20 @@ class Stages:
             results = [ItemResult(key=j.global_key, status="retryable", reason=str(e)) for j in jobs]
         outcomes, dead = sort_results(jobs, results)
         failed = all(o == "retry" for _, o, _ in outcomes)
+        # given up without an answer for any item: the platform may have taken it (answer lost),
+        # so the batch is held and re-sent as it is, never rebuilt under a new id (pipeline.held)
+        held = failed and not refused
         self.metrics.delivered(time.monotonic() - started, success=not failed)
-        if failed:
+        if held:
+            self.held.hold(batch)
+        elif failed:
             await self.ledger.abort_batch(batch.id)
         else:
             await self.ledger.finish_batch(batch.id, results, dead)
             self.counters.batches += 1
         retried = [job.global_key for job, outcome, _ in outcomes if outcome == "retry"]
-        if retried:
+        self.intake.note_errors(retried, results)
+        if retried and not held:
             await self.ledger.release(retried)
         for job, outcome, delay in outcomes:
             log.debug(

@@ -6,10 +6,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
-from daemon.core.config import Config, resolve
+from daemon.core.config import Config, ConfigError, resolve
 from daemon.core.jobs import ObjectRef
 from daemon.ledger.store import LedgerStore, open_store
 from daemon.ops.metrics import Metrics
@@ -36,7 +38,8 @@ from workers.batching import JSON_ARRAY, NDJSON
 from workers.payloads.keys import check_key, make_key
 from workers.probe.engine import probe
 from workers.probe.media import MediaInfo
-from workers.reads import RangeReader, ReadError
+from workers.reads import RangeReader, ReadError, UrlFenced
+from workers.reads.fence import Fence, host_entry_problem
 from workers.reads.file import FileReader
 from workers.reads.http import HttpReader
 from workers.reads.s3 import ChainCredentials, S3Reads, http_session
@@ -175,24 +178,59 @@ def reload_sink(deliverer: Deliverer, cfg: Config) -> None:
         deliverer.reload(labelbox_limits(k) if k.type == "labelbox" else DeliveryLimits.from_config(k))
 
 
+QUEUE_SOURCES = ("sqs", "redis", "s3-listing")
+
+
+def probe_fence(cfg: Config) -> Fence:
+    """The fence for URLs and buckets named by messages (``[probe] allowed_hosts/buckets``):
+    ``"*"`` (any public host), ``"host"``, ``"*.domain"``, ``"10.1.2.3"``, ``"10.0.0.0/8"``.
+    Defaults: the host of ``source.url_prefix`` for queue sources when set, any public host
+    otherwise; ``source.bucket`` when set, any bucket otherwise. Raises ConfigError."""
+    s = cfg.source
+    hosts = cfg.probe.allowed_hosts
+    for entry in hosts or ():
+        if (problem := host_entry_problem(entry)) is not None:
+            raise ConfigError(f"probe.allowed_hosts: {problem}")
+    if hosts is None:
+        prefix_host = urlsplit(s.url_prefix).hostname if s.url_prefix else None
+        hosts = [prefix_host] if prefix_host and s.type in QUEUE_SOURCES else ["*"]
+    buckets = cfg.probe.allowed_buckets
+    if buckets is None:
+        buckets = [s.bucket] if s.bucket else ["*"]
+    endpoint = urlsplit(cfg.aws.endpoint_url).hostname if cfg.aws.endpoint_url else None
+    return Fence(hosts=hosts, buckets=buckets, trusted=[endpoint] if endpoint else [])
+
+
 class Readers:
     """Readers for every origin: pread for files, ranged GETs for URLs and for S3 (URLs presigned
-    by our signer, through one long-lived session opened on first use and closed by ``stack``)."""
+    by our signer, through one long-lived session opened on first use and closed by ``stack``).
+
+    URLs and buckets named by messages pass :func:`probe_fence`; ``dns`` replaces the system
+    resolver behind the fence (tests)."""
 
     def __init__(
-        self, cfg: Config, stack: AsyncExitStack, credentials: ChainCredentials | None = None
+        self,
+        cfg: Config,
+        stack: AsyncExitStack,
+        credentials: ChainCredentials | None = None,
+        *,
+        dns: AbstractResolver | None = None,
     ) -> None:
         self.cfg = cfg
         self.stack = stack
         self.head = cfg.probe.head_bytes
         self.credentials = credentials or ChainCredentials()
+        self.fence = probe_fence(cfg)
+        self.dns = dns
         self._session: aiohttp.ClientSession | None = None
         self._s3: S3Reads | None = None
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = await self.stack.enter_async_context(
-                http_session(self.cfg.probe.concurrency, timeout=self.cfg.probe.timeout)
+                http_session(
+                    self.cfg.probe.concurrency, timeout=self.cfg.probe.timeout, fence=self.fence, dns=self.dns
+                )
             )
         return self._session
 
@@ -217,9 +255,11 @@ class Readers:
                 reader.close()
         elif ref.origin == "url":
             assert ref.url is not None
-            yield HttpReader(await self.session(), ref.url, size=ref.size)
+            yield HttpReader(await self.session(), ref.url, size=ref.size, fence=self.fence)
         else:
             assert ref.bucket is not None
+            if (refusal := self.fence.bucket(ref.bucket)) is not None:
+                raise UrlFenced(refusal)
             yield (await self.s3()).reader(ref.bucket, ref.key, size=ref.size, etag=ref.etag)
 
     async def probe(self, ref: ObjectRef) -> MediaInfo:
@@ -287,6 +327,8 @@ async def build_pipeline(
     """The pipeline for ``cfg``; ``prober`` replaces the real probe (benchmarks of the pipeline)."""
     ledger = await open_store(cfg, stack)
     sink = await make_sink(cfg, stack, ledger)
+    if isinstance(sink, FilesSink):
+        sink.remove_leftovers()  # what a write killed mid-way left behind
     credentials = ChainCredentials()
     readers = Readers(cfg, stack, credentials)
     builder = Builder(

@@ -11,20 +11,28 @@ file" format). Encord: ``encord-<batch id>.json``, a registration JSON with
 fsync of the folder) before the batch's messages are acknowledged. The name is the batch id,
 a pure function of the item keys: re-delivering a batch after a crash finds the file already
 there and reports the items accepted without writing a second copy.
+
+A write killed between the temp file and the rename leaves a hidden ``.<name>.<pid>.tmp``:
+:meth:`FilesSink.remove_leftovers` deletes those at start-up (not those of a process still
+running on this host: another instance writing to the same folder).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import structlog
 
+from daemon.core.processes import running
 from daemon.sinks.base import ANNOTATIONS, Batch, BatchItem, ItemResult, PermanentError, TransientError
 from workers.payloads import encord as enc
 from workers.payloads import labelbox as lb
 
 log = structlog.get_logger()
+
+_TEMP = re.compile(r"\..+\.(\d+)\.tmp")
 
 
 def document(platform: str, batch: Batch) -> bytes:
@@ -96,6 +104,26 @@ class FilesSink:
             if e.errno in (28, 122):  # ENOSPC, EDQUOT: may clear up
                 raise TransientError(f"cannot write {path}: {e.strerror}") from None
             raise PermanentError(f"cannot write {path}: {e.strerror}") from None
+
+    def remove_leftovers(self) -> list[str]:
+        """Delete the temp files killed writes left in the folder; their names."""
+        try:
+            entries = list(self.folder.iterdir())
+        except FileNotFoundError:
+            return []
+        removed: list[str] = []
+        for p in entries:
+            m = _TEMP.fullmatch(p.name)
+            if m is None or running(int(m.group(1))):
+                continue
+            try:
+                p.unlink()
+            except FileNotFoundError:  # another instance starting removed it first
+                continue
+            removed.append(p.name)
+        if removed:
+            log.info("leftover temp files removed", folder=str(self.folder), files=sorted(removed))
+        return removed
 
     async def check(self) -> None:
         try:

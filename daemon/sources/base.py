@@ -7,6 +7,11 @@ release on shutdown with ``delay=0``) and ``extend`` while work on it is long.
 
 A message whose body could not be decoded has ``error`` set and ``raw`` holding the body: the
 pipeline dead-letters it with that body and then acknowledges it (never retried forever).
+
+A message that came back more often than the source allows has ``poison`` set. Its body still
+counts: if it decodes, each object it names is dead-lettered on its own (rule
+``source.poison``), so ``ingestd dlq requeue`` can announce every one again; only a body that
+does not decode is a raw-body dead letter.
 """
 
 from __future__ import annotations
@@ -14,7 +19,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
+import msgspec
+
 from daemon.core.jobs import ObjectRef
+
+
+class Poison(msgspec.Struct, frozen=True):
+    """A message received ``count`` times, more than the source's ``limit`` allows."""
+
+    count: int
+    limit: int
+
+    def __str__(self) -> str:
+        return f"poison: received {self.count} times, more than source.max_receive_count={self.limit}"
 
 
 @runtime_checkable
@@ -32,6 +49,10 @@ class Message(Protocol):
 
     @property
     def error(self) -> str | None: ...
+
+    @property
+    def poison(self) -> Poison | None:
+        """Set when the message came back too often (see the module docstring)."""
 
     async def ack(self) -> None:
         """The work is final (delivered or dead-lettered): forget the message for good."""

@@ -26,7 +26,7 @@ from aiobotocore.session import get_session
 
 from daemon.core.config import Config
 from daemon.core.jobs import ObjectRef
-from daemon.sources.base import Message
+from daemon.sources.base import Message, Poison
 
 log = structlog.get_logger()
 
@@ -72,6 +72,10 @@ class ListingMessage:
 
     @property
     def error(self) -> str | None:
+        return None
+
+    @property
+    def poison(self) -> Poison | None:
         return None
 
     async def ack(self) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from daemon.core.jobs import ObjectRef
+from daemon.sources.base import Poison
 
 log = structlog.get_logger()
 
@@ -24,6 +25,7 @@ class LocalMessage:
     raw: bytes | None = None
     error: str | None = None
     attempts: int = 0
+    poison: Poison | None = None
     tracker: Outstanding | None = field(default=None, repr=False)
 
     async def ack(self) -> None:

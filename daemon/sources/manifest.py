@@ -163,7 +163,7 @@ class ManifestSource:
         mid = f"manifest:{self.path.name}:{n}"
         try:
             refs = make()
-        except (EntryError, msgspec.DecodeError, msgspec.ValidationError) as e:
+        except (EntryError, msgspec.DecodeError, msgspec.ValidationError, RecursionError) as e:
             return LocalMessage(id=mid, refs=[], raw=raw, error=f"{self.path.name} entry {n}: {e}")
         return LocalMessage(id=mid, refs=refs if isinstance(refs, list) else [refs])
 
@@ -193,7 +193,7 @@ class ManifestSource:
         raw = self.path.read_bytes()
         try:
             doc = msgspec.json.decode(raw)
-        except msgspec.DecodeError as e:
+        except (msgspec.DecodeError, RecursionError) as e:
             yield LocalMessage(
                 id=f"manifest:{self.path.name}:0",
                 refs=[],
@@ -231,8 +231,11 @@ class ManifestSource:
         with self.path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header: list[str] | None = None
-            for row in reader:
-                n = reader.line_num
+            for n, row in _csv_rows(reader):
+                if isinstance(row, str):  # unreadable from here on: one dead letter says where
+                    error = f"{self.path.name} line {n}: {row}; the rest of the file was not read"
+                    yield LocalMessage(id=f"manifest:{self.path.name}:{n}", refs=[], error=error)
+                    return
                 if not any(c.strip() for c in row):
                     continue
                 cols = [c.strip().lower() for c in row]
@@ -285,6 +288,22 @@ class ManifestSource:
     async def close(self) -> None:
         self._closed = True
         self.outstanding.cancel()
+
+
+def _csv_rows(reader: Any) -> Iterator[tuple[int, list[str] | str]]:
+    """(line, cells) per row; a file that stops being readable CSV ends with (line, why)."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as e:
+            yield reader.line_num + 1, f"not UTF-8 text ({e.reason})"
+            return
+        except csv.Error as e:
+            yield reader.line_num, f"not readable as CSV ({e})"
+            return
+        yield reader.line_num, row
 
 
 def _csv_line(row: list[str]) -> bytes:

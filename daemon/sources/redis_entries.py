@@ -93,5 +93,7 @@ def decode_entry(
         return Decoded(refs_from_body(body, base, skip_removed=skip_removed))
     except msgspec.DecodeError as e:
         return Decoded([], body, f"{where}: body is not valid JSON: {e}")
+    except RecursionError:
+        return Decoded([], body, f"{where}: body is nested too deeply")
     except EntryError as e:
         return Decoded([], body, f"{where}: {e}")

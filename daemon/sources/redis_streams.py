@@ -24,8 +24,9 @@ is lost when an instance dies: another one claims what it left.
   claims it itself at that moment. A delay longer than ``visibility`` is kept ours by the
   heartbeat until ``visibility`` before it is due. Nothing is copied or re-added, so the
   delivery count is Redis's own and no entry can be lost between an XACK and an XADD.
-* **Poison.** A claimed entry delivered more than ``max_deliveries`` times becomes a message
-  with ``error = "poison: delivered N times ..."``: the pipeline dead-letters it, then acks.
+* **Poison.** A claimed entry delivered more than ``max_deliveries`` times has ``poison`` set:
+  each object it names is dead-lettered on its own (rule ``source.poison``, requeue announces it
+  again); an entry that does not decode is a raw dead letter. Then it is acked.
 * **close()** stops reading, flushes acks and gives back at once (idle = ``visibility``) the
   entries this consumer holds that the pipeline never saw (a read cut off by cancellation).
   Leaving the exit stack gives back what is still in flight and, when this consumer has nothing
@@ -56,7 +57,8 @@ from redis.exceptions import ResponseError
 
 from daemon.core.config import Config, resolve
 from daemon.core.jobs import ObjectRef
-from daemon.sources.redis_entries import BODY, decode_entry, field_map, raw_fields
+from daemon.sources.base import Poison
+from daemon.sources.redis_entries import decode_entry, field_map
 from daemon.sources.redis_pending import REDIS_FAILURES, UNREACHABLE, PendingEntries, back_off
 from daemon.sources.redis_scripts import CLAIM, FORGET, Claimed, parse_claim
 
@@ -77,6 +79,7 @@ class RedisMessage:
     raw: bytes | None = None
     error: str | None = None
     deliveries: int = 1
+    poison: Poison | None = None
 
     async def ack(self) -> None:
         self.pending.acknowledge(self.entry_id)
@@ -318,21 +321,14 @@ class RedisStreamSource:
     ) -> RedisMessage:
         fm = field_map(fields)
         mid = f"redis:{self.stream}:{entry_id}"
-        if deliveries > self.max_deliveries:
-            self.poisoned += 1
-            log.warning("redis poison entry", stream=self.stream, entry=entry_id, deliveries=deliveries)
-            return RedisMessage(
-                id=mid,
-                entry_id=entry_id,
-                refs=[],
-                pending=self.pending,
-                raw=fm.get(BODY) or raw_fields(fm),
-                error=f"poison: delivered {deliveries} times (stream {self.stream!r} entry {entry_id},"
-                f" max_receive_count {self.max_deliveries})",
-                deliveries=deliveries,
-            )
         d = decode_entry(self.stream, entry_id, fm, self.base, skip_removed=self.skip_removed)
-        return RedisMessage(mid, entry_id, d.refs, self.pending, d.raw, d.error, deliveries)
+        if deliveries <= self.max_deliveries:
+            return RedisMessage(mid, entry_id, d.refs, self.pending, d.raw, d.error, deliveries)
+        poison = Poison(deliveries, self.max_deliveries)
+        self.poisoned += 1
+        log.warning("redis poison entry", stream=self.stream, entry=entry_id, deliveries=deliveries)
+        error = None if d.error is None else f"{poison} (stream {self.stream!r} entry {entry_id}); {d.error}"
+        return RedisMessage(mid, entry_id, d.refs, self.pending, d.raw, error, deliveries, poison)
 
 
 def default_consumer() -> str:

@@ -155,6 +155,8 @@ def decode_body(body: bytes | str, *, skip_removed: bool = True, _depth: int = 0
         return Decoded(refs=[], error=f"not an S3 event: {e}")
     except msgspec.DecodeError as e:
         return Decoded(refs=[], error=f"body is not JSON: {e}")
+    except RecursionError:
+        return Decoded(refs=[], error="body is nested too deeply")
     if env.Records is not None:
         return _records(env.Records, skip_removed)
     if env.Event is not None:

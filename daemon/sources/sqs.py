@@ -9,10 +9,12 @@ Life of a message (ref/pipelines.md 1.5, the complaint taxonomy):
   count requested). A receiver waits while ``max_in_flight`` messages are held or while the
   pipeline has not taken the previous batches (a bounded queue): that is the backpressure.
 * Each body is decoded (:mod:`daemon.sources.s3events`). Skip-only bodies (``s3:TestEvent``,
-  removals) are deleted at once and never handed out. A body that cannot be decoded, or a message
-  received more than ``max_receive_count`` times (poison), is handed out with ``error`` set and
-  ``refs`` empty: the pipeline dead-letters it with ``raw`` and acks it; the ack then copies it to
-  ``dead_letter_queue_url`` (if set) before deleting it. ``poison`` says which of the two it is.
+  removals) are deleted at once and never handed out. A body that cannot be decoded is handed
+  out with ``error`` set and ``refs`` empty: the pipeline dead-letters it with ``raw`` and acks
+  it. A message received more than ``max_receive_count`` times has ``poison`` set: if it still
+  decodes, the pipeline dead-letters each object it names (rule ``source.poison``), so a
+  requeue announces them again; if not, it is a raw dead letter as above. The ack of either
+  copies the body to ``dead_letter_queue_url`` (if set) before deleting it.
 * A heartbeat extends every held message before half its visibility timeout has passed
   (``ChangeMessageVisibilityBatch``, 10 a call), until it is acked or released, also while
   draining. A message received again while held keeps one identity: the newest receipt handle
@@ -42,7 +44,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from daemon.core.config import Config
-from daemon.sources.base import Message
+from daemon.sources.base import Message, Poison
 from daemon.sources.s3events import decode_body
 from daemon.sources.sqs_calls import SqsCalls, error_code, freeze_user_agent
 from daemon.sources.sqs_http import open_thin_sqs
@@ -239,42 +241,29 @@ class SqsSource:
                 held.receipt, held.visible_at = receipt, visible_at
                 continue
             count = int((raw.get("Attributes") or {}).get("ApproximateReceiveCount", "1"))
-            if count > self._max_receive:
+            poison = Poison(count, self._max_receive) if count > self._max_receive else None
+            d = decode_body(body, skip_removed=self._skip_removed)
+            error = d.error if poison is None or d.error is None else f"{poison}; {d.error}"
+            m = SqsMessage(
+                self,
+                msg_id=msg_id,
+                receipt=receipt,
+                raw=body.encode(),
+                refs=d.refs,
+                error=error,
+                receive_count=count,
+                poison=poison,
+                visible_at=visible_at,
+            )
+            if poison is not None:
                 self.stats["poison"] += 1
-                err: str | None = (
-                    f"poison: received {count} times, more than source.max_receive_count={self._max_receive}"
-                )
-                m = SqsMessage(
-                    self,
-                    msg_id=msg_id,
-                    receipt=receipt,
-                    raw=body.encode(),
-                    refs=[],
-                    error=err,
-                    receive_count=count,
-                    poison=True,
-                    visible_at=visible_at,
-                )
-            else:
-                d = decode_body(body, skip_removed=self._skip_removed)
-                m = SqsMessage(
-                    self,
-                    msg_id=msg_id,
-                    receipt=receipt,
-                    raw=body.encode(),
-                    refs=d.refs,
-                    error=d.error,
-                    receive_count=count,
-                    poison=False,
-                    visible_at=visible_at,
-                )
-                if not d.refs and d.error is None:
-                    self.stats["skipped"] += 1
-                    log.info("sqs.skipped", message_id=msg_id, skipped=d.skipped)
-                    self._held[msg_id] = m
-                    self._finish(m)
-                    self._calls.delete(m)
-                    continue
+            if not d.refs and d.error is None:
+                self.stats["skipped"] += 1
+                log.info("sqs.skipped", message_id=msg_id, skipped=d.skipped)
+                self._held[msg_id] = m
+                self._finish(m)
+                self._calls.delete(m)
+                continue
             self._held[msg_id] = m
             batch.append(m)
         if not self._has_room():
@@ -301,7 +290,7 @@ class SqsSource:
         """Final: copy to the dead-letter queue if it was dead-lettered, then delete (batched)."""
         if m.state == "done":
             return
-        if m.error is not None and self._dlq:
+        if (m.error is not None or m.poison is not None) and self._dlq:
             await self._send_to_dlq(m)
         self._finish(m)
         self._calls.delete(m)
@@ -329,7 +318,7 @@ class SqsSource:
                 QueueUrl=self._dlq,
                 MessageBody=(m.raw or b"").decode(),
                 MessageAttributes={
-                    "ingestd-error": {"DataType": "String", "StringValue": (m.error or "")[:1000]},
+                    "ingestd-error": {"DataType": "String", "StringValue": (m.error or str(m.poison))[:1000]},
                     "ingestd-source-queue": {"DataType": "String", "StringValue": self.queue_url},
                 },
             )

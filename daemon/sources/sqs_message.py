@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from daemon.core.jobs import ObjectRef
+from daemon.sources.base import Poison
 
 MAX_VISIBILITY = 43_200
 RETRY_BASE = 5.0
@@ -55,7 +56,7 @@ class SqsMessage:
         refs: list[ObjectRef],
         error: str | None,
         receive_count: int,
-        poison: bool,
+        poison: Poison | None,
         visible_at: float,
     ) -> None:
         self._source = source

@@ -24,6 +24,7 @@ from daemon.pipeline.pipeline import Pipeline
 from daemon.pipeline.stages import Settings
 from daemon.sinks.base import Batch, BatchItem
 from daemon.sinks.files import FilesSink
+from daemon.sources.base import Poison
 from workers.probe.media import MediaInfo, invalid
 from workers.reads import ObjectGone, ReadError
 
@@ -46,6 +47,7 @@ class Msg:
     refs: list[ObjectRef]
     raw: bytes | None = None
     error: str | None = None
+    poison: Poison | None = None
     log: list[tuple[str, str, float | None]] = field(default_factory=list)
 
     async def ack(self) -> None:

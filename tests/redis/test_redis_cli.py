@@ -67,3 +67,49 @@ async def test_two_cli_instances_share_a_stream(
     assert sum(s["seen"] for s in summaries) == len(names) + 1  # nothing was given to both
     assert sum(s["dead_lettered"] for s in summaries) == 1
     assert await client.xpending(stream, "g") == {"pending": 0, "min": None, "max": None, "consumers": []}
+
+
+async def test_poison_entry_is_dead_lettered_per_object_and_requeued(
+    client: Redis, redis_url: str, stream: str, tmp_path: Path
+) -> None:
+    """An entry delivered too often (consumers that died holding it) still names its object: it is
+    dead-lettered as that object (``source.poison``), and ``dlq requeue`` adds it to the stream
+    again, where the next run imports it."""
+    (tmp_path / "a.png").write_bytes(PNG)
+    entry = await client.xadd(
+        stream, {"body": json.dumps({"path": str(tmp_path / "a.png"), "global_key": "a"})}
+    )
+    await client.xgroup_create(stream, "g", id="0")
+    await client.xreadgroup("g", "cli", {stream: ">"})
+    for _ in range(5):  # what restarts that crashed holding it leave behind
+        await client.xclaim(stream, "g", "cli", 0, [entry])
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[source]\ntype = "redis"\nredis_url = "{redis_url}"\nstream = "{stream}"\ngroup = "g"\n'
+        'consumer = "cli"\nurl_prefix = "https://cdn.example.com/"\nmax_receive_count = 5\n'
+        '[sink]\npath = "out"\nlinger_ms = 20\n[ledger]\npath = "l.db"\n[log]\nlevel = "warning"\n'
+    )
+
+    def cli(command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "daemon", command, "-c", str(cfg), *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    first = await asyncio.to_thread(cli, "run", "--once")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert json.loads(first.stdout.strip().splitlines()[-1])["dead_lettered"] == 1
+    listed = await asyncio.to_thread(cli, "dlq", "list", "--json")
+    (letter,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (letter["key"], letter["rule"]) == ("a", "source.poison")
+    assert letter["actual"]["receive_count"] > 5
+    requeued = await asyncio.to_thread(cli, "dlq", "requeue", "--all")
+    assert requeued.returncode == 0 and "requeued 1" in requeued.stdout, requeued.stderr
+    second = await asyncio.to_thread(cli, "run", "--once")
+    assert json.loads(second.stdout.strip().splitlines()[-1])["delivered"] == 1
+    rows = [r for f in (tmp_path / "out").glob("labelbox-*.json") for r in json.loads(f.read_bytes())]
+    assert [r["global_key"] for r in rows] == ["a"]

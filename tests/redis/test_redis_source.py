@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from daemon.core.config import from_dict
 from daemon.core.jobs import ObjectRef
-from daemon.sources.base import Message
+from daemon.sources.base import Message, Poison
 from daemon.sources.redis_streams import RedisStreamSource, make_client, open_redis_source
 from tests.redis.stream_tools import (
     Reader,
@@ -217,7 +217,7 @@ class TestRetryAndPoison:
         assert waited >= 4 * VIS
 
     async def test_poison_after_max_receive_count(self, client: Redis, stream: str, make_source) -> None:
-        """Past max_deliveries the entry comes as an error message; acking it clears it."""
+        """Past max_deliveries the entry comes marked poison, its object still named; acking clears it."""
         (eid,) = await add(client, stream, url(1))
         src = await make_source(visibility=VIS, max_deliveries=2)
         reader = Reader(src)
@@ -226,10 +226,9 @@ class TestRetryAndPoison:
             assert (m.deliveries, m.error) == (n, None)
             await m.retry_later(0)
         (poison,) = await reader.take(1)
-        assert poison.refs == []
-        assert poison.error is not None and poison.error.startswith("poison: delivered 3 times")
-        assert eid in poison.error
-        assert poison.raw == url(1).encode()
+        assert poison.entry_id == eid
+        assert poison.poison == Poison(3, 2) and poison.error is None  # decodes: its refs still count
+        assert [r.url for r in poison.refs] == [msgspec.json.decode(url(1))]
         await poison.ack()
 
         async def cleared() -> bool:

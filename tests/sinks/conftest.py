@@ -4,14 +4,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from .fault_server import FaultServer
+from .fault_server import FaultServer, running_server
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[FaultServer]:
-    srv = FaultServer()
-    await srv.start()
-    try:
+    async with running_server() as srv:
         yield srv
-    finally:
-        await srv.stop()

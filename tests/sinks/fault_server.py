@@ -25,6 +25,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import msgspec
@@ -38,6 +39,7 @@ class Hit:
     items: int
     nbytes: int
     answer: str  # HTTP status or the fault name
+    keys: tuple[str, ...] = ()  # the items' keys, when the body could be read as NDJSON items
 
 
 class _Line(msgspec.Struct):
@@ -144,9 +146,13 @@ class FaultServer:
         fault = self._next_fault()
         lines = [ln for ln in body.split(b"\n") if ln]
         ikey = request.headers.get("Idempotency-Key", "")
+        try:
+            keys = self._keys(lines)
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError):
+            keys = []
 
         def hit(answer: str) -> None:
-            self.hits.append(Hit(arrived, ikey, len(lines), len(body), answer))
+            self.hits.append(Hit(arrived, ikey, len(lines), len(body), answer, tuple(keys)))
 
         if self.max_body is not None and len(body) > self.max_body:
             hit("413")
@@ -154,11 +160,7 @@ class FaultServer:
         if fault is not None:
             hit(fault)
             return await self._fault(request, fault, lines)
-        keys = (
-            [msgspec.json.decode(ln, type=_Line).key for ln in lines]
-            if self.key_field == "key"
-            else [str(msgspec.json.decode(ln)[self.key_field]) for ln in lines]
-        )
+        keys = self._keys(lines)
         if self.bad_mode == "422":
             bad = [k for k in keys if k in self.bad_keys]
             if bad:
@@ -166,6 +168,11 @@ class FaultServer:
                 return web.json_response({"message": f"item {bad[0]}: {self.bad_keys[bad[0]]}"}, status=422)
         hit("200")
         return web.json_response({"results": self._store(keys, lines)})
+
+    def _keys(self, lines: list[bytes]) -> list[str]:
+        if self.key_field == "key":
+            return [msgspec.json.decode(ln, type=_Line).key for ln in lines]
+        return [str(msgspec.json.decode(ln)[self.key_field]) for ln in lines]
 
     def _store(self, keys: list[str], lines: list[bytes]) -> list[dict[str, str]]:
         results = []
@@ -200,17 +207,23 @@ class FaultServer:
             await self._release.wait()
             return web.Response(status=599)
         if name == "lost":
-            keys = (
-                [msgspec.json.decode(ln, type=_Line).key for ln in lines]
-                if self.key_field == "key"
-                else [str(msgspec.json.decode(ln)[self.key_field]) for ln in lines]
-            )
-            for r in self._store(keys, lines):
+            for r in self._store(self._keys(lines), lines):
                 if r["status"] == "accepted":
                     self.lost_keys.add(r["key"])
         assert request.transport is not None
         request.transport.abort()
         return web.Response(status=599)  # never written: the connection is gone
+
+
+@asynccontextmanager
+async def running_server() -> AsyncIterator[FaultServer]:
+    """A started :class:`FaultServer`, stopped on exit."""
+    srv = FaultServer()
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
 
 
 def max_in_window(times: list[float], window: float) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,22 @@ class TestAtomicity:
         sink = FilesSink(tmp_path / "a" / "b", "encord")
         await sink.check()
         assert (tmp_path / "a" / "b").is_dir()
+
+
+class TestLeftovers:
+    def test_temp_files_of_killed_writes_are_removed_at_start(self, tmp_path: Path) -> None:
+        """A write killed between the temp file and the rename leaves ``.<name>.<pid>.tmp``;
+        the next start removes it, but not a temp file of a process still running (another
+        instance writing now) nor anything else in the folder."""
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        leftover = tmp_path / f".labelbox-abc.json.{dead.pid}.tmp"
+        live = tmp_path / f".labelbox-def.json.{os.getpid()}.tmp"
+        kept = [tmp_path / "labelbox-abc.json", tmp_path / ".hidden", tmp_path / "x.tmp"]
+        for p in [leftover, live, *kept]:
+            p.write_bytes(b"[")
+        assert FilesSink(tmp_path, "labelbox").remove_leftovers() == [leftover.name]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [live, *kept])
+
+    def test_no_folder_yet(self, tmp_path: Path) -> None:
+        assert FilesSink(tmp_path / "out", "labelbox").remove_leftovers() == []

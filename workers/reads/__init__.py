@@ -10,14 +10,38 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from workers.reads.fence import Refusal
+
 
 class ReadError(Exception):
-    """A read failed. ``transient`` says whether a retry may fix it; ``status`` is the HTTP status."""
+    """A read failed. ``transient`` says whether a retry may fix it; ``status`` is the HTTP status.
+
+    ``rule`` names the failure for a dead letter and ``actual`` the value it found.
+    """
+
+    rule = "read.failed"
 
     def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
+
+    @property
+    def actual(self) -> object:
+        return self.status
+
+
+class UrlFenced(ReadError):
+    """The fence (:mod:`workers.reads.fence`) refused a URL, an address or a bucket: final."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(f"{refusal.host}: {refusal.reason}", transient=False)
+        self.rule = refusal.rule
+        self.refusal = refusal
+
+    @property
+    def actual(self) -> object:
+        return self.refusal.host
 
 
 class ObjectGone(ReadError):

@@ -19,13 +19,17 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from workers.reads import ObjectGone, ReadError
+from workers.reads.fence import Fence
+from workers.reads.http import FencedResolver, fenced_error, read_capped
 from workers.sigv4 import Credentials
 from workers.urls import S3UrlSigner
 
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)\s*$")
 _CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
+_ERROR_BODY = 65536
 _TRANSIENT_403 = frozenset({"ExpiredToken", "RequestTimeTooSkewed", "TokenRefreshRequired"})
 
 
@@ -70,10 +74,23 @@ class ChainCredentials:
         return self._frozen
 
 
-def http_session(concurrency: int, *, timeout: float = 30.0) -> aiohttp.ClientSession:
-    """The one long-lived session for ranged reads: pool sized to the probe concurrency."""
+def http_session(
+    concurrency: int,
+    *,
+    timeout: float = 30.0,
+    fence: Fence | None = None,
+    dns: AbstractResolver | None = None,
+) -> aiohttp.ClientSession:
+    """The one long-lived session for ranged reads: pool sized to the probe concurrency.
+
+    With a ``fence``, names resolve through :class:`FencedResolver` (only allowed addresses
+    are connected to); ``dns`` is the resolver behind it (default: aiohttp's).
+    """
+    resolver = FencedResolver(fence, dns) if fence is not None else dns
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, ttl_dns_cache=300),
+        connector=aiohttp.TCPConnector(
+            limit=concurrency, limit_per_host=concurrency, ttl_dns_cache=300, resolver=resolver
+        ),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0)),
@@ -136,9 +153,19 @@ class S3Reader:
         self.requests += 1
         try:
             async with r.http.get(url, headers=headers, allow_redirects=False) as resp:
-                body = await resp.read()
                 status = resp.status
+                # never more than asked for (an error's body: enough for its <Code>)
+                limit = {206: length, 200: offset + length}.get(status, _ERROR_BODY)
+                body = await read_capped(resp, limit)
                 content_range = resp.headers.get("Content-Range", "")
+                total = resp.content_length
+        except aiohttp.ClientConnectorError as e:
+            fenced = fenced_error(e)
+            if fenced is not None:
+                raise fenced from None
+            raise ReadError(
+                f"{self.name}: read at {offset}: {type(e).__name__}: {e}", transient=True
+            ) from None
         except (TimeoutError, aiohttp.ClientError) as e:
             raise ReadError(
                 f"{self.name}: read at {offset}: {type(e).__name__}: {e}", transient=True
@@ -149,7 +176,7 @@ class S3Reader:
                 self._size = int(m.group(1))
             return body
         if status == 200:  # the whole object (a server that ignores Range)
-            self._size = len(body)
+            self._size = total if total is not None else len(body)
             return body[offset : offset + length]
         if status == 416:
             m = _CONTENT_RANGE_TOTAL.search(content_range)
