@@ -15,9 +15,11 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 
-from daemon.core.config import SinkConfig, TargetConfig, load_secret
+from daemon.core.config import AnnotationsConfig, SinkConfig, TargetConfig, load_secret
 from daemon.sinks.delivery import Deliverer, DeliveryLimits
 from daemon.sinks.labelbox.client import LabelboxClient
+from daemon.sinks.labelbox.imports import Importer, ImportSettings
+from daemon.sinks.labelbox.project import ProjectRows, ProjectSettings
 from daemon.sinks.labelbox.refresher import UrlExpiries, UrlRefresher
 from daemon.sinks.labelbox.sink import Checkpoints, LabelboxSink, Settings
 from daemon.sinks.labelbox.tasks import TaskPoller
@@ -51,6 +53,7 @@ async def open_labelbox_deliverer(
     environ: dict[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
     poll_interval: float | None = None,
+    annotations: AnnotationsConfig | None = None,
 ) -> Deliverer:
     """The session (closed by ``stack``), client, poller and sink behind a :class:`Deliverer`.
 
@@ -76,5 +79,28 @@ async def open_labelbox_deliverer(
     poller = TaskPoller(client, interval=cfg.poll_interval if poll_interval is None else poll_interval)
     settings = Settings(dataset=target.dataset, upsert=cfg.upsert, task_deadline=cfg.task_deadline)
     sink = LabelboxSink(client, poller, checkpoints, settings, expiries=expiries)
+    if target.project and checkpoints is not None:
+        interval = poller.interval
+        sink.project = ProjectRows(
+            client,
+            poller,
+            checkpoints,
+            ProjectSettings(
+                project=target.project,
+                priority=target.priority,
+                consensus_labels=target.consensus_labels,
+                consensus_coverage=target.consensus_coverage,
+                batch_async_at=target.batch_async_at,
+                interval=interval,
+                task_deadline=cfg.task_deadline,
+            ),
+            sink.row_ids,
+        )
+        a = annotations or AnnotationsConfig()
+        sink.importer = Importer(
+            client,
+            sink.project,
+            ImportSettings(kind=a.kind, rows_per_file=a.rows_per_file, interval=interval),
+        )
     stack.push_async_callback(sink.aclose)
     return Deliverer(sink, endpoint, limits, clock=clock, split_on=())
