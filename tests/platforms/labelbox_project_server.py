@@ -45,7 +45,7 @@ _OPS = (
     "batches",
     "project",
 )
-_OP = re.compile(r"\{\s*(" + "|".join(_OPS) + r")\s*\(")
+_OP = [(op, re.compile(r"\b" + op + r"\s*\(")) for op in _OPS]  # the first that matches names it
 
 
 @dataclass
@@ -90,8 +90,7 @@ class ProjectServer(LabelboxServer):
         return web.Response(status=404) if body is None else web.Response(body=body)
 
     def _root(self, query: str) -> str:
-        m = _OP.search(query)
-        return m.group(1) if m else super()._root(query)
+        return next((op for op, pattern in _OP if pattern.search(query)), None) or super()._root(query)
 
     def imported_lines(self, kind: str | None = None) -> list[dict[str, Any]]:
         return [ln for j in self.jobs.values() if kind in (None, j.kind) for ln in j.lines]
