@@ -78,12 +78,17 @@ class ProjectRows:
         self._row_ids = row_ids
         self._sleep = sleep
         self._view: ProjectView | None = None
+        self._reading = asyncio.Lock()
         self.project_reads = 0
         self.batches_created = 0
         self.rows_placed = 0
 
     async def view(self, *, fresh: bool = False) -> ProjectView:
-        if self._view is None or fresh:
+        """The project (read once; again when ``fresh``); concurrent callers share one read."""
+        seen = self._view
+        async with self._reading:
+            if self._view is not None and (not fresh or self._view is not seen):
+                return self._view
             data = await self.client.query(prj.PROJECT, {"projectId": self.s.project}, prj.ProjectData)
             self.project_reads += 1
             if data.project is None:
