@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from tests.annotations.conftest import DATA
+from tests.annotations.test_annotation_ontology import covering
 from tests.platforms.labelbox_project_server import ProjectServer
 from tests.platforms.test_labelbox_cli import names, run, start, tiny_png
 
+# the seed's frames reach 1,200 and its masks are 1920x1080: a gray H.264 video that size, made with
+# ffmpeg -f lavfi -i color=c=gray:s=1920x1080:r=30 -frames:v 1210 -c:v libx264 -preset ultrafast
+#   -crf 51 -g 1210 -pix_fmt yuv420p
+LONG_VIDEO = Path(__file__).resolve().parent / "data" / "gray-1920x1080-1210f.mp4"
 ONTOLOGY = {
     "tools": [{"name": "box", "tool": "rectangle"}],
     "classifications": [
@@ -52,7 +60,8 @@ def setup(tmp_path: Path, ps: ProjectServer, n: int, *, kind: str = "mal", extra
         lines = [box(name), {"name": "weather", "answer": {"name": "sunny"}, "dataRow": {"globalKey": name}}]
         sidecar.write_text("".join(json.dumps(x) + "\n" for x in lines))
         listed += [name, sidecar.name]
-    (media / "m.ndjson").write_text("".join(json.dumps(p) + "\n" for p in listed))
+    if listed:
+        (media / "m.ndjson").write_text("".join(json.dumps(p) + "\n" for p in listed))
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         '[source]\ntype = "manifest"\npath = "media/m.ndjson"\nurl_prefix = "https://cdn.example.com/"\n'
@@ -141,3 +150,40 @@ class TestProjectImports:
         assert summary["dead_lettered"] == 0 and summary["unfinished"] == 0, summary
         assert sorted(ps.creations) == names(5) and max(ps.creations.values()) == 1
         assert set(ps.job_creations.values()) == {1} and len(ps.imported_lines()) == 10
+
+
+class TestSeedExample:
+    async def test_every_step_5_annotation_type_goes_through(self, tmp_path: Path) -> None:
+        """Seed 002 Step 5: every example (video tools, masks, global / frame / temporal
+        classifications, nested) on one video, validated against the project's ontology
+        (read from the server), imported as ground truth in one job, every line accepted."""
+        seed = json.loads((DATA / "seed_ontology.json").read_text())
+        normalized = msgspec.to_builtins(covering(seed))
+        ps = ProjectServer(media_type="VIDEO", normalized=normalized)
+        await ps.start()
+        try:
+            media = tmp_path / "media"
+            media.mkdir()
+            shutil.copy(LONG_VIDEO, media / "street.mp4")
+            examples = json.loads((DATA / "seed_examples.json").read_text())
+            # the seed's one slip (a nested checklist answer as one object) fixed, as in
+            # tests/annotations/test_annotation_ontology.py
+            nested = examples["nested_checklist_annotation_ndjson"]["answer"][0]["classifications"][0]
+            nested["answer"] = [nested["answer"]]
+            # ... and its two "instances" that are the same line twice kept once (same uuid)
+            unique = [v for i, v in enumerate(examples.values()) if v not in list(examples.values())[:i]]
+            assert len(unique) == len(examples) - 1
+            lines = [{**v, "dataRow": {"globalKey": "street.mp4"}} for v in unique]
+            (media / "street.mp4.labels.ndjson").write_text("".join(json.dumps(x) + "\n" for x in lines))
+            (media / "m.ndjson").write_text('"street.mp4"\n"street.mp4.labels.ndjson"\n')
+            cfg = setup(tmp_path, ps, 0, kind="ground_truth")
+            code, summary, text = await run(cfg)
+            assert code == 0, text[-3000:]
+            assert summary["dead_lettered"] == 0, dead(tmp_path)
+            assert ps.in_project == {"street.mp4": next(iter(ps.batches))}
+            [job] = ps.jobs.values()
+            assert job.kind == "ground_truth" and job.state == "FINISHED"
+            assert len(job.lines) == len(unique)
+            assert b"FAILURE" not in ps.status_files[job.id]
+        finally:
+            await ps.stop()
