@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack
 import pytest
 
 from daemon.core.config import AnnotationsConfig, SinkConfig, TargetConfig
+from daemon.ops.metrics import Metrics
 from daemon.sinks.base import ANNOTATIONS, Batch, BatchItem
 from daemon.sinks.delivery import Deliverer
 from daemon.sinks.labelbox import open_labelbox_deliverer
@@ -120,6 +121,8 @@ class TestImports:
             results = await d.deliver(Batch.of(notes))
             again = await d.deliver(Batch.of(notes))  # a re-delivery finds the jobs by name
         assert set(statuses(results).values()) == {"accepted"} == set(statuses(again).values())
+        stats = d.stats  # type: ignore[attr-defined]
+        assert stats.imports == {"started": 2, "finished": 4} and stats.import_lines == {"imported": 8}
         assert len(ps.jobs) == 2 and set(ps.job_creations.values()) == {1}  # 2 rows per file
         assert {j.kind for j in ps.jobs.values()} == {kind} and len(ps.imported_lines()) == 4
         mal = "createModelAssistedLabelingPredictionImport"
@@ -133,6 +136,7 @@ class TestImports:
             d = await self._rows(stack, ps, MemoryCheckpoints({}), "mal")
             results = await d.deliver(Batch.of([note("k0000", "a", "b"), note("k0001", "a")]))
         assert statuses(results) == {"k0000.labels.ndjson": "rejected", "k0001.labels.ndjson": "accepted"}
+        assert d.stats.import_lines == {"imported": 2, "failed": 1}  # type: ignore[attr-defined]
         why = next(r.reason for r in results if r.status == "rejected") or ""
         assert "k0000" in why and "'b'" in why and "u-k0000-b" in why and "is not in the ontology" in why
 
@@ -185,3 +189,12 @@ class TestImports:
             assert ps.count("project") == 1
             await project.ontology(True)
         assert ps.count("project") == 2
+
+
+def test_metrics_show_imports_by_state_and_lines_by_outcome() -> None:
+    m = Metrics("test")
+    m.annotation_imports, m.annotation_lines = {"finished": 2, "failed": 1}, {"imported": 9, "failed": 3}
+    text = m.exposition().decode()
+    assert 'ingestd_annotation_imports_total{state="finished"} 2.0' in text
+    assert 'ingestd_annotation_lines_total{outcome="failed"} 3.0' in text
+    assert m.snapshot()["annotation_imports"] == {"finished": 2, "failed": 1}

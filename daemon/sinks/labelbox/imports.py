@@ -50,11 +50,6 @@ class ImportSettings(msgspec.Struct, frozen=True, kw_only=True):
     deadline: float = 3600.0
 
 
-class ImportStats(msgspec.Struct, kw_only=True):
-    jobs: Counter[str] = msgspec.field(default_factory=Counter)  # state -> jobs
-    lines: Counter[str] = msgspec.field(default_factory=Counter)  # outcome -> lines
-
-
 class _Job(msgspec.Struct):
     items: list[BatchItem]
     ndjson: bytes
@@ -78,7 +73,7 @@ class Importer:
         self.project = project
         self.s = settings
         self._sleep = sleep
-        self.stats = ImportStats()
+        self.stats = client.endpoint.stats  # imports by state, import_lines by outcome (metrics)
 
     async def deliver(self, items: list[BatchItem]) -> list[ItemResult]:
         results: list[ItemResult] = []
@@ -143,7 +138,7 @@ class Importer:
                 raise TransientError(f"Labelbox import {name} ({view.id}) cannot be read by name")
             view = read
         await self.project.ckpt.put_checkpoint(ckpt, f"{view.state}:{view.id}")
-        self.stats.jobs[view.state.lower()] += 1
+        self.stats.imports[view.state.lower()] += 1
         return await self._outcome(job, view)
 
     async def _create(self, job: _Job, name: str) -> ImportJob:
@@ -167,7 +162,7 @@ class Importer:
         created = imp.job_of(kind, data, created=True)
         if created is None:
             raise TransientError(f"Labelbox import {name}: the create answer holds no job")
-        self.stats.jobs["started"] += 1
+        self.stats.imports["started"] += 1
         log.info("labelbox.import_started", name=name, job=created.id, kind=kind, items=len(job.items))
         return created
 
@@ -185,7 +180,7 @@ class Importer:
         lines_of = Counter(line.item for line in job.uuids.values())
         if view.state == "FAILED" and not view.statusFileUrl:
             why = f"Labelbox import job {view.id} ({view.name}) FAILED without a status file"
-            self.stats.lines["failed"] += sum(lines_of.values())
+            self.stats.import_lines["failed"] += sum(lines_of.values())
             log.warning("labelbox.import_failed", job=view.id, name=view.name, items=len(job.items))
             return [ItemResult(key=i.key, status="rejected", reason=why) for i in job.items]
         failures: dict[str, list[str]] = {}
@@ -204,8 +199,10 @@ class Importer:
         out: list[ItemResult] = []
         for item in job.items:
             failed = failures.get(item.key, [])
-            self.stats.lines["failed"] += len(failed)
-            self.stats.lines["imported"] += max(0, lines_of[item.key] - len(failed))
+            self.stats.import_lines.update(
+                {"failed": len(failed), "imported": max(0, lines_of[item.key] - len(failed))}
+            )
+            self.stats.import_lines += Counter()  # drops outcomes still at zero
             if not failed:
                 out.append(ItemResult(key=item.key, status="accepted"))
                 continue
