@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.platforms.labelbox_server import LabelboxServer, Task, _data, _error
+from tests.platforms.labelbox_server import LabelboxServer, Request, Task, _data, _error
 
 _OPS = (
     "createModelAssistedLabelingPredictionImport",
@@ -87,6 +87,7 @@ class ProjectServer(LabelboxServer):
 
     async def _status_file(self, request: web.Request) -> web.Response:
         body = self.status_files.get(request.match_info["id"])
+        self.requests.append(Request("statusFile", {"id": request.match_info["id"]}, "200"))
         return web.Response(status=404) if body is None else web.Response(body=body)
 
     def _root(self, query: str) -> str:
