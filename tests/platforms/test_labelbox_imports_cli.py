@@ -18,7 +18,7 @@ import pytest
 from tests.annotations.conftest import DATA
 from tests.annotations.test_annotation_ontology import covering
 from tests.platforms.labelbox_project_server import ProjectServer
-from tests.platforms.test_labelbox_cli import names, run, start, tiny_png
+from tests.platforms.test_labelbox_cli import KEY, names, run, start, tiny_png
 
 # the seed's frames reach 1,200 and its masks are 1920x1080: a gray H.264 video that size, made with
 # ffmpeg -f lavfi -i color=c=gray:s=1920x1080:r=30 -frames:v 1210 -c:v libx264 -preset ultrafast
@@ -109,6 +109,10 @@ class TestProjectImports:
         stage, message = letters["img00000.png.labels.ndjson"]
         assert stage == "annotation" and "Classification weather is not allowed here" in message
         assert "'weather'" in message and "uuid" in message and "img00000.png" in message
+        code, _, listed = await run(cfg, KEY, "dlq", "list", "-c", str(cfg), "--stage", "annotation")
+        assert code == 0 and listed.count("[annotation]") == 4
+        code, _, listed = await run(cfg, KEY, "dlq", "list", "-c", str(cfg), "--stage", "deliver")
+        assert code == 0 and "[annotation]" not in listed
 
     async def test_unknown_feature_is_refused_before_upload(self, tmp_path: Path, ps: ProjectServer) -> None:
         cfg = setup(tmp_path, ps, 2)

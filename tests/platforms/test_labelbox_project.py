@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
+import msgspec
 import pytest
 
 from daemon.core.config import AnnotationsConfig, SinkConfig, TargetConfig
@@ -139,6 +140,17 @@ class TestImports:
         assert d.stats.import_lines == {"imported": 2, "failed": 1}  # type: ignore[attr-defined]
         why = next(r.reason for r in results if r.status == "rejected") or ""
         assert "k0000" in why and "'b'" in why and "u-k0000-b" in why and "is not in the ontology" in why
+
+    async def test_large_files_go_by_url(self, ps: ProjectServer) -> None:
+        """Above inline_bytes the NDJSON is uploaded with uploadFile and the job created by fileUrl."""
+        async with AsyncExitStack() as stack:
+            d = await self._rows(stack, ps, MemoryCheckpoints({}), "ground_truth")
+            importer = d.sink.importer  # type: ignore[attr-defined]
+            importer.s = msgspec.structs.replace(importer.s, inline_bytes=10)
+            results = await d.deliver(Batch.of([note("k0000", "a", "b")]))
+        assert set(statuses(results).values()) == {"accepted"}
+        [create] = [r for r in ps.requests if r.operation == "createLabelImport"]
+        assert create.variables["fileUrl"] in ps.files and len(ps.imported_lines()) == 2
 
     async def test_failed_without_status_file_refuses_all_with_the_job_id(self, ps: ProjectServer) -> None:
         ps.fail_jobs = True
