@@ -144,6 +144,14 @@ class TestProjectImports:
         assert len(ps.jobs) == 1 and set(ps.job_creations.values()) == {1}
         assert summary["dead_lettered"] == 0
 
+    async def test_check_reads_the_project(self, tmp_path: Path, ps: ProjectServer) -> None:
+        cfg = setup(tmp_path, ps, 1)
+        code, _, text = await run(cfg, KEY, "check", "-c", str(cfg))
+        assert code == 0 and "ok    sink reachable" in text and "labelbox.project" in text
+        ps.project_id = "proj-other"
+        code, _, text = await run(cfg, KEY, "check", "-c", str(cfg))
+        assert code == 1 and "FAIL  sink reachable" in text and "Project proj-1 not found" in text
+
     async def test_5xx_storm_and_rate_limits_lose_and_double_nothing(
         self, tmp_path: Path, ps: ProjectServer
     ) -> None:

@@ -79,7 +79,7 @@ async def open_labelbox_deliverer(
     poller = TaskPoller(client, interval=cfg.poll_interval if poll_interval is None else poll_interval)
     settings = Settings(dataset=target.dataset, upsert=cfg.upsert, task_deadline=cfg.task_deadline)
     sink = LabelboxSink(client, poller, checkpoints, settings, expiries=expiries)
-    if target.project and checkpoints is not None:
+    if target.project:  # without a ledger (ingestd check) only the project read is possible
         interval = poller.interval
         sink.project = ProjectRows(
             client,
@@ -92,6 +92,7 @@ async def open_labelbox_deliverer(
                 consensus_coverage=target.consensus_coverage,
                 batch_async_at=target.batch_async_at,
                 interval=interval,
+                processed_deadline=cfg.task_deadline,
                 task_deadline=cfg.task_deadline,
             ),
             sink.row_ids,
@@ -100,7 +101,9 @@ async def open_labelbox_deliverer(
         sink.importer = Importer(
             client,
             sink.project,
-            ImportSettings(kind=a.kind, rows_per_file=a.rows_per_file, interval=interval),
+            ImportSettings(
+                kind=a.kind, rows_per_file=a.rows_per_file, interval=interval, deadline=cfg.task_deadline
+            ),
         )
     stack.push_async_callback(sink.aclose)
     return Deliverer(sink, endpoint, limits, clock=clock, split_on=())

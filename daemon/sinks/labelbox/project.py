@@ -65,7 +65,7 @@ class ProjectRows:
         self,
         client: LabelboxClient,
         poller: TaskPoller,
-        checkpoints: Checkpoints,
+        checkpoints: Checkpoints | None,
         settings: ProjectSettings,
         row_ids: RowIds,
         *,
@@ -73,7 +73,7 @@ class ProjectRows:
     ) -> None:
         self.client = client
         self.poller = poller
-        self.ckpt = checkpoints
+        self._ckpt = checkpoints
         self.s = settings
         self._row_ids = row_ids
         self._sleep = sleep
@@ -99,6 +99,12 @@ class ProjectRows:
     async def ontology(self, fresh: bool = False) -> bytes | None:
         """The project's normalized ontology (read once; ``fresh`` after a miss)."""
         return (await self.view(fresh=fresh)).ontology_json()
+
+    @property
+    def ckpt(self) -> Checkpoints:
+        if self._ckpt is None:
+            raise PermanentError("labelbox project opened without a ledger (check only)")
+        return self._ckpt
 
     async def placed(self, key: str) -> bool:
         return bool(await self.ckpt.get_checkpoint(in_project_name(key)))
