@@ -29,13 +29,15 @@ from daemon.core.config import AnnotationsConfig
 from daemon.core.jobs import Job, ObjectRef, Rejection
 from daemon.ledger.records import FinalState, fold
 from daemon.ledger.store import LedgerStore
+from daemon.sinks.base import PermanentError, TransientError
 from workers.annotations.encode import encode_ndjson
 from workers.annotations.facts import MediaFacts
-from workers.annotations.ontology import Ontology, load_ontology
+from workers.annotations.ontology import Ontology, OntologyError, load_ontology
 from workers.annotations.problems import Problem, errors
 from workers.annotations.sidecar import LoadOptions, load_sidecar
 from workers.annotations.validate import validate_lines
 from workers.probe.media import MediaInfo
+from workers.reads import ReadError
 
 KIND = "ANNOTATIONS"  # BatchItem.kind of an annotation item
 MAX_LISTED = 5  # problems quoted in one dead letter's message
@@ -159,8 +161,13 @@ class Annotator:
     async def _ontology(self, fresh: bool) -> Ontology | None:
         if self.ontologies is None:
             return self.ontology
-        raw = await self.ontologies(fresh)
-        return load_ontology(raw) if raw else None
+        try:
+            raw = await self.ontologies(fresh)
+            return load_ontology(raw) if raw else None
+        except TransientError as e:  # the sidecar goes back to the source and comes again
+            raise ReadError(f"the project's ontology: {e}", transient=True) from None
+        except (PermanentError, OntologyError) as e:
+            raise ReadError(f"the project's ontology: {e}", transient=False) from None
 
     def pair(self, job: Job) -> Pairing | None:
         """The sidecar's pairing, or None for media. Raises ValueError for an unusable media key."""

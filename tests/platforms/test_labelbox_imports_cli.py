@@ -144,6 +144,29 @@ class TestProjectImports:
         assert len(ps.jobs) == 1 and set(ps.job_creations.values()) == {1}
         assert summary["dead_lettered"] == 0
 
+    async def test_an_unreadable_ontology_gives_the_sidecar_back(
+        self, tmp_path: Path, ps: ProjectServer
+    ) -> None:
+        """An unknown feature makes the annotation stage read the ontology again; that read fails
+        (5xx) twice: the sidecar is retried, then refused for its feature, never for the 5xx."""
+        failed: list[int] = []
+
+        def plan(n: int, op: str) -> str | None:
+            if op == "project" and ps.count("createBatchV2") and len(failed) < 2:
+                failed.append(n)
+                return "500"
+            return None
+
+        cfg = setup(tmp_path, ps, 2)
+        (tmp_path / "media" / "img00001.png.labels.ndjson").write_text(json.dumps(box("img00001.png", "bx")))
+        ps.plan = plan
+        _, summary, text = await run(cfg)  # exit 1: a --once run counts the given-back attempts
+        assert len(failed) == 2 and (summary["delivered"], summary["dead_lettered"]) == (3, 1), summary
+        assert text.count("the project's ontology: Labelbox at 127.0.0.1/graphql: Internal server error") == 2
+        stage, message = dead(tmp_path)["img00001.png.labels.ndjson"]
+        assert stage == "annotation" and "'box'" in message
+        assert len(ps.imported_lines()) == 2 and set(ps.job_creations.values()) == {1}
+
     async def test_check_reads_the_project(self, tmp_path: Path, ps: ProjectServer) -> None:
         cfg = setup(tmp_path, ps, 1)
         code, _, text = await run(cfg, KEY, "check", "-c", str(cfg))
