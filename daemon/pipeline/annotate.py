@@ -19,6 +19,7 @@ without the suffix, whose global key is made the same way as the media's own.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -171,6 +172,15 @@ class Annotator:
 
     def pair(self, job: Job) -> Pairing | None:
         """The sidecar's pairing, or None for media. Raises ValueError for an unusable media key."""
+        meta = job.ref.metadata or {}
+        if "annotations_for" in meta:  # named by a manifest entry (daemon.sources.manifest)
+            try:
+                media = msgspec.convert(meta["annotations_for"], ObjectRef)
+            except msgspec.ValidationError as e:
+                raise ValueError(f"annotations_for: {e}") from None
+            where = job.ref.url or job.ref.path or job.ref.key
+            suffix = posixpath.splitext(urlsplit(where).path)[1] or ".ndjson"
+            return Pairing(media, self.key_for(media), suffix)
         found = self.sidecars.media_of(job.ref)
         if found is None:
             return None
@@ -195,7 +205,11 @@ class Annotator:
         return await self.build(job, pairing)
 
     async def build(self, job: Job, pairing: Pairing) -> Prepared:
-        data = await self.reads.read_all(job.ref, self.cfg.max_bytes)
+        inline = (job.ref.metadata or {}).get("annotations_inline")
+        if inline is not None:
+            data = b"".join(msgspec.json.encode(x) + b"\n" for x in inline)
+        else:
+            data = await self.reads.read_all(job.ref, self.cfg.max_bytes)
         info = await self.reads.probe(pairing.media)
         facts = MediaFacts.from_media_info(info) if info.valid else None
         lines, problems = load_sidecar(

@@ -10,6 +10,10 @@ Each entry is one message. Accepted entry forms:
   spec (``{"videos": [...], "images": [...], "audio": [...]}``) as the file's top level;
 * a generic object with ``url`` or ``path`` (plus ``global_key``, ``title``, ``metadata``).
 
+Any object entry may carry ``annotations``: the location of its annotation file (URL, ``s3://``
+or path) or the annotation lines inline (a list of Labelbox NDJSON objects). The entry then
+announces two objects, the media and its sidecar (see ``daemon.pipeline.annotate``).
+
 CSV: a header row naming the columns (case-insensitive): ``url``/``path``/``row_data``/
 ``objecturl``, optionally ``global_key``, ``external_id``, ``title``/``video title``/
 ``image title``. Encord's CSV headings are therefore accepted as they are.
@@ -84,7 +88,7 @@ def ref_from_entry(entry: Any, base: Path) -> ObjectRef:
             f"entry must have exactly one of {list(_URL_KEYS)}, found {found or 'none'} "
             f"(keys: {sorted(entry)[:10]})"
         )
-    extra = set(entry) - set(_URL_KEYS) - set(_PASSTHROUGH) - set(_REDERIVED) - {"metadata"}
+    extra = set(entry) - set(_URL_KEYS) - set(_PASSTHROUGH) - set(_REDERIVED) - {"metadata", "annotations"}
     if extra:
         raise EntryError(f"unknown keys in entry: {sorted(extra)}")
     meta = {k: entry[k] for k in _PASSTHROUGH if entry.get(k) is not None}
@@ -93,6 +97,32 @@ def ref_from_entry(entry: Any, base: Path) -> ObjectRef:
     if "global_key" in meta and not isinstance(meta["global_key"], str):
         raise EntryError(f"global_key must be a string, got {meta['global_key']!r}")
     return ref_from_target(entry[found[0]], base, meta or None)
+
+
+def refs_from_entry(entry: Any, base: Path) -> list[ObjectRef]:
+    """The objects one entry announces: its media, and its annotations when it names them."""
+    media = ref_from_entry(entry, base)
+    notes = entry.get("annotations") if isinstance(entry, dict) else None
+    if notes is None:
+        return [media]
+    return [media, sidecar_ref(media, notes, base)]
+
+
+def sidecar_ref(media: ObjectRef, notes: Any, base: Path) -> ObjectRef:
+    """The sidecar of ``media`` given in a manifest: a location, or lines inline.
+
+    Its key is the media's key plus ``.labels.ndjson`` (inline) or the location's own name, so it
+    gets a global key of its own; ``metadata.annotations_for`` names the media it labels."""
+    target = {k: v for k, v in msgspec.structs.asdict(media).items() if v is not None}
+    if isinstance(notes, list):
+        if not all(isinstance(x, dict) for x in notes):
+            raise EntryError("annotations inline must be a list of objects (Labelbox NDJSON lines)")
+        meta = {"annotations_for": target, "annotations_inline": notes}
+        return ObjectRef(origin="file", key=f"{media.key}.labels.ndjson", metadata=meta)
+    if not isinstance(notes, str):
+        raise EntryError(f"annotations must be a location or a list of lines, got {type(notes).__name__}")
+    ref = ref_from_target(notes, base, {"annotations_for": target})
+    return msgspec.structs.replace(ref, key=f"{media.key}#{ref.key}")
 
 
 def _encord_spec(doc: dict[str, Any]) -> Iterator[Any]:
@@ -132,10 +162,10 @@ class ManifestSource:
     def _message(self, n: int, raw: bytes, make: Any) -> LocalMessage:
         mid = f"manifest:{self.path.name}:{n}"
         try:
-            ref = make()
+            refs = make()
         except (EntryError, msgspec.DecodeError, msgspec.ValidationError) as e:
             return LocalMessage(id=mid, refs=[], raw=raw, error=f"{self.path.name} entry {n}: {e}")
-        return LocalMessage(id=mid, refs=[ref])
+        return LocalMessage(id=mid, refs=refs if isinstance(refs, list) else [refs])
 
     def _entries(self) -> Iterator[LocalMessage]:
         with self.path.open("rb") as f:
@@ -156,7 +186,7 @@ class ManifestSource:
                 yield self._message(
                     n,
                     line.rstrip(b"\r\n"),
-                    lambda line=line: ref_from_entry(msgspec.json.decode(line), self.base),
+                    lambda line=line: refs_from_entry(msgspec.json.decode(line), self.base),
                 )
 
     def _json(self) -> Iterator[LocalMessage]:
@@ -194,7 +224,7 @@ class ManifestSource:
             return
         for n, item in enumerate(items, 1):
             yield self._message(
-                n, msgspec.json.encode(item), lambda item=item: ref_from_entry(item, self.base)
+                n, msgspec.json.encode(item), lambda item=item: refs_from_entry(item, self.base)
             )
 
     def _csv(self) -> Iterator[LocalMessage]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import msgspec
 
 from daemon.core.jobs import ObjectRef
-from daemon.sources.manifest import EntryError, ref_from_entry
+from daemon.sources.manifest import EntryError, refs_from_entry
 from daemon.sources.s3events import decode_body
 
 BODY = b"body"
@@ -52,7 +52,7 @@ def refs_from_body(body: bytes, base: Path, *, skip_removed: bool = True) -> lis
         if decoded.error is not None:
             raise EntryError(decoded.error)
         return decoded.refs
-    return [ref_from_entry(doc, base)]
+    return refs_from_entry(doc, base)
 
 
 def field_map(fields: Mapping[bytes, bytes] | Sequence[bytes]) -> Mapping[bytes, bytes]:

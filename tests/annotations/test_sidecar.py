@@ -15,6 +15,7 @@ def test_formats_are_told_by_suffix_and_first_bytes() -> None:
     assert detect(b"{}", ".labels.ndjson") == "ndjson"
     assert detect(b'{"images": [], "annotations": []}', ".labels.json") == "coco"
     assert detect(b'[{"frame": 1, "track": 1}]', ".labels.json") == "tracks"
+    assert detect(b'{"name": "x", "dataRow": {"globalKey": "k"}}\n', ".labels.json") == "ndjson"
     assert detect(b"1,1,10,10,5,5,1,-1,-1,-1\n", ".labels.csv") == "mot"
     assert detect(b"frame,track,label,x,y,w,h\n", ".labels.csv") == "tracks"
     assert detect(b"<annotations/>", ".labels.xml") == "cvat"

@@ -213,3 +213,43 @@ class TestCrash:
         assert sorted(rows) == sorted(p.name for p in images)
         keys = [x["dataRow"]["globalKey"] for x in annotation_lines(out)]  # type: ignore[index]
         assert sorted(keys) == sorted(p.name for p in images), "each annotation exactly once"
+
+
+class TestManifest:
+    def test_annotations_named_by_manifest_entries_inline_and_by_location(self, tmp_path: Path) -> None:
+        media = ROOT / "examples" / "media"
+        (tmp_path / "street.json").write_text(ndjson(bbox_track("v/street.mp4", [1, 60], name="bus")))
+        entries = [
+            {
+                "path": str(media / "videos" / "street.mp4"),
+                "global_key": "v/street.mp4",
+                "annotations": "street.json",
+            },
+            {
+                "path": str(media / "images" / "chart.jpg"),
+                "global_key": "i/chart.jpg",
+                "annotations": [
+                    {"name": "chart", "answer": {"name": "bar"}, "dataRow": {"globalKey": "i/chart.jpg"}}
+                ],
+            },
+            {"path": str(media / "videos" / "anamorphic.mp4"), "global_key": "v/ana.mp4", "annotations": []},
+            {"path": str(media / "images" / "rgb.bmp"), "annotations": 42},
+        ]
+        (tmp_path / "m.ndjson").write_text(ndjson(*entries))
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(
+            '[source]\ntype = "manifest"\npath = "m.ndjson"\nurl_prefix = "https://cdn.example.com/"\n'
+            '[sink]\npath = "out"\nlinger_ms = 20\n[ledger]\npath = "l.db"\n'
+        )
+        proc = ingestd("run", "-c", str(cfg), "--once", timeout=120)
+        assert summary(proc.stdout)["unfinished"] == 0, proc.stdout[-2000:]
+        lines = annotation_lines(tmp_path / "out")
+        assert sorted((x["dataRow"]["globalKey"], x["name"]) for x in lines) == [  # type: ignore[index]
+            ("i/chart.jpg", "chart"),
+            ("v/street.mp4", "bus"),
+        ]
+        letters = dead(tmp_path / "l.db")
+        assert letters["v/ana.mp4"][0] == "labelbox.video.sar"
+        rejected = [m for r, m in letters.values() if r == "annotation.media_rejected"]
+        assert len(rejected) == 1 and "labelbox.video.sar" in rejected[0] and "v/ana.mp4" in rejected[0]
+        assert any("annotations must be a location" in m for _, m in letters.values())

@@ -7,7 +7,8 @@ first bytes:
 suffix     format
 =========  ==============================================================================
 .ndjson    Labelbox NDJSON as in the seed (every line must name this media's global key)
-.json      COCO (an object with ``images``) or plain tracker JSON (``frame, track, label...``)
+.json      Labelbox NDJSON (objects with ``dataRow``), COCO (an object with ``images``) or plain
+           tracker JSON (``frame, track, label...``)
 .csv       MOT Challenge (first field numeric) or plain tracker CSV (a header row)
 .xml       CVAT 1.1 (video tracks or images)
 .txt       YOLO (normalised centre boxes, scaled by the probed width x height)
@@ -49,6 +50,8 @@ def detect(data: bytes, suffix: str) -> Format | None:
     if ext == ".ndjson":
         return "ndjson"
     if ext == ".json":
+        if head.startswith(b"{") and b'"dataRow"' in head:
+            return "ndjson"  # Labelbox lines saved with a .json name
         return "coco" if b'"images"' in data[:1_000_000] and head.startswith(b"{") else "tracks"
     if ext == ".csv":
         first = head.split(b"\n", 1)[0].split(b",", 1)[0].strip()
