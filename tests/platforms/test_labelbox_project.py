@@ -96,6 +96,20 @@ class TestBatches:
             results = await d.deliver(batch(2))
         assert set(statuses(results).values()) == {"duplicate"} and not ps.batches
 
+    @pytest.mark.parametrize(
+        ("op", "path"), [("createBatchV2", {}), ("createEmptyBatch", {"batch_async_at": 2})]
+    )
+    async def test_a_lost_batch_answer_finds_the_first_batch(
+        self, ps: ProjectServer, op: str, path: dict[str, int]
+    ) -> None:
+        """The batch was created and its answer lost: the retry's name exists; one batch, all in."""
+        ps.plan = lambda _n, name: "lost" if name == op and ps.count(op) == 0 else None
+        async with AsyncExitStack() as stack:
+            d = await open_sink(stack, ps, MemoryCheckpoints({}), **path)
+            results = await d.deliver(batch(3))
+        assert set(statuses(results).values()) <= {"accepted", "duplicate"} and len(results) == 3
+        assert len(ps.batches) == 1 and len(ps.in_project) == 3 and ps.count(op) == 2
+
     async def test_processing_failed_rows_are_refused_by_key(self, ps: ProjectServer) -> None:
         ps.processing_failed = {"k0001"}
         async with AsyncExitStack() as stack:
