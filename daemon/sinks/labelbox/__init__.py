@@ -2,7 +2,9 @@
 
 Thin I/O over ``workers/platforms/labelbox``: :mod:`.client` (one session, a rate-limit token per
 request, answers sorted), :mod:`.tasks` (one paced poller for every task in flight), :mod:`.sink`
-(a batch -> one upload task, resumed from the ledger after a crash). :func:`open_labelbox_deliverer`
+(a batch -> one upload task, resumed from the ledger after a crash), and with ``[target] project``
+:mod:`.project` (accepted rows into the project's batches) and :mod:`.imports` (annotation items
+imported exactly once). :func:`open_labelbox_deliverer`
 builds the whole path behind the daemon's one delivery policy.
 """
 
