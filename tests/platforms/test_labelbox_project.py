@@ -11,8 +11,9 @@ from contextlib import AsyncExitStack
 import msgspec
 import pytest
 
-from daemon.core.config import AnnotationsConfig, SinkConfig, TargetConfig
+from daemon.core.config import AnnotationsConfig, ConfigError, SinkConfig, TargetConfig, from_dict
 from daemon.ops.metrics import Metrics
+from daemon.service.wiring import make_annotator
 from daemon.sinks.base import ANNOTATIONS, Batch, BatchItem
 from daemon.sinks.delivery import Deliverer
 from daemon.sinks.labelbox import open_labelbox_deliverer
@@ -224,3 +225,28 @@ def test_metrics_show_imports_by_state_and_lines_by_outcome() -> None:
     assert 'ingestd_annotation_imports_total{state="finished"} 2.0' in text
     assert 'ingestd_annotation_lines_total{outcome="failed"} 3.0' in text
     assert m.snapshot()["annotation_imports"] == {"finished": 2, "failed": 1}
+
+
+@pytest.mark.parametrize(
+    ("target", "match"),
+    [
+        ({"priority": 0}, "target.priority: 1 \\(highest\\) to 5"),
+        ({"consensus_labels": 3, "consensus_coverage": 0}, "target.consensus_coverage"),
+        ({"batch_async_at": 1001}, "target.batch_async_at"),
+    ],
+)
+def test_project_keys_are_checked(target: dict[str, object], match: str) -> None:
+    base = {"platform": "labelbox", "dataset": "ds-1", "project": "p", **target}
+    with pytest.raises(ConfigError, match=match):
+        from_dict({"source": {"type": "manifest", "path": "m"}, "target": base, "sink": {"type": "labelbox"}})
+
+
+def test_annotations_into_a_project_are_not_refused() -> None:
+    """make_annotator refuses sidecars for a labelbox sink without a project, not with one."""
+    base = {"source": {"type": "manifest", "path": "m"}, "sink": {"type": "labelbox"}}
+    without = from_dict({**base, "target": {"platform": "labelbox", "dataset": "d"}})
+    with_project = from_dict({**base, "target": {"platform": "labelbox", "dataset": "d", "project": "p"}})
+    refused = make_annotator(without, None, None)  # type: ignore[arg-type]
+    taken = make_annotator(with_project, None, None)  # type: ignore[arg-type]
+    assert refused is not None and "set [target] project" in (refused.refuse or "")
+    assert taken is not None and taken.refuse is None
