@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from daemon.core.project_config import ProjectTarget
 from workers.payloads.keys import template_problem
 
 
@@ -62,7 +63,7 @@ class AwsConfig(_Base):
     addressing_style: Literal["virtual", "path"] = "virtual"
 
 
-class TargetConfig(_Base):
+class TargetConfig(ProjectTarget):  # + project, priority, consensus
     platform: Literal["labelbox", "encord"] = "labelbox"
     dataset: str = ""
     # global key: a pure function of the object's identity. Fields: {bucket} {key} {version}

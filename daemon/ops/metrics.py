@@ -52,6 +52,8 @@ class Metrics:
         self.concurrency: dict[str, int] = {}
         self.circuits: dict[str, bool] = {}
         self.queues: dict[str, int] = {}
+        self.annotation_imports: dict[str, int] = {}  # import jobs by state (labelbox projects)
+        self.annotation_lines: dict[str, int] = {}  # annotation lines by outcome
         self.in_flight = 0
         self.ledger_lag = 0.0
         self.last_success = 0.0
@@ -156,6 +158,8 @@ class Metrics:
             "retries": dict(self.retries),
             "open_circuits": sorted(s for s, o in self.circuits.items() if o),
             "dead_letters": sum(self.dead_letters.values()),
+            "annotation_imports": dict(self.annotation_imports),
+            "annotation_lines": dict(self.annotation_lines),
             "last_success_timestamp": self.last_success or None,
         }
 
@@ -210,6 +214,14 @@ class _LiveCollector(Collector):
             "1 while deliveries to the sink are suspended by its circuit breaker.",
             {k: int(v) for k, v in m.circuits.items()},
         )
+        for name, doc, label, values in (
+            ("ingestd_annotation_imports", "Annotation import jobs by state.", "state", m.annotation_imports),
+            ("ingestd_annotation_lines", "Annotation lines by outcome.", "outcome", m.annotation_lines),
+        ):
+            f = CounterMetricFamily(name, doc, labels=[label])
+            for k, n in values.items():
+                f.add_metric([k], n)
+            yield f
         q = GaugeMetricFamily("ingestd_queue_depth", "Objects waiting in a stage queue.", labels=["queue"])
         for name, depth in m.queues.items():
             q.add_metric([name], depth)

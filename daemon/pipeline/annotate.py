@@ -20,7 +20,7 @@ without the suffix, whose global key is made the same way as the media's own.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,19 +30,24 @@ from daemon.core.config import AnnotationsConfig
 from daemon.core.jobs import Job, ObjectRef, Rejection
 from daemon.ledger.records import FinalState, fold
 from daemon.ledger.store import LedgerStore
+from daemon.sinks.base import PermanentError, TransientError
 from workers.annotations.encode import encode_ndjson
 from workers.annotations.facts import MediaFacts
-from workers.annotations.ontology import Ontology
+from workers.annotations.ontology import Ontology, OntologyError, load_ontology
 from workers.annotations.problems import Problem, errors
 from workers.annotations.sidecar import LoadOptions, load_sidecar
 from workers.annotations.validate import validate_lines
 from workers.probe.media import MediaInfo
+from workers.reads import ReadError
 
 KIND = "ANNOTATIONS"  # BatchItem.kind of an annotation item
 MAX_LISTED = 5  # problems quoted in one dead letter's message
 
 Prepared = Literal["ready", "dead", "wait"]
 KeyFor = Callable[[ObjectRef], str]
+# the target's ontology (normalized JSON), cached by its owner; True = fetch again (a miss)
+OntologySource = Callable[[bool], Awaitable[bytes | None]]
+MISSES = ("ontology.feature.unknown", "ontology.answer.unknown")
 
 
 class RefReads(Protocol):
@@ -137,7 +142,9 @@ class Annotator:
         reads: RefReads,
         ontology: Ontology | None = None,
         refuse: str | None = None,
+        ontologies: OntologySource | None = None,
     ) -> None:
+        self.ontologies = ontologies  # the project's ontology (it wins over ``ontology``)
         self.cfg = cfg
         self.sidecars = Sidecars(cfg.suffixes)
         self.key_for = key_for
@@ -151,6 +158,17 @@ class Annotator:
             default_name=cfg.default_name,
             tolerance=cfg.tolerance,
         )
+
+    async def _ontology(self, fresh: bool) -> Ontology | None:
+        if self.ontologies is None:
+            return self.ontology
+        try:
+            raw = await self.ontologies(fresh)
+            return load_ontology(raw) if raw else None
+        except TransientError as e:  # the sidecar goes back to the source and comes again
+            raise ReadError(f"the project's ontology: {e}", transient=True) from None
+        except (PermanentError, OntologyError) as e:
+            raise ReadError(f"the project's ontology: {e}", transient=False) from None
 
     def pair(self, job: Job) -> Pairing | None:
         """The sidecar's pairing, or None for media. Raises ValueError for an unusable media key."""
@@ -203,9 +221,22 @@ class Annotator:
             options=self.options,
         )
         if not errors(problems):
-            lines, found = validate_lines(
-                lines, media=facts, ontology=self.ontology, kind=self.cfg.kind, clip=self.cfg.clip
+            checked, found = validate_lines(
+                lines,
+                media=facts,
+                ontology=await self._ontology(False),
+                kind=self.cfg.kind,
+                clip=self.cfg.clip,
             )
+            if self.ontologies is not None and any(p.rule in MISSES for p in errors(found)):
+                checked, found = validate_lines(  # the project's ontology may have grown: read it again
+                    lines,
+                    media=facts,
+                    ontology=await self._ontology(True),
+                    kind=self.cfg.kind,
+                    clip=self.cfg.clip,
+                )
+            lines = checked
             problems.extend(found)
         bad = errors(problems)
         if bad:

@@ -33,8 +33,10 @@ def sort_results(
         elif r.status == "duplicate":
             outcomes.append((job, "duplicate", None))
         else:
-            job.rejection = Rejection(
-                stage="deliver", rule="sink.rejected", message=r.reason or "rejected by the sink"
+            job.rejection = Rejection(  # an annotation refused by the platform: stage "annotation"
+                stage="annotation" if job.kind == "ANNOTATIONS" else "deliver",
+                rule="sink.rejected",
+                message=r.reason or "rejected by the sink",
             )
             dead.append(dead_letter_for(job.global_key, job.ref, job.rejection))
             outcomes.append((job, "dead", None))

@@ -233,6 +233,7 @@ class Service:
         m.retries[sink] = stats.retries
         m.ratelimit_wait[sink] = stats.rate_limit_wait_seconds
         m.concurrency_limit(sink, stats.concurrency_limit)
+        m.annotation_imports, m.annotation_lines = dict(stats.imports), dict(stats.import_lines)
         is_open = circuit().value == "open"
         m.circuit(sink, is_open)
         self.readiness.circuit(sink, is_open)

@@ -16,7 +16,7 @@ from daemon.core.jobs import ObjectRef
 from daemon.ledger.store import LedgerStore, open_store
 from daemon.ops.metrics import Metrics
 from daemon.ops.watchdog import ProgressMonitor
-from daemon.pipeline.annotate import Annotator
+from daemon.pipeline.annotate import Annotator, OntologySource
 from daemon.pipeline.build import Builder, file_url
 from daemon.pipeline.pipeline import Pipeline
 from daemon.pipeline.stages import Prober, Settings
@@ -27,6 +27,7 @@ from daemon.sinks.encord.sink import open_encord_deliverer
 from daemon.sinks.files import FilesSink
 from daemon.sinks.http import open_http_deliverer
 from daemon.sinks.labelbox import UrlRefresher, labelbox_limits, open_labelbox_deliverer
+from daemon.sinks.labelbox.project import ProjectRows
 from daemon.sources.base import Source
 from daemon.sources.listing import Checkpoints, open_listing_source
 from daemon.sources.manifest import ManifestSource
@@ -150,7 +151,9 @@ async def make_sink(cfg: Config, stack: AsyncExitStack, ledger: LedgerStore | No
     if k.type == "http":
         return await open_http_deliverer(k, stack)
     if k.type == "labelbox":
-        return await open_labelbox_deliverer(k, cfg.target, stack, ledger, expiries=ledger)
+        return await open_labelbox_deliverer(
+            k, cfg.target, stack, ledger, expiries=ledger, annotations=cfg.annotations
+        )
     if k.type == "encord":  # job ids are checkpoints in the ledger (a restart resumes the poll)
         return await open_encord_deliverer(cfg, stack, ledger or await open_store(cfg, stack))
     raise WiringError(f"sink.type {k.type!r} is not available in this build")
@@ -276,16 +279,21 @@ class Readers:
             return await reader.read(0, size) if size else b""
 
 
-def make_annotator(cfg: Config, readers: Readers, ledger: LedgerStore) -> Annotator | None:
+def make_annotator(
+    cfg: Config, readers: Readers, ledger: LedgerStore, ontologies: OntologySource | None = None
+) -> Annotator | None:
     """The annotation stage for ``[annotations]`` (None when disabled); a target that cannot
-    take annotations gets one that dead-letters every sidecar with the reason."""
+    take annotations gets one that dead-letters every sidecar with the reason. ``ontologies``:
+    the Labelbox project's ontology (used unless ``[annotations] ontology`` names a file)."""
     a = cfg.annotations
     if not a.enabled or not a.suffixes:
         return None
     refuse = None
     if cfg.target.platform != "labelbox":
         refuse = f"annotation sidecars are Labelbox NDJSON; target.platform is {cfg.target.platform!r}"
-    elif cfg.sink.type != "files":
+    elif cfg.sink.type == "labelbox" and not cfg.target.project:
+        refuse = "annotations are imported into a Labelbox project: set [target] project"
+    elif cfg.sink.type not in ("files", "labelbox"):
         refuse = f"annotations are written by the files sink; sink.type is {cfg.sink.type!r}"
     ontology = None
     if a.ontology:
@@ -294,8 +302,20 @@ def make_annotator(cfg: Config, readers: Readers, ledger: LedgerStore) -> Annota
         except (OSError, ValueError) as e:
             raise WiringError(f"annotations.ontology: {e}") from None
     return Annotator(
-        a, key_for=key_maker(cfg), ledger=ledger, reads=readers, ontology=ontology, refuse=refuse
+        a,
+        key_for=key_maker(cfg),
+        ledger=ledger,
+        reads=readers,
+        ontology=ontology,
+        refuse=refuse,
+        ontologies=None if a.ontology else ontologies,
     )
+
+
+def project_ontology(deliverer: object) -> OntologySource | None:
+    """The labelbox sink's project ontology reader, when the sink imports into a project."""
+    project = getattr(getattr(deliverer, "sink", None), "project", None)
+    return project.ontology if isinstance(project, ProjectRows) else None
 
 
 def settings(cfg: Config) -> Settings:
@@ -347,7 +367,7 @@ async def build_pipeline(
         settings=settings(cfg),
         metrics=metrics,
         monitor=monitor,
-        annotator=make_annotator(cfg, readers, ledger),
+        annotator=make_annotator(cfg, readers, ledger, project_ontology(sink)),
     )
 
 

@@ -41,6 +41,8 @@ class DeliveryStats:
     splits: int = 0
     pauses: int = 0  # endpoint-wide Retry-After pauses
     platform_waits: int = 0  # polls answered "still running" (a job on the platform): not a wedge
+    imports: Counter[str] = field(default_factory=Counter)  # annotation import jobs by state
+    import_lines: Counter[str] = field(default_factory=Counter)  # annotation lines by outcome
     rate_limit_wait_seconds: float = 0.0
     concurrency_limit: int = 0
     in_flight: int = 0

@@ -120,6 +120,7 @@ class LabelboxServer:
     async def start(self) -> str:
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_post("/graphql", self._graphql)
+        self._routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -130,6 +131,13 @@ class LabelboxServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def _routes(self, app: web.Application) -> None:
+        """More routes (subclasses)."""
+
+    def _root(self, query: str) -> str:
+        m = _ROOT.search(query)
+        return m.group(1) if m else "?"
 
     def count(self, operation: str) -> int:
         return sum(1 for r in self.requests if r.operation == operation)
@@ -148,8 +156,7 @@ class LabelboxServer:
         else:
             doc = json.loads(await request.read())
         query, variables = doc.get("query", ""), doc.get("variables") or {}
-        m = _ROOT.search(query)
-        op = m.group(1) if m else "?"
+        op = self._root(query)
         if op == "user" and "createdTasks" in query:
             op = "createdTasks"
         fault = self.plan(len(self.requests), op) if self.plan is not None else None
@@ -159,7 +166,7 @@ class LabelboxServer:
         self.requests.append(Request(op, variables, fault or "200"))
         if fault is not None and fault != "lost":
             return _fault(request, fault)
-        answer = self._operation(op, query, variables, file)
+        answer = await self._answer(op, query, variables, file)
         if fault == "lost":
             assert request.transport is not None
             request.transport.abort()
@@ -171,8 +178,14 @@ class LabelboxServer:
         async for part in reader:
             parts[part.name or ""] = await part.read()  # type: ignore[union-attr]
         doc = json.loads(parts["operations"])
-        assert json.loads(parts["map"]) == {"1": ["variables.file"]}
-        return doc, parts["1"]
+        [(name, where)] = json.loads(parts["map"]).items()
+        assert where == ["variables.file"]
+        return doc, parts[name]
+
+    async def _answer(
+        self, op: str, query: str, variables: dict[str, Any], file: bytes | None
+    ) -> web.Response:
+        return self._operation(op, query, variables, file)
 
     def _operation(self, op: str, query: str, variables: dict[str, Any], file: bytes | None) -> web.Response:
         if op == "uploadFile":

@@ -2,7 +2,9 @@
 
 Thin I/O over ``workers/platforms/labelbox``: :mod:`.client` (one session, a rate-limit token per
 request, answers sorted), :mod:`.tasks` (one paced poller for every task in flight), :mod:`.sink`
-(a batch -> one upload task, resumed from the ledger after a crash). :func:`open_labelbox_deliverer`
+(a batch -> one upload task, resumed from the ledger after a crash), and with ``[target] project``
+:mod:`.project` (accepted rows into the project's batches) and :mod:`.imports` (annotation items
+imported exactly once). :func:`open_labelbox_deliverer`
 builds the whole path behind the daemon's one delivery policy.
 """
 
@@ -15,9 +17,11 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 
-from daemon.core.config import SinkConfig, TargetConfig, load_secret
+from daemon.core.config import AnnotationsConfig, SinkConfig, TargetConfig, load_secret
 from daemon.sinks.delivery import Deliverer, DeliveryLimits
 from daemon.sinks.labelbox.client import LabelboxClient
+from daemon.sinks.labelbox.imports import Importer, ImportSettings
+from daemon.sinks.labelbox.project import ProjectRows, ProjectSettings
 from daemon.sinks.labelbox.refresher import UrlExpiries, UrlRefresher
 from daemon.sinks.labelbox.sink import Checkpoints, LabelboxSink, Settings
 from daemon.sinks.labelbox.tasks import TaskPoller
@@ -51,6 +55,7 @@ async def open_labelbox_deliverer(
     environ: dict[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
     poll_interval: float | None = None,
+    annotations: AnnotationsConfig | None = None,
 ) -> Deliverer:
     """The session (closed by ``stack``), client, poller and sink behind a :class:`Deliverer`.
 
@@ -76,5 +81,31 @@ async def open_labelbox_deliverer(
     poller = TaskPoller(client, interval=cfg.poll_interval if poll_interval is None else poll_interval)
     settings = Settings(dataset=target.dataset, upsert=cfg.upsert, task_deadline=cfg.task_deadline)
     sink = LabelboxSink(client, poller, checkpoints, settings, expiries=expiries)
+    if target.project:  # without a ledger (ingestd check) only the project read is possible
+        interval = poller.interval
+        sink.project = ProjectRows(
+            client,
+            poller,
+            checkpoints,
+            ProjectSettings(
+                project=target.project,
+                priority=target.priority,
+                consensus_labels=target.consensus_labels,
+                consensus_coverage=target.consensus_coverage,
+                batch_async_at=target.batch_async_at,
+                interval=interval,
+                processed_deadline=cfg.task_deadline,
+                task_deadline=cfg.task_deadline,
+            ),
+            sink.row_ids,
+        )
+        a = annotations or AnnotationsConfig()
+        sink.importer = Importer(
+            client,
+            sink.project,
+            ImportSettings(
+                kind=a.kind, rows_per_file=a.rows_per_file, interval=interval, deadline=cfg.task_deadline
+            ),
+        )
     stack.push_async_callback(sink.aclose)
     return Deliverer(sink, endpoint, limits, clock=clock, split_on=())

@@ -29,6 +29,14 @@ MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a 5,000-row failure page with specs is a 
 T = TypeVar("T")
 
 
+class GraphqlRefusal(PermanentError):
+    """A permanent answer with its GraphQL error code (``RESOURCE_CONFLICT``, ``RESOURCE_NOT_FOUND``...)."""
+
+    def __init__(self, message: str, *, code: str | None, status: int | None = None):
+        super().__init__(message, status=status)
+        self.code = code
+
+
 class LabelboxClient:
     def __init__(
         self,
@@ -68,11 +76,30 @@ class LabelboxClient:
     async def upload(self, content: bytes, filename: str) -> str:
         """``uploadFile``: the file's Labelbox-hosted URL."""
         ctype, body = gql.upload_body(content, filename=filename)
+        return (await self.multipart(ctype, body, gql.UploadFileData)).uploadFile.url
+
+    async def multipart(self, ctype: str, body: bytes, typ: type[T]) -> T:
+        """A GraphQL multipart request built by the caller; its data decoded as ``typ``."""
         answer = await self._post(body, ctype, self._upload_timeout)
         try:
-            return gql.data_as(answer, gql.UploadFileData).uploadFile.url
+            return gql.data_as(answer, typ)
         except gql.ProtocolError as e:
-            raise TransientError(f"Labelbox uploadFile at {self.where}: {e}") from None
+            raise TransientError(f"Labelbox at {self.where}: {e}") from None
+
+    async def fetch_file(self, url: str, limit: int) -> bytes:
+        """A result file Labelbox points to (no auth header: the URL is its own credential)."""
+        try:
+            async with self._session.get(url, timeout=self._timeout, allow_redirects=True) as resp:
+                if resp.status >= 400:
+                    what = f"result file answered HTTP {resp.status}"
+                    if resp.status >= 500 or resp.status == 429:
+                        raise TransientError(what, status=resp.status)
+                    raise PermanentError(what, status=resp.status)
+                return await resp.content.read(limit)
+        except TimeoutError:
+            raise TransientError("result file: no answer in time") from None
+        except (aiohttp.ClientError, OSError) as e:
+            raise TransientError(f"result file: {type(e).__name__}") from None
 
     async def _post(self, body: bytes, ctype: str, limit: aiohttp.ClientTimeout) -> Answer:
         await self.endpoint.request_slot()
@@ -113,4 +140,4 @@ class LabelboxClient:
             raise TransientError(f"{text} (rate limited)", retry_after=a.retry_after, status=429)
         if a.kind is Kind.TRANSIENT:
             raise TransientError(text, status=a.status if a.status >= 500 else None)
-        raise PermanentError(text)
+        raise GraphqlRefusal(text, code=a.code, status=a.status)

@@ -29,6 +29,8 @@ import structlog
 
 from daemon.sinks.base import ANNOTATIONS, Batch, ItemResult, PermanentError, TransientError
 from daemon.sinks.labelbox.client import LabelboxClient
+from daemon.sinks.labelbox.imports import Importer
+from daemon.sinks.labelbox.project import ProjectRows
 from daemon.sinks.labelbox.refresher import UrlExpiries, UrlExpiry
 from daemon.sinks.labelbox.tasks import TaskPoller
 from workers.platforms.labelbox import graphql as gql
@@ -101,7 +103,11 @@ class LabelboxSink:
         *,
         expiries: UrlExpiries | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        project: ProjectRows | None = None,
+        importer: Importer | None = None,
     ) -> None:
+        self.project = project  # [target] project: accepted rows are queued into it
+        self.importer = importer  # ... and annotation items imported into it
         self.client = client
         self.poller = poller
         self._ckpt = checkpoints
@@ -115,6 +121,43 @@ class LabelboxSink:
     async def deliver(self, batch: Batch) -> list[ItemResult]:
         if self._ckpt is None:
             raise PermanentError("labelbox sink opened without a ledger (check only)")
+        notes = [i for i in batch.items if i.kind == ANNOTATIONS] if self.importer is not None else []
+        rows = Batch(batch.id, [i for i in batch.items if i.kind != ANNOTATIONS]) if notes else batch
+        results = await self._deliver_rows(rows) if rows.items else []
+        if self.project is not None and rows.items:
+            results = await self._place(rows, results)
+        if notes:
+            assert self.importer is not None
+            results.extend(await self.importer.deliver(notes))
+        return results
+
+    async def _place(self, batch: Batch, results: list[ItemResult]) -> list[ItemResult]:
+        """Rows Labelbox took, into the project's batches; a row it refuses there is rejected."""
+        assert self.project is not None
+        kinds = {i.key: i.kind for i in batch.items}
+        taken = [(r.key, kinds.get(r.key, "")) for r in results if r.status in ("accepted", "duplicate")]
+        refused = await self.project.place(taken) if taken else {}
+        return [
+            ItemResult(key=r.key, status="rejected", reason=why) if (why := refused.get(r.key)) else r
+            for r in results
+        ]
+
+    async def row_ids(self, keys: list[str]) -> dict[str, str]:
+        """``{data row id: our key}`` for the keys that exist on Labelbox."""
+        ours = {k.casefold(): k for k in keys}
+        out: dict[str, str] = {}
+        for i in range(0, len(keys), LOOKUP_KEYS):
+            job = await self.client.query(
+                gql.ROWS_BY_KEY, {"globalKeys": keys[i : i + LOOKUP_KEYS]}, gql.RowsByKeyData
+            )
+            found = await self._lookup_result(job.dataRowsForGlobalKeys.jobId)
+            for r in found.fetchedDataRows:
+                if r.globalKey and r.globalKey.casefold() in ours:
+                    out[r.id] = ours[r.globalKey.casefold()]
+        return out
+
+    async def _deliver_rows(self, batch: Batch) -> list[ItemResult]:
+        assert self._ckpt is not None
         name = checkpoint_name(batch.id)
         raw = await self._ckpt.get_checkpoint(name)
         resume = msgspec.json.decode(raw, type=_Resume) if raw else None
@@ -307,6 +350,9 @@ class LabelboxSink:
         if data.dataset is None:
             raise PermanentError(f"Labelbox dataset {self.s.dataset!r} not found")
         log.info("labelbox.dataset", dataset=data.dataset.id, name=data.dataset.name)
+        if self.project is not None:
+            view = await self.project.view(fresh=True)
+            log.info("labelbox.project", project=view.id, name=view.name, media=view.mediaType)
 
     async def aclose(self) -> None:
         await self.poller.aclose()

@@ -4,4 +4,6 @@
 * :mod:`.graphql`: the documents, the ``uploadFile`` multipart body, answer classification.
 * :mod:`.metadata`: ``metadata_fields`` by name -> schema ids through the metadata ontology.
 * :mod:`.results`: a finished task's failed rows mapped back to our global keys.
+* :mod:`.project`: the project read, the processed check, batches (sync and async), batch names.
+* :mod:`.imports`: MAL / ground-truth import documents, import names, status file lines.
 """
