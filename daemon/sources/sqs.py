@@ -187,7 +187,8 @@ class SqsSource:
             while not self._has_room():
                 self._room.clear()
                 await self._room.wait()
-            self._reserved += 10  # room for this receive's answer, so receivers cannot overshoot
+            want = min(10, self._room_left())  # room for this receive's answer: receivers never overshoot
+            self._reserved += want
             me = asyncio.current_task()
             assert me is not None
             self._polling.add(me)
@@ -195,7 +196,7 @@ class SqsSource:
                 try:
                     resp = await self._hot.receive_message(
                         QueueUrl=self.queue_url,
-                        MaxNumberOfMessages=10,
+                        MaxNumberOfMessages=want,
                         WaitTimeSeconds=self._wait,
                         VisibilityTimeout=self._visibility,
                         MessageSystemAttributeNames=["ApproximateReceiveCount"],
@@ -203,16 +204,16 @@ class SqsSource:
                 finally:
                     self._polling.discard(me)
             except asyncio.CancelledError:
-                self._reserved -= 10
+                self._reserved -= want
                 raise
             except Exception as e:
-                self._reserved -= 10
+                self._reserved -= want
                 failures += 1
                 pause = min(20.0, 0.2 * 2**failures)
                 log.warning("sqs.receive_failed", receiver=index, error=error_code(e), retry_in=pause)
                 await asyncio.sleep(pause)
                 continue
-            self._reserved -= 10
+            self._reserved -= want
             if self._has_room():
                 self._room.set()  # another receiver may wait on the room this one reserved
             failures = 0
@@ -270,8 +271,12 @@ class SqsSource:
             self._room.clear()
         return batch
 
+    def _room_left(self) -> int:
+        return self._max_in_flight - len(self._held) - self._reserved
+
     def _has_room(self) -> bool:
-        return len(self._held) + self._reserved + 10 <= self._max_in_flight
+        """Room for at least one more message (a receive asks for no more than is left)."""
+        return self._room_left() >= 1
 
     def _finish(self, m: SqsMessage) -> None:
         m.state = "done"
