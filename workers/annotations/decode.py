@@ -120,6 +120,19 @@ def problem_from_msgspec(err: msgspec.MsgspecError, *, file: str, line: int) -> 
     return Problem(file=file, line=line, path=path, rule="decode.invalid", message=msg)
 
 
+def shape_problem(e: ShapeError, *, file: str, line: int) -> Problem:
+    """A line whose keys fit no annotation shape."""
+    return Problem(
+        file=file,
+        line=line,
+        path="$",
+        rule="annotation.shape",
+        message=str(e),
+        expected=e.expected,
+        actual=e.actual,
+    )
+
+
 def decode_line(raw: bytes, *, file: str, number: int) -> Line | Problem:
     """One NDJSON line: its :class:`Line`, or the :class:`Problem` that stops it."""
     if b'"segments"' in raw:  # most lines are tracks: try that shape first, without the shape pass
@@ -134,15 +147,7 @@ def decode_line(raw: bytes, *, file: str, number: int) -> Line | Problem:
     except msgspec.MsgspecError as e:
         return problem_from_msgspec(e, file=file, line=number)
     except ShapeError as e:
-        return Problem(
-            file=file,
-            line=number,
-            path="$",
-            rule="annotation.shape",
-            message=str(e),
-            expected=e.expected,
-            actual=e.actual,
-        )
+        return shape_problem(e, file=file, line=number)
     return Line(file=file, number=number, annotation=ann)
 
 
@@ -194,15 +199,7 @@ def convert_one(obj: Mapping[str, Any], *, file: str, number: int) -> Line | Pro
     except msgspec.MsgspecError as e:
         return problem_from_msgspec(e, file=file, line=number)
     except ShapeError as e:
-        return Problem(
-            file=file,
-            line=number,
-            path="$",
-            rule="annotation.shape",
-            message=str(e),
-            expected=e.expected,
-            actual=e.actual,
-        )
+        return shape_problem(e, file=file, line=number)
     return Line(file=file, number=number, annotation=ann)
 
 
