@@ -188,7 +188,8 @@ class Stages:
         assert self.annotator is not None and self.room is not None
         if await self.annotator.prepare(job, pairing) != "wait":
             return True
-        if not self.room.park(job, pairing.media_key):
+        coming = fold(pairing.media_key) in self.in_flight_keys  # settles here, needs no slot
+        if not self.room.park(job, pairing.media_key, media_in_flight=coming):
             # full (or the run is ending): give it back to the source for later
             self._final(job, "retry", self.annotator.cfg.recheck_seconds)
             await self.ledger.release([job.global_key])

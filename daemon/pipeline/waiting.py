@@ -12,8 +12,14 @@ heartbeat keeps it invisible). It leaves:
   so the media is not coming in this run (a dead letter, ``dlq requeue`` brings it back), or the
   daemon is draining (given back to the source, taken again at the next start).
 
-At most ``capacity`` jobs are parked; beyond that the annotation is given back to the source.
-Time is injected (``clock``); the room never sleeps longer than ``recheck``.
+At most ``capacity`` jobs are parked; beyond that the annotation is given back to the source
+(its slot is freed so media can come in), unless its media is already in flight here: that media
+settles without needing another slot, so the annotation waits over capacity (each parked job holds
+an in-flight slot, so ``pipeline.max_in_flight`` still bounds the room). A give-back costs the
+message one of the source's attempts, so one given back while its media was in flight could be
+abandoned although the media arrived (the run then ended unfinished, exit 1).
+Time is injected (``clock``, and ``wall`` for the age ``status`` shows); the room never sleeps
+longer than ``recheck``.
 """
 
 from __future__ import annotations
@@ -59,9 +65,10 @@ class WaitingRoom:
     def __len__(self) -> int:
         return self._count
 
-    def park(self, job: Job, media_key: str) -> bool:
-        """Park ``job`` until ``media_key`` is final; False if the room is full or closed."""
-        if self.closed or self._count >= self.capacity:
+    def park(self, job: Job, media_key: str, *, media_in_flight: bool = False) -> bool:
+        """Park ``job`` until ``media_key`` is final; False if the room is closed, or full and
+        the media is not ``media_in_flight`` here."""
+        if self.closed or (self._count >= self.capacity and not media_in_flight):
             return False
         self.parked.setdefault(fold(media_key), []).append(Parked(job, media_key, self.clock() + self.wait))
         self._count += 1

@@ -133,3 +133,17 @@ async def test_a_full_or_closed_room_refuses() -> None:
     h2 = Harness()
     h2.room.closed = True
     assert not h2.room.park(job("a"), "a.mp4")
+
+
+async def test_a_full_room_takes_an_annotation_whose_media_is_in_flight() -> None:
+    """Its media settles here without another slot: waiting cannot starve it, so it is parked
+    over capacity instead of given back (a give-back costs the message one of its attempts)."""
+    h = Harness(capacity=1)
+    task = h.start()
+    assert h.room.park(job("a"), "a.mp4")
+    assert h.room.park(job("b"), "b.mp4", media_in_flight=True) and len(h.room) == 2
+    assert not h.room.park(job("c"), "c.mp4")
+    h.room.media_settled("b.mp4")
+    await h.until(lambda: h.resumed)
+    assert h.resumed == ["b"]
+    task.cancel()
