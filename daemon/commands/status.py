@@ -14,6 +14,8 @@ from daemon.commands.common import iso, load_config, require_ledger, write
 from daemon.core.config import Config, resolve
 from daemon.ledger.store import open_store
 from daemon.ops.status_client import LAST_RUN, read_status
+from daemon.pipeline.waiting import WAITING, WaitingFigure
+from workers.platforms.labelbox.imports import RECORD_PREFIX, summarize_records
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +31,37 @@ async def _stats(cfg: Config) -> dict[str, Any]:
         stats = await store.stats()
         last = await store.get_checkpoint(LAST_RUN)
         stats["last_run"] = msgspec.json.decode(last) if last else None
+        records = await store.checkpoints(RECORD_PREFIX)
+        stats["annotation_imports"], stats["annotation_lines"] = summarize_records(records.values())
+        stats["annotations_waiting"] = waiting_figure(await store.get_checkpoint(WAITING), now=time.time())
         return stats
+
+
+def waiting_figure(value: str | None, *, now: float) -> dict[str, Any]:
+    """The waiting room's last recorded figure for ``status`` (pure): how many annotations wait
+    for their media, the oldest one's age, when recorded, and whether the daemon had stopped."""
+    if value is None:
+        return {"count": 0, "oldest_seconds": None, "recorded_at": None, "given_back_at_stop": False}
+    try:
+        fig = msgspec.json.decode(value, type=WaitingFigure)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return {"count": None, "oldest_seconds": None, "recorded_at": None, "given_back_at_stop": False}
+    return {
+        "count": fig.count,
+        "oldest_seconds": round(now - fig.oldest, 1) if fig.oldest is not None else None,
+        "recorded_at": iso(fig.at),
+        "given_back_at_stop": fig.stopped,
+    }
+
+
+def _waiting_line(w: dict[str, Any]) -> str:
+    if w["count"] is None:
+        return "unreadable record"
+    if not w["count"]:
+        return "0"
+    text = f"{w['count']:,}, the oldest for {w['oldest_seconds']:,.0f} s"
+    stop = "given back at the stop, waiting for a restart; " if w["given_back_at_stop"] else ""
+    return f"{text}  ({stop}recorded {w['recorded_at']})"
 
 
 def _pairs(d: dict[str, Any]) -> str:
@@ -104,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
     write(f"batches pending   {stats['batches_pending']}")
     write(f"last accepted at  {stats['last_accepted_at'] or '-'}")
     write(f"URLs expiring 24h {stats.get('urls_expiring_24h', 0)}  (presigned row_data, refreshed by upsert)")
+    write(f"annotation imports {_pairs(stats['annotation_imports'])}  (Labelbox import jobs by state)")
+    write(f"annotation lines  {_pairs(stats['annotation_lines'])}")
+    write(f"annotations waiting for media {_waiting_line(stats['annotations_waiting'])}")
     last = stats["last_run"]
     if last:  # the run's own figures, as its summary said them
         write(f"last run          {last.pop('finished_at') or '-'}")

@@ -312,6 +312,14 @@ class PostgresStore:
             ]
         )
 
+    async def checkpoints(self, prefix: str) -> dict[str, str]:
+        async with self._lock:
+            cur = await self._conn.execute(
+                "SELECT name, value FROM checkpoints WHERE left(name, %s) = %s", (len(prefix), prefix)
+            )
+            rows = await cur.fetchall()
+        return {str(n): str(v) for n, v in rows}
+
     # -- presigned URL expiries (labelbox upsert: the URL refresher) ----------------------------
     async def put_url_expiries(self, rows: Sequence[UrlExpiry]) -> None:
         sql = (

@@ -240,6 +240,12 @@ class Ledger:
             (name, value, time.time()),
         )
 
+    def checkpoints(self, prefix: str) -> dict[str, str]:
+        rows = self.db.execute(
+            "SELECT name, value FROM checkpoints WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+        ).fetchall()
+        return {str(n): str(v) for n, v in rows}
+
     # -- presigned URL expiries (labelbox upsert: the URL refresher) ----------------------------
     def put_url_expiries(self, rows: Sequence[UrlExpiry]) -> None:
         self.db.executemany(

@@ -54,6 +54,10 @@ class LedgerStore(Protocol):
 
     async def put_checkpoint(self, name: str, value: str) -> None: ...
 
+    async def checkpoints(self, prefix: str) -> dict[str, str]:
+        """Every checkpoint whose name starts with ``prefix`` (``status``: import job records)."""
+        ...
+
     async def put_url_expiries(self, rows: Sequence[UrlExpiry]) -> None: ...
 
     async def urls_expiring(self, before: float, limit: int) -> list[UrlExpiry]: ...
@@ -109,6 +113,9 @@ class SqliteStore:
 
     async def put_checkpoint(self, name: str, value: str) -> None:
         await self.ledger.put_checkpoint(name, value)
+
+    async def checkpoints(self, prefix: str) -> dict[str, str]:
+        return self.ledger.checkpoints(prefix)
 
     async def put_url_expiries(self, rows: Sequence[UrlExpiry]) -> None:
         self.ledger.put_url_expiries(rows)

@@ -54,6 +54,8 @@ class Metrics:
         self.queues: dict[str, int] = {}
         self.annotation_imports: dict[str, int] = {}  # import jobs by state (labelbox projects)
         self.annotation_lines: dict[str, int] = {}  # annotation lines by outcome
+        self.annotations_waiting = 0  # parked in the waiting room for their media
+        self.annotations_waiting_oldest = 0.0  # seconds the oldest of them has waited
         self.in_flight = 0
         self.ledger_lag = 0.0
         self.last_success = 0.0
@@ -160,6 +162,10 @@ class Metrics:
             "dead_letters": sum(self.dead_letters.values()),
             "annotation_imports": dict(self.annotation_imports),
             "annotation_lines": dict(self.annotation_lines),
+            "annotations_waiting": {
+                "count": self.annotations_waiting,
+                "oldest_seconds": round(self.annotations_waiting_oldest, 1),
+            },
             "last_success_timestamp": self.last_success or None,
         }
 
@@ -226,6 +232,16 @@ class _LiveCollector(Collector):
         for name, depth in m.queues.items():
             q.add_metric([name], depth)
         yield q
+        yield GaugeMetricFamily(
+            "ingestd_annotations_waiting",
+            "Annotations waiting for their media to be final.",
+            value=m.annotations_waiting,
+        )
+        yield GaugeMetricFamily(
+            "ingestd_annotations_waiting_oldest_seconds",
+            "How long the oldest waiting annotation has waited (0 = none).",
+            value=m.annotations_waiting_oldest,
+        )
         yield GaugeMetricFamily(
             "ingestd_in_flight_messages", "Source messages received and not yet final.", value=m.in_flight
         )

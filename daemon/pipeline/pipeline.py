@@ -229,4 +229,8 @@ class Pipeline(Stages):
         m.queue_depth("dead_letter", self.dead_q.qsize())
         m.queue_depth("batch", len(self.batcher))
         m.set_in_flight(self.tracker.unacked)
+        if self.room is not None:
+            fig = self.room.figure()
+            m.annotations_waiting = fig.count
+            m.annotations_waiting_oldest = fig.at - fig.oldest if fig.oldest is not None else 0.0
         self._st_commit.queued = self.dead_q.qsize()

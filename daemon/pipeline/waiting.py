@@ -20,6 +20,12 @@ message one of the source's attempts, so one given back while its media was in f
 abandoned although the media arrived (the run then ended unfinished, exit 1).
 Time is injected (``clock``, and ``wall`` for the age ``status`` shows); the room never sleeps
 longer than ``recheck``.
+
+What waits is visible: live in ``/status`` and ``/metrics`` (:meth:`WaitingRoom.figure`), and in
+the ledger (checkpoint ``annotations.waiting``, a :class:`WaitingFigure` written when the figure
+changes, at most every ``recheck`` seconds unless the room emptied), which the offline ``status``
+reads. At a drain the figure kept is what was given back (it waits again at the next start). With
+several instances on one PostgreSQL ledger the figure is the last writer's.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import msgspec
 import structlog
 
 from daemon.core.jobs import Job
@@ -38,11 +45,25 @@ from daemon.ledger.store import LedgerStore
 log = structlog.get_logger()
 
 
+WAITING = "annotations.waiting"  # the ledger checkpoint holding the room's figure
+
+
+class WaitingFigure(msgspec.Struct, forbid_unknown_fields=True):
+    """Annotations waiting for their media: how many, since when the oldest waits (epoch s),
+    when this was recorded, and whether they were given back at a stop (waiting for a restart)."""
+
+    count: int
+    oldest: float | None = None
+    at: float = 0.0
+    stopped: bool = False
+
+
 @dataclass(slots=True)
 class Parked:
     job: Job
     media_key: str
     deadline: float
+    since: float = 0.0  # wall clock when parked
 
 
 @dataclass(slots=True)
@@ -52,12 +73,15 @@ class WaitingRoom:
     recheck: float
     capacity: int
     clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
     parked: dict[str, list[Parked]] = field(default_factory=dict)  # folded media key -> jobs
     settled: set[str] = field(default_factory=set)  # folded media keys that settled here
     closed: bool = False  # set by the drain once the room is empty: nothing is parked after it
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _empty: asyncio.Event = field(default_factory=asyncio.Event)
     _count: int = 0  # parked, plus taken out but not yet handed back (resume/expire in progress)
+    _recorded: tuple[int, float | None] | None = None  # the figure last written to the ledger
+    _recorded_at: float = float("-inf")
 
     def __post_init__(self) -> None:
         self._empty.set()
@@ -70,7 +94,8 @@ class WaitingRoom:
         the media is not ``media_in_flight`` here."""
         if self.closed or (self._count >= self.capacity and not media_in_flight):
             return False
-        self.parked.setdefault(fold(media_key), []).append(Parked(job, media_key, self.clock() + self.wait))
+        parked = Parked(job, media_key, self.clock() + self.wait, self.wall())
+        self.parked.setdefault(fold(media_key), []).append(parked)
         self._count += 1
         self._empty.clear()
         self._wake.set()
@@ -84,6 +109,24 @@ class WaitingRoom:
     async def emptied(self) -> None:
         """Wait until nothing is parked and nothing taken out is still being handed back."""
         await self._empty.wait()
+
+    def figure(self) -> WaitingFigure:
+        """What waits now (parked jobs only; ``oldest`` is None when none)."""
+        since = [p.since for ps in self.parked.values() for p in ps]
+        return WaitingFigure(len(since), min(since) if since else None, self.wall())
+
+    async def record(self, *, stopped: bool = False, force: bool = False) -> None:
+        """Write the figure to the ledger when it changed: at once when the room emptied (or
+        ``force``), otherwise at most every ``recheck`` seconds."""
+        fig = self.figure()
+        fig.stopped = stopped
+        now = self.clock()
+        if (fig.count, fig.oldest) == self._recorded and not force:
+            return
+        if not (force or fig.count == 0 or now - self._recorded_at >= self.recheck):
+            return
+        await self.ledger.put_checkpoint(WAITING, msgspec.json.encode(fig).decode())
+        self._recorded, self._recorded_at = (fig.count, fig.oldest), now
 
     def media_settled(self, global_key: str) -> None:
         """A job settled in this process: wake the room (cheap when nothing is parked); what
@@ -142,6 +185,7 @@ class WaitingRoom:
             self._wake.clear()
             if not self.parked:
                 self.settled.clear()
+                await self.record()
                 continue
             now = self.clock()
             ready = self.settled & set(self.parked)
@@ -162,6 +206,11 @@ class WaitingRoom:
                     await expire(p, "in this run: the source has ended without it")
                 self._done(len(taken))
             elif why == "drain":
+                if self.parked:  # what is given back waits again at the next start: kept
+                    await self.record(stopped=True, force=True)
+                    self._recorded = (0, None)
                 for p in (taken := self.everything()):
                     give_back(p.job)
                 self._done(len(taken))
+                continue
+            await self.record()

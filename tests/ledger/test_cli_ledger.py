@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +100,53 @@ class TestStatus:
         proc = cli("status", "-c", str(conf))
         assert proc.returncode == 2
         assert "ledger.paht: unknown key" in proc.stderr
+
+
+def annotated(config: Path, *, now: float) -> None:
+    """Import job records (both layouts) and the waiting room's figure, as the daemon leaves them."""
+    records = {
+        "a": "creating",
+        "b": '{"state":"running","job":"import-2"}',
+        "c": '{"state":"finished","job":"import-3","imported":7,"failed":1}',
+        "d": "FAILED:import-4",
+        "e": '{"state":"finished","job":"import-5","imported":3}',
+    }
+    waiting = json.dumps({"count": 3, "oldest": now - 120, "at": now - 5, "stopped": True})
+
+    async def put() -> None:
+        with Ledger(config.parent / "state" / "ledger.db") as led:
+            for name, value in records.items():
+                await led.put_checkpoint(f"labelbox.import:ingestd-{name}", value)
+            await led.put_checkpoint("annotations.waiting", waiting)
+
+    asyncio.run(put())
+
+
+class TestStatusAnnotations:
+    """The offline status shows what the live one does for annotations: import jobs by state,
+    lines by outcome, and the annotations waiting for their media (how many, the oldest's age)."""
+
+    def test_json_and_text_of_a_ledger_with_imports_and_waiting(self, cli: Cli, config: Path) -> None:
+        now = time.time()
+        annotated(config, now=now)
+        s = json.loads(ok(cli("status", "-c", str(config), "--json")))
+        assert s["annotation_imports"] == {"created": 1, "running": 1, "finished": 2, "failed": 1}
+        assert s["annotation_lines"] == {"imported": 10, "failed": 1}
+        w = s["annotations_waiting"]
+        assert w["count"] == 3 and w["given_back_at_stop"] is True
+        assert 120 <= w["oldest_seconds"] < 120 + 60 and w["recorded_at"].startswith("20")
+        out = ok(cli("status", "-c", str(config)))
+        assert "annotation imports created 1  running 1  finished 2  failed 1" in out
+        assert "annotation lines  imported 10  failed 1" in out
+        assert "annotations waiting for media 3, the oldest for 1" in out and "given back at the stop" in out
+
+    def test_a_ledger_without_annotations(self, cli: Cli, config: Path) -> None:
+        s = json.loads(ok(cli("status", "-c", str(config), "--json")))
+        assert s["annotation_imports"] == {} and s["annotation_lines"] == {}
+        assert s["annotations_waiting"]["count"] == 0 and s["annotations_waiting"]["oldest_seconds"] is None
+        out = ok(cli("status", "-c", str(config)))
+        assert "annotation imports -" in out and "annotation lines  -" in out
+        assert "annotations waiting for media 0" in out
 
 
 class TestDlqList:

@@ -309,6 +309,13 @@ class TestCheckpointsAndStats:
         await ledger.put_checkpoint("listing:b", "after/k2")
         assert await ledger.get_checkpoint("listing:b") == "after/k2"
 
+    async def test_checkpoints_by_prefix(self, ledger: Ledger) -> None:
+        """Only the names starting with the prefix; ``%`` and ``_`` in it are plain characters."""
+        for name in ("labelbox.import:a", "labelbox.import:b", "labelbox.imports", "labelbox_import:c"):
+            await ledger.put_checkpoint(name, name[-1])
+        assert ledger.checkpoints("labelbox.import:") == {"labelbox.import:a": "a", "labelbox.import:b": "b"}
+        assert ledger.checkpoints("labelbox%") == {} and ledger.checkpoints("nothing") == {}
+
     def test_stats(self, ledger: Ledger) -> None:
         """Stats count accepted, duplicates, dead letters by rule and batches by state."""
         b1, b2 = batch("a", "b", "c"), batch("z")

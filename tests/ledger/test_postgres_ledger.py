@@ -110,6 +110,9 @@ class TestContract:
             assert stats["dead_letters"] == 1 and stats["dead_letters_by_rule"] == {"media.invalid": 1}
             await s.put_checkpoint("listing:b/p", "key-42")
             assert await s.get_checkpoint("listing:b/p") == "key-42"
+            await s.put_checkpoint("listing:b/q", "key-7")
+            await s.put_checkpoint("listing_b", "other")
+            assert await s.checkpoints("listing:b/") == {"listing:b/p": "key-42", "listing:b/q": "key-7"}
         finally:
             await s.close()
 

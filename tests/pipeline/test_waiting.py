@@ -6,19 +6,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import msgspec
+
 from daemon.core.jobs import Job, ObjectRef
 from daemon.ledger.records import FinalState, fold
-from daemon.pipeline.waiting import Parked, WaitingRoom
+from daemon.pipeline.waiting import WAITING, Parked, WaitingFigure, WaitingRoom
 
 
 class Ledger:
     def __init__(self) -> None:
         self.final: dict[str, FinalState] = {}
         self.asked = 0
+        self.checkpoints: dict[str, str] = {}
+        self.changed: asyncio.Event | None = None
 
     async def final_states(self, keys: Sequence[str]) -> dict[str, FinalState]:
         self.asked += 1
         return {fold(k): self.final[fold(k)] for k in keys if fold(k) in self.final}
+
+    async def put_checkpoint(self, name: str, value: str) -> None:
+        self.checkpoints[name] = value
+        if self.changed is not None:
+            self.changed.set()
+
+    def figure(self) -> WaitingFigure | None:
+        value = self.checkpoints.get(WAITING)
+        return None if value is None else msgspec.json.decode(value, type=WaitingFigure)
 
 
 class Clock:
@@ -37,12 +50,21 @@ class Harness:
     def __init__(self, *, wait: float = 100.0, recheck: float = 1000.0, capacity: int = 10) -> None:
         self.ledger = Ledger()
         self.clock = Clock()
-        self.room = WaitingRoom(self.ledger, wait=wait, recheck=recheck, capacity=capacity, clock=self.clock)  # type: ignore[arg-type]
+        self.wall = 1_000_000.0
+        self.room = WaitingRoom(
+            self.ledger,  # type: ignore[arg-type]
+            wait=wait,
+            recheck=recheck,
+            capacity=capacity,
+            clock=self.clock,
+            wall=lambda: self.wall + self.clock.now,
+        )
         self.resumed: list[str] = []
         self.expired: list[tuple[str, str]] = []
         self.given_back: list[str] = []
         self.why: str | None = None
         self.changed = asyncio.Event()
+        self.ledger.changed = self.changed
 
     async def resume(self, j: Job) -> None:
         self.resumed.append(j.global_key)
@@ -146,4 +168,33 @@ async def test_a_full_room_takes_an_annotation_whose_media_is_in_flight() -> Non
     h.room.media_settled("b.mp4")
     await h.until(lambda: h.resumed)
     assert h.resumed == ["b"]
+    task.cancel()
+
+
+async def test_the_figure_is_live_and_recorded_in_the_ledger() -> None:
+    """How many wait and since when: live from figure(), in the ledger when it changed (at most
+    every recheck seconds, at once when the room empties); a drain keeps what it gave back."""
+    h = Harness(recheck=10.0)
+    task = h.start()
+    h.room.park(job("a"), "a.mp4")
+    await h.until(lambda: h.ledger.figure() is not None)
+    assert h.ledger.figure() == WaitingFigure(1, 1_000_000.0, 1_000_000.0)
+    h.clock.now = 4.0
+    h.room.park(job("b"), "b.mp4")
+    fig = h.room.figure()
+    assert (fig.count, fig.oldest, fig.at) == (2, 1_000_000.0, 1_000_004.0)
+    await asyncio.sleep(0)
+    assert h.ledger.figure().count == 1  # type: ignore[union-attr]  # within recheck: not yet
+    h.room.media_settled("a.mp4")
+    h.room.media_settled("b.mp4")
+    await h.until(lambda: len(h.resumed) == 2 and h.ledger.figure().count == 0)  # type: ignore[union-attr]
+    h.clock.now = 30.0
+    h.room.park(job("c"), "c.mp4")
+    h.why = "drain"
+    h.room.wake()
+    await h.until(lambda: h.given_back)
+    await asyncio.wait_for(h.room.emptied(), 5)
+    h.room.wake()  # another pass over the empty room keeps the figure of the stop
+    await asyncio.sleep(0.01)
+    assert h.ledger.figure() == WaitingFigure(1, 1_000_030.0, 1_000_030.0, stopped=True)
     task.cancel()

@@ -94,6 +94,11 @@ class TestProjectImports:
         lines = ps.imported_lines()
         assert len(lines) == 12 and len({ln["uuid"] for ln in lines}) == 12
         assert ps.count("project") == 1  # the ontology is read once
+        cfg = tmp_path / "c.toml"
+        code, _, text = await run(cfg, KEY, "status", "-c", str(cfg), "--json")  # the daemon is gone
+        status = json.loads(text.strip().splitlines()[-1])
+        assert status["annotation_imports"] == {"finished": len(ps.jobs)}, status
+        assert status["annotation_lines"] == {"imported": 12} and status["annotations_waiting"]["count"] == 0
 
     async def test_async_batch_path_and_refused_lines(self, tmp_path: Path, ps: ProjectServer) -> None:
         """batch_async_at = 2 sends the rows by the empty batch + async add path; a line the server

@@ -120,3 +120,27 @@ def test_answer_structs_decode_or_fail_cleanly(value: object) -> None:
             msgspec.json.decode(raw, type=typ)
         except msgspec.ValidationError:
             pass
+
+
+def test_import_records_round_trip_and_read_the_first_layout() -> None:
+    rec = imp.ImportRecord("finished", "import-3", imported=7, failed=1)
+    assert imp.read_record(imp.record_value(rec)) == rec
+    assert imp.record_value(imp.ImportRecord("created")) == '{"state":"created"}'
+    assert imp.read_record("creating") == imp.ImportRecord("created")
+    assert imp.read_record("FAILED:import-4") == imp.ImportRecord("failed", "import-4")
+    assert imp.read_record("FINISHED:") is None and imp.read_record('{"state":"lost"}') is None
+
+
+def test_records_summarized_by_state_and_lines_by_outcome() -> None:
+    values = ["creating", '{"state":"running","job":"j"}', '{"state":"finished","job":"k","imported":5}', "?"]
+    assert imp.summarize_records(values) == (
+        {"created": 1, "running": 1, "finished": 1, "unreadable": 1},
+        {"imported": 5},
+    )
+    assert imp.summarize_records([]) == ({}, {})
+
+
+@given(st.lists(st.text(max_size=30) | _json.map(json.dumps), max_size=6))
+def test_summarizing_any_values_never_raises(values: list[str]) -> None:
+    states, _ = imp.summarize_records(values)
+    assert sum(states.values()) == len(values)

@@ -20,7 +20,7 @@ from daemon.sinks.labelbox import open_labelbox_deliverer
 from daemon.sinks.labelbox.project import in_project_name
 from tests.platforms.labelbox_project_server import ProjectServer
 from tests.platforms.test_labelbox_sink import KEY, MemoryCheckpoints, batch, statuses
-from workers.platforms.labelbox.imports import import_name, join_ndjson
+from workers.platforms.labelbox.imports import ImportRecord, import_name, join_ndjson, read_record
 from workers.platforms.labelbox.project import batch_name
 
 
@@ -144,7 +144,9 @@ class TestImports:
         mal = "createModelAssistedLabelingPredictionImport"
         assert ps.count("createLabelImport" if kind == "ground_truth" else mal) == 2
         first = import_name(join_ndjson(n.body for n in notes[:2]))
-        assert first in ps.jobs and ckpt.values[f"labelbox.import:{first}"].startswith("FINISHED:")
+        record = read_record(ckpt.values[f"labelbox.import:{first}"])
+        # 3 lines, not 6: the re-delivery rewrites the same record
+        assert first in ps.jobs and record == ImportRecord("finished", ps.jobs[first].id, imported=3)
 
     async def test_failure_lines_refuse_their_sidecar_with_the_message(self, ps: ProjectServer) -> None:
         ps.feature_failures = {"b": "Feature b is not in the ontology"}
@@ -218,13 +220,17 @@ class TestImports:
         assert ps.count("project") == 2
 
 
-def test_metrics_show_imports_by_state_and_lines_by_outcome() -> None:
+def test_metrics_show_imports_by_state_lines_by_outcome_and_waiting() -> None:
     m = Metrics("test")
     m.annotation_imports, m.annotation_lines = {"finished": 2, "failed": 1}, {"imported": 9, "failed": 3}
     text = m.exposition().decode()
     assert 'ingestd_annotation_imports_total{state="finished"} 2.0' in text
     assert 'ingestd_annotation_lines_total{outcome="failed"} 3.0' in text
     assert m.snapshot()["annotation_imports"] == {"finished": 2, "failed": 1}
+    m.annotations_waiting, m.annotations_waiting_oldest = 3, 42.25
+    assert "ingestd_annotations_waiting 3.0" in m.exposition().decode()
+    assert "ingestd_annotations_waiting_oldest_seconds 42.25" in m.exposition().decode()
+    assert m.snapshot()["annotations_waiting"] == {"count": 3, "oldest_seconds": 42.2}
 
 
 @pytest.mark.parametrize(

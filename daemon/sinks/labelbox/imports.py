@@ -9,11 +9,14 @@ sidecar's NDJSON lines for one data row):
    naming the row's reason;
 2. items are grouped into jobs of <= ``rows_per_file`` data rows (issue #1021), several in flight;
 3. a job's name is a pure function of its NDJSON; the name is recorded in the ledger (checkpoint
-   ``labelbox.import:<name>``) *before* the create call. A recorded name is first looked up by
-   (project, name): after a crash or an ambiguous failure the job is found, not created again;
-   a create answered ``RESOURCE_CONFLICT`` is the same job;
-4. the NDJSON goes inline (multipart, true ``contentLength``) up to ``inline_bytes``, above it by
-   the URL of a file uploaded with ``uploadFile``;
+   ``labelbox.import:<name>``, an ``ImportRecord``: created, running, then finished or failed
+   with its lines by outcome, what the offline ``status`` counts) *before* the create call. A
+   recorded name is first looked up by (project, name): after a crash or an ambiguous failure
+   the job is found, not created again; a create answered ``RESOURCE_CONFLICT`` is that job
+   (the emulator's answer for a name that exists; Labelbox's real answer is unverified);
+4. the NDJSON goes inline (multipart, true ``contentLength``) up to ``inline_bytes``; above it
+   by ``fileUrl``: with ``[target] annotation_staging`` a presigned GET of an object we wrote
+   (:mod:`daemon.sinks.labelbox.staging`), otherwise the URL of a file uploaded with ``uploadFile``;
 5. the job is read every ``interval`` s until ``FINISHED``/``FAILED`` (bounded by ``deadline``,
    then the batch is retried and resumes by name); the status file's ``FAILURE`` lines refuse
    their item with the object key, the feature, the line's uuid and Labelbox's message; a
@@ -115,17 +118,22 @@ class Importer:
             uuids.update(u)
         return _Job([e[0] for e in entries], imp.join_ndjson(e[0].body for e in entries), uuids)
 
+    async def _record(self, name: str, state: imp.RecordState, job: str = "", **lines: int) -> None:
+        rec = imp.ImportRecord(state=state, job=job, **lines)
+        await self.project.ckpt.put_checkpoint(imp.RECORD_PREFIX + name, imp.record_value(rec))
+
     async def _run(self, job: _Job) -> list[ItemResult]:
         name = job.name
-        ckpt = f"labelbox.import:{name}"
         view: ImportJob | None = None
-        if await self.project.ckpt.get_checkpoint(ckpt) is not None:
+        if await self.project.ckpt.get_checkpoint(imp.RECORD_PREFIX + name) is not None:
             view = await self._read(name)  # recorded before: the job may exist (crash, lost answer)
             if view is not None:
                 log.info("labelbox.import_found", name=name, job=view.id, state=view.state)
         if view is None:
-            await self.project.ckpt.put_checkpoint(ckpt, "creating")
+            await self._record(name, "created")
             view = await self._create(job, name)
+            if not view.finished:
+                await self._record(name, "running", view.id)
         loop = asyncio.get_running_loop()
         end = loop.time() + self.s.deadline
         while not view.finished:
@@ -137,9 +145,11 @@ class Importer:
             if read is None:
                 raise TransientError(f"Labelbox import {name} ({view.id}) cannot be read by name")
             view = read
-        await self.project.ckpt.put_checkpoint(ckpt, f"{view.state}:{view.id}")
+        results, imported, failed = await self._outcome(job, view)
+        ended: imp.RecordState = "failed" if view.state == "FAILED" else "finished"
+        await self._record(name, ended, view.id, imported=imported, failed=failed)
         self.stats.imports[view.state.lower()] += 1
-        return await self._outcome(job, view)
+        return results
 
     async def _create(self, job: _Job, name: str) -> ImportJob:
         project = self.project.s.project
@@ -176,13 +186,15 @@ class Importer:
             raise
         return imp.job_of(self.s.kind, data, created=False)
 
-    async def _outcome(self, job: _Job, view: ImportJob) -> list[ItemResult]:
+    async def _outcome(self, job: _Job, view: ImportJob) -> tuple[list[ItemResult], int, int]:
+        """Results per item, and the job's lines imported and failed."""
         lines_of = Counter(line.item for line in job.uuids.values())
         if view.state == "FAILED" and not view.statusFileUrl:
             why = f"Labelbox import job {view.id} ({view.name}) FAILED without a status file"
-            self.stats.import_lines["failed"] += sum(lines_of.values())
+            self.stats.import_lines["failed"] += lines_of.total()
             log.warning("labelbox.import_failed", job=view.id, name=view.name, items=len(job.items))
-            return [ItemResult(key=i.key, status="rejected", reason=why) for i in job.items]
+            refused = [ItemResult(key=i.key, status="rejected", reason=why) for i in job.items]
+            return refused, 0, lines_of.total()
         failures: dict[str, list[str]] = {}
         if view.statusFileUrl:
             body = await self.client.fetch_file(view.statusFileUrl, STATUS_FILE_BYTES)
@@ -197,17 +209,16 @@ class Importer:
                 where = f"{sent.row} feature {sent.feature!r}" if sent is not None else line.row
                 failures.setdefault(owner, []).append(f"{where} uuid {line.uuid}: {line.reason()}")
         out: list[ItemResult] = []
+        counts: Counter[str] = Counter()
         for item in job.items:
             failed = failures.get(item.key, [])
-            self.stats.import_lines.update(
-                {"failed": len(failed), "imported": max(0, lines_of[item.key] - len(failed))}
-            )
-            self.stats.import_lines += Counter()  # drops outcomes still at zero
+            counts.update({"failed": len(failed), "imported": max(0, lines_of[item.key] - len(failed))})
             if not failed:
                 out.append(ItemResult(key=item.key, status="accepted"))
                 continue
             more = f" (+{len(failed) - LISTED} more)" if len(failed) > LISTED else ""
             why = f"Labelbox import {view.id} refused {len(failed)} line(s): " + "; ".join(failed[:LISTED])
             out.append(ItemResult(key=item.key, status="rejected", reason=why + more))
+        self.stats.import_lines.update(+counts)  # outcomes still at zero left out
         log.info("labelbox.import_finished", job=view.id, state=view.state, refused=len(failures))
-        return out
+        return out, counts["imported"], counts["failed"]

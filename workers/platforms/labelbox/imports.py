@@ -215,3 +215,56 @@ def _mask_feature(masks: Any) -> str:
 def join_ndjson(parts: Iterable[bytes]) -> bytes:
     """One job's file: the items' lines joined by ``\\n``, no blank line, no trailing newline."""
     return b"\n".join(line for p in parts for line in p.splitlines() if line.strip())
+
+
+# -- the ledger's record of a job (checkpoint ``labelbox.import:<name>``) ---------------------------
+
+RECORD_PREFIX = "labelbox.import:"
+RecordState = Literal["created", "running", "finished", "failed"]
+
+
+class ImportRecord(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """What the ledger keeps of one import job: ``created`` (the name recorded before the create
+    call: the job may or may not exist), ``running``, ``finished`` or ``failed``, with the job id
+    once known and, when ended, its lines by outcome."""
+
+    state: RecordState
+    job: str = ""
+    imported: int = 0
+    failed: int = 0
+
+
+_record_json = msgspec.json.Decoder(ImportRecord).decode
+
+
+def record_value(rec: ImportRecord) -> str:
+    return _encode(rec).decode()
+
+
+def read_record(value: str) -> ImportRecord | None:
+    """A stored record; the first layout (``creating``, ``FINISHED:<id>``) is read too. None for a
+    value that is neither."""
+    if value == "creating":
+        return ImportRecord(state="created")
+    state, _, job = value.partition(":")
+    if state in ("FINISHED", "FAILED") and job:
+        return ImportRecord(state="finished" if state == "FINISHED" else "failed", job=job)
+    try:
+        return _record_json(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def summarize_records(values: Iterable[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Jobs by state and lines by outcome over the ledger's records (unreadable ones as
+    ``unreadable``), zero counts left out."""
+    states: dict[str, int] = {}
+    lines = {"imported": 0, "failed": 0}
+    for value in values:
+        rec = read_record(value)
+        state = rec.state if rec is not None else "unreadable"
+        states[state] = states.get(state, 0) + 1
+        if rec is not None:
+            lines["imported"] += rec.imported
+            lines["failed"] += rec.failed
+    return states, {k: n for k, n in lines.items() if n}
