@@ -152,7 +152,7 @@ async def make_sink(cfg: Config, stack: AsyncExitStack, ledger: LedgerStore | No
         return await open_http_deliverer(k, stack)
     if k.type == "labelbox":
         return await open_labelbox_deliverer(
-            k, cfg.target, stack, ledger, expiries=ledger, annotations=cfg.annotations
+            k, cfg.target, stack, ledger, expiries=ledger, annotations=cfg.annotations, aws=cfg.aws
         )
     if k.type == "encord":  # job ids are checkpoints in the ledger (a restart resumes the poll)
         return await open_encord_deliverer(cfg, stack, ledger or await open_store(cfg, stack))

@@ -10,8 +10,10 @@
   :attr:`processing_failed` -> ``failedDataRowIds`` (emulator's choice, unverified);
 * ``createEmptyBatch`` + ``addDataRowsToBatchAsync`` (a task read like the upsert tasks, applied
   on completion) and ``batches(where:{name})``;
-* MAL / ground truth imports by file (multipart) or by URL: a name that exists -> ``RESOURCE_CONFLICT``
-  (invented: the real answer is unknown); the job is ``RUNNING`` until it has been read
+* MAL / ground truth imports by file (multipart) or by URL (a file uploaded here, or any other
+  http(s) ``fileUrl`` fetched with a GET as Labelbox does, e.g. a presigned URL of the test's moto
+  S3; what it got is kept in :attr:`fetched`): a name that exists -> ``RESOURCE_CONFLICT``
+  (invented: the real answer is unknown, labelbox.md A2.3/A2.7); the job is ``RUNNING`` until it has been read
   :attr:`import_polls` times, then ``FINISHED`` with a status file served on ``GET /status/<id>``
   (a line fails when its uuid is in :attr:`line_failures`, its feature in
   :attr:`feature_failures`, or its data row is not in the project), or ``FAILED`` without one when
@@ -29,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from tests.platforms.labelbox_server import LabelboxServer, Request, Task, _data, _error
@@ -77,6 +80,7 @@ class ProjectServer(LabelboxServer):
     jobs: dict[str, Job] = field(default_factory=dict)  # name -> job
     job_creations: Counter[str] = field(default_factory=Counter)  # name -> create calls that made it
     status_files: dict[str, bytes] = field(default_factory=dict)
+    fetched: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # fileUrl -> (status, body)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -210,9 +214,12 @@ class ProjectServer(LabelboxServer):
         if name in self.jobs:
             return _error(200, "RESOURCE_CONFLICT", f"An import named {name} already exists in this project")
         if file is None:
-            file = self.files.get(variables.get("fileUrl", ""))
-            if file is None:
-                return _error(200, "MALFORMED_REQUEST", "Failed to access URL")
+            url = variables.get("fileUrl", "")
+            file = self.files.get(url)
+            if file is None and url.startswith(("http://", "https://")):
+                file = await self._fetch(url)
+            if file is None:  # the wording, and that it quotes the URL, are the emulator's
+                return _error(200, "MALFORMED_REQUEST", f"Failed to access URL {url}")
         elif variables.get("contentLength") != len(file):
             return _error(200, "INTERNAL_SERVER_ERROR", "content length mismatch", status=400)
         kind = "mal" if op.startswith("createModel") else "ground_truth"
@@ -223,6 +230,17 @@ class ProjectServer(LabelboxServer):
         if self.hold_create is not None:
             await self.hold_create.wait()
         return _data({op: self._job_view(job)})
+
+    async def _fetch(self, url: str) -> bytes | None:
+        """GET a fileUrl (no HEAD first: a URL presigned for GET answers HEAD 403 on S3)."""
+        try:
+            async with aiohttp.ClientSession() as session, session.get(url) as resp:
+                body = await resp.read()
+        except aiohttp.ClientError:
+            self.fetched[url] = (0, b"")
+            return None
+        self.fetched[url] = (resp.status, body)
+        return body if resp.status == 200 else None
 
     def _read_import(self, op: str, variables: dict[str, Any]) -> web.Response:
         job = self.jobs.get(variables.get("name", ""))

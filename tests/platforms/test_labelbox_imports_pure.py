@@ -144,3 +144,9 @@ def test_records_summarized_by_state_and_lines_by_outcome() -> None:
 def test_summarizing_any_values_never_raises(values: list[str]) -> None:
     states, _ = imp.summarize_records(values)
     assert sum(states.values()) == len(values)
+
+
+def test_the_staged_object_is_named_by_the_import_only() -> None:
+    name = imp.import_name(b'{"a": 1}')
+    assert imp.staging_key("staged/", name) == f"staged/{name}.ndjson" == imp.staging_key("staged/", name)
+    assert imp.without_query("https://h/b/k.ndjson?X-Amz-Signature=abc") == "https://h/b/k.ndjson"

@@ -169,6 +169,25 @@ class TestImports:
         [create] = [r for r in ps.requests if r.operation == "createLabelImport"]
         assert create.variables["fileUrl"] in ps.files and len(ps.imported_lines()) == 2
 
+    async def test_an_answer_quoting_the_signed_url_is_redacted(self, ps: ProjectServer) -> None:
+        """A staged file Labelbox cannot fetch: the refusal names the object, never the signature."""
+        signed = "http://127.0.0.1:1/bucket/staged/x.ndjson?X-Amz-Signature=SIGNATURE0123"
+
+        class Unreachable:
+            async def stage(self, name: str, ndjson: bytes) -> str:
+                return signed
+
+        async with AsyncExitStack() as stack:
+            d = await self._rows(stack, ps, MemoryCheckpoints({}), "mal")
+            importer = d.sink.importer  # type: ignore[attr-defined]
+            importer.s = msgspec.structs.replace(importer.s, inline_bytes=10)
+            importer.stager = Unreachable()
+            results = await d.deliver(Batch.of([note("k0000", "a")]))
+        [r] = results
+        assert ps.fetched[signed][0] == 0 and r.status == "rejected"
+        why = r.reason or ""
+        assert "SIGNATURE0123" not in why and "/bucket/staged/x.ndjson?<signed>" in why
+
     async def test_failed_without_status_file_refuses_all_with_the_job_id(self, ps: ProjectServer) -> None:
         ps.fail_jobs = True
         async with AsyncExitStack() as stack:
@@ -239,6 +258,10 @@ def test_metrics_show_imports_by_state_lines_by_outcome_and_waiting() -> None:
         ({"priority": 0}, "target.priority: 1 \\(highest\\) to 5"),
         ({"consensus_labels": 3, "consensus_coverage": 0}, "target.consensus_coverage"),
         ({"batch_async_at": 1001}, "target.batch_async_at"),
+        ({"annotation_staging": "https://bucket/p/"}, "target.annotation_staging: s3://bucket/prefix/"),
+        ({"annotation_staging": "s3://B_/p/"}, "target.annotation_staging: bad bucket name"),
+        ({"annotation_staging_expires": 8 * 86400}, "target.annotation_staging_expires: 300 s .. 7 days"),
+        ({"annotation_inline_bytes": 0}, "target.annotation_inline_bytes"),
     ],
 )
 def test_project_keys_are_checked(target: dict[str, object], match: str) -> None:

@@ -4,8 +4,8 @@ Thin I/O over ``workers/platforms/labelbox``: :mod:`.client` (one session, a rat
 request, answers sorted), :mod:`.tasks` (one paced poller for every task in flight), :mod:`.sink`
 (a batch -> one upload task, resumed from the ledger after a crash), and with ``[target] project``
 :mod:`.project` (accepted rows into the project's batches) and :mod:`.imports` (annotation items
-imported exactly once). :func:`open_labelbox_deliverer`
-builds the whole path behind the daemon's one delivery policy.
+imported exactly once; large ones through :mod:`.staging`, an S3 object we wrote, presigned).
+:func:`open_labelbox_deliverer` builds the whole path behind the daemon's one delivery policy.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 
-from daemon.core.config import AnnotationsConfig, SinkConfig, TargetConfig, load_secret
+from daemon.core.config import AnnotationsConfig, AwsConfig, SinkConfig, TargetConfig, load_secret
 from daemon.sinks.delivery import Deliverer, DeliveryLimits
 from daemon.sinks.labelbox.client import LabelboxClient
 from daemon.sinks.labelbox.imports import Importer, ImportSettings
 from daemon.sinks.labelbox.project import ProjectRows, ProjectSettings
 from daemon.sinks.labelbox.refresher import UrlExpiries, UrlRefresher
 from daemon.sinks.labelbox.sink import Checkpoints, LabelboxSink, Settings
+from daemon.sinks.labelbox.staging import Stager
 from daemon.sinks.labelbox.tasks import TaskPoller
 
 DEFAULT_ENDPOINT = "https://api.labelbox.com/graphql"
@@ -56,6 +57,7 @@ async def open_labelbox_deliverer(
     clock: Callable[[], float] = time.monotonic,
     poll_interval: float | None = None,
     annotations: AnnotationsConfig | None = None,
+    aws: AwsConfig | None = None,
 ) -> Deliverer:
     """The session (closed by ``stack``), client, poller and sink behind a :class:`Deliverer`.
 
@@ -100,12 +102,26 @@ async def open_labelbox_deliverer(
             sink.row_ids,
         )
         a = annotations or AnnotationsConfig()
+        stager = None
+        if target.annotation_staging:
+            stager = Stager(
+                target.annotation_staging,
+                aws=aws or AwsConfig(),
+                url_endpoint=target.url_endpoint,
+                expires=target.annotation_staging_expires,
+                stack=stack,
+            )
         sink.importer = Importer(
             client,
             sink.project,
             ImportSettings(
-                kind=a.kind, rows_per_file=a.rows_per_file, interval=interval, deadline=cfg.task_deadline
+                kind=a.kind,
+                rows_per_file=a.rows_per_file,
+                inline_bytes=target.annotation_inline_bytes,
+                interval=interval,
+                deadline=cfg.task_deadline,
             ),
+            stager=stager,
         )
     stack.push_async_callback(sink.aclose)
     return Deliverer(sink, endpoint, limits, clock=clock, split_on=())

@@ -32,9 +32,10 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import structlog
 
-from daemon.sinks.base import BatchItem, ItemResult, TransientError
+from daemon.sinks.base import BatchItem, ItemResult, PermanentError, TransientError
 from daemon.sinks.labelbox.client import GraphqlRefusal, LabelboxClient
 from daemon.sinks.labelbox.project import ProjectRows
+from daemon.sinks.labelbox.staging import Stager
 from workers.platforms.labelbox import imports as imp
 from workers.platforms.labelbox.imports import ImportJob, ImportKind, SentLine
 
@@ -71,10 +72,12 @@ class Importer:
         settings: ImportSettings,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        stager: Stager | None = None,
     ) -> None:
         self.client = client
         self.project = project
         self.s = settings
+        self.stager = stager  # large files: an object we wrote, presigned (else uploadFile)
         self._sleep = sleep
         self.stats = client.endpoint.stats  # imports by state, import_lines by outcome (metrics)
 
@@ -154,16 +157,22 @@ class Importer:
     async def _create(self, job: _Job, name: str) -> ImportJob:
         project = self.project.s.project
         kind = self.s.kind
+        url = ""
         try:
             if len(job.ndjson) <= self.s.inline_bytes:
                 ctype, body = imp.file_body(kind, project, name, job.ndjson)
                 data = await self.client.multipart(ctype, body, _Answer)
             else:
-                url = await self.client.upload(job.ndjson, f"{name}.ndjson")
+                if self.stager is not None:
+                    url = await self.stager.stage(name, job.ndjson)
+                else:
+                    url = await self.client.upload(job.ndjson, f"{name}.ndjson")
                 variables = imp.url_variables(project, name, url)
                 data = await self.client.query(imp.create_by_url(kind), variables, _Answer)
-        except GraphqlRefusal as e:
-            if e.code != "RESOURCE_CONFLICT":
+        except (TransientError, PermanentError) as e:
+            if url and url in str(e):  # an answer quoting the signed URL: never in a log or dead letter
+                e.args = (str(e).replace(url, imp.without_query(url) + "?<signed>"),)
+            if not isinstance(e, GraphqlRefusal) or e.code != "RESOURCE_CONFLICT":
                 raise
             found = await self._read(name)  # "a name that exists" is that job
             if found is None:

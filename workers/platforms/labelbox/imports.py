@@ -100,6 +100,17 @@ def url_variables(project: str, name: str, url: str) -> dict[str, Any]:
     return {"projectId": project, "name": name, "fileUrl": url}
 
 
+def staging_key(prefix: str, name: str) -> str:
+    """The object an import's NDJSON is staged as: a function of the import name only, so a retry
+    writes the same object."""
+    return f"{prefix}{name}.ndjson"
+
+
+def without_query(url: str) -> str:
+    """``url`` without its query (a presigned URL's signature and token), for messages and logs."""
+    return url.split("?", 1)[0]
+
+
 # -- answers ------------------------------------------------------------------------------------
 
 
