@@ -5,19 +5,20 @@
   for another id);
 * ``queryAllDataRowsHaveBeenProcessed``: false for the first :attr:`unprocessed_checks` calls;
 * ``createBatchV2``: rows by global key; a name that exists -> ``RESOURCE_CONFLICT``; unknown keys
-  only -> ``MALFORMED_REQUEST``; rows already in a batch of the project are skipped (all of them ->
-  ``MALFORMED_REQUEST`` "No valid data rows to add to project"); rows of another media type or in
-  :attr:`processing_failed` -> ``failedDataRowIds`` (emulator's choice, unverified);
+  only -> ``MALFORMED_REQUEST``; rows already in a batch of the project are skipped, or listed in
+  ``failedDataRowIds`` with :attr:`batched_rows_failed` (both unverified; all of them ->
+  ``MALFORMED_REQUEST`` "No valid data rows to add to project", the SDK tests' text); rows of another
+  media type or in :attr:`processing_failed` -> ``failedDataRowIds`` (emulator's choice, unverified);
 * ``createEmptyBatch`` + ``addDataRowsToBatchAsync`` (a task read like the upsert tasks, applied
   on completion) and ``batches(where:{name})``;
 * MAL / ground truth imports by file (multipart) or by URL (a file uploaded here, or any other
   http(s) ``fileUrl`` fetched with a GET as Labelbox does, e.g. a presigned URL of the test's moto
-  S3; what it got is kept in :attr:`fetched`): a name that exists -> ``RESOURCE_CONFLICT``
-  (invented: the real answer is unknown, labelbox.md A2.3/A2.7); the job is ``RUNNING`` until it has been read
-  :attr:`import_polls` times, then ``FINISHED`` with a status file served on ``GET /status/<id>``
-  (a line fails when its uuid is in :attr:`line_failures`, its feature in
-  :attr:`feature_failures`, or its data row is not in the project), or ``FAILED`` without one when
-  :attr:`fail_jobs` is set;
+  S3; what it got is kept in :attr:`fetched`): a name that exists -> ``RESOURCE_CONFLICT``, or
+  :attr:`duplicate_name_code` (invented: the real answer is unknown, labelbox.md A2.3/A2.7); the
+  job is ``RUNNING`` until it has been read :attr:`import_polls` times, then ``FINISHED`` with a
+  status file served on ``GET /status/<id>`` (a line fails when its uuid is in
+  :attr:`line_failures`, its feature in :attr:`feature_failures`, or its data row is not in the
+  project), or ``FAILED`` without one when :attr:`fail_jobs` is set;
 * :attr:`hold_create`: an event the create waits for *after* the job exists (the test kills the
   daemon in between); :attr:`create_seen` is set when a create arrived.
 """
@@ -73,6 +74,10 @@ class ProjectServer(LabelboxServer):
     line_failures: dict[str, str] = field(default_factory=dict)  # uuid -> message
     feature_failures: dict[str, str] = field(default_factory=dict)  # feature name -> message
     fail_jobs: bool = False
+    # Labelbox's real answers to these two are not known (labelbox.md A2.2, A2.3, A2.7): the test
+    # server can give either guess, and the daemon must take both
+    duplicate_name_code: str = "RESOURCE_CONFLICT"  # the error code of a create whose name exists
+    batched_rows_failed: bool = False  # rows already batched, mixed with new ones: in failedDataRowIds
     hold_create: asyncio.Event | None = None
     create_seen: asyncio.Event = field(default_factory=asyncio.Event)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> batch
@@ -162,6 +167,8 @@ class ProjectServer(LabelboxServer):
             return _error(200, "MALFORMED_REQUEST", "No valid data rows to add to project")
         batch = self.batches[name] = self._new_batch(name, inp)
         failed = self._add(batch, fresh)
+        if self.batched_rows_failed:  # the other answer Labelbox may give (unverified)
+            failed += [f"dr-{k.casefold()}" for k in keys if k not in fresh and k.casefold() in self.rows]
         return _data({"project": {op: {"batch": self._batch_view(batch), "failedDataRowIds": failed}}})
 
     def _new_batch(self, name: str, inp: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +219,8 @@ class ProjectServer(LabelboxServer):
         if variables.get("projectId") != self.project_id:
             return _error(200, "RESOURCE_NOT_FOUND", "Project not found")
         if name in self.jobs:
-            return _error(200, "RESOURCE_CONFLICT", f"An import named {name} already exists in this project")
+            message = f"An import named {name} already exists in this project"
+            return _error(200, self.duplicate_name_code, message)
         if file is None:
             url = variables.get("fileUrl", "")
             file = self.files.get(url)

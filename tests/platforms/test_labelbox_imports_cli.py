@@ -190,6 +190,30 @@ class TestProjectImports:
         assert "message abandoned" not in text
         assert sorted(ln["dataRow"]["globalKey"] for ln in ps.imported_lines()) == sorted(names(4) * 2)
 
+    async def test_a_lost_ledger_meets_batched_rows_and_names_that_exist(
+        self, tmp_path: Path, ps: ProjectServer
+    ) -> None:
+        """The ledger is lost (or another instance did the work): rows already in a batch of the
+        project, even listed as failed among new rows, are a success, and an import whose name
+        exists, refused in other words than RESOURCE_CONFLICT, is that job (both answers of the
+        test server are guesses: Labelbox's are unverified)."""
+        cfg = setup(tmp_path, ps, 3)
+        code, _, text = await run(cfg)
+        assert code == 0, text[-3000:]
+        jobs = set(ps.jobs)
+        for f in tmp_path.glob("l.db*"):
+            f.unlink()
+        ps.batched_rows_failed, ps.duplicate_name_code = True, "MALFORMED_REQUEST"
+        for name in ("new0.png", "new1.png"):
+            (tmp_path / "media" / name).write_bytes(tiny_png())
+        with (tmp_path / "media" / "m.ndjson").open("a") as f:
+            f.write('"new0.png"\n"new1.png"\n')
+        code, summary, text = await run(cfg)
+        assert code == 0 and summary["dead_lettered"] == 0 and summary["unfinished"] == 0, text[-3000:]
+        assert "labelbox.batch_rows_recheck" in text and "labelbox.import_exists" in text
+        assert {"new0.png", "new1.png"} <= set(ps.in_project) and len(ps.in_project) == 5
+        assert set(ps.jobs) == jobs and set(ps.job_creations.values()) == {1}
+
     async def test_check_reads_the_project(self, tmp_path: Path, ps: ProjectServer) -> None:
         cfg = setup(tmp_path, ps, 1)
         code, _, text = await run(cfg, KEY, "check", "-c", str(cfg))

@@ -111,6 +111,30 @@ class TestBatches:
         assert set(statuses(results).values()) <= {"accepted", "duplicate"} and len(results) == 3
         assert len(ps.batches) == 1 and len(ps.in_project) == 3 and ps.count(op) == 2
 
+    @pytest.mark.parametrize("listed_as_failed", [False, True])
+    async def test_rows_already_batched_among_new_ones_are_a_success(
+        self, ps: ProjectServer, listed_as_failed: bool
+    ) -> None:
+        """Labelbox may skip rows already in a batch of the project or list them in failedDataRowIds
+        (unverified which): either way they are a success, and a row that really failed is refused."""
+        ps.batched_rows_failed = listed_as_failed
+        ps.in_project = {"k0000": "earlier", "k0001": "earlier"}
+        ps.processing_failed = {"k0003"}
+        async with AsyncExitStack() as stack:
+            d = await open_sink(stack, ps, MemoryCheckpoints({}))
+            results = await d.deliver(batch(4))
+        assert statuses(results) == {
+            "k0000": "accepted",
+            "k0001": "accepted",
+            "k0002": "accepted",
+            "k0003": "rejected",
+        }
+        assert "dr-k0003" in next(r.reason for r in results if r.key == "k0003")  # type: ignore[operator]
+        assert (
+            ps.in_project["k0000"] == "earlier" and "k0002" in ps.in_project and "k0003" not in ps.in_project
+        )
+        assert ps.count("createBatchV2") == (4 if listed_as_failed else 2)  # one more per failed row
+
     async def test_processing_failed_rows_are_refused_by_key(self, ps: ProjectServer) -> None:
         ps.processing_failed = {"k0001"}
         async with AsyncExitStack() as stack:
@@ -216,8 +240,11 @@ class TestImports:
         assert set(statuses(results).values()) == {"accepted"}
         assert len(ps.jobs) == 1 and set(ps.job_creations.values()) == {1}
 
-    async def test_a_name_that_exists_is_that_job(self, ps: ProjectServer) -> None:
-        """No ledger record (another instance made it): the create is told the name exists."""
+    @pytest.mark.parametrize("code", ["RESOURCE_CONFLICT", "MALFORMED_REQUEST"])
+    async def test_a_name_that_exists_is_that_job(self, ps: ProjectServer, code: str) -> None:
+        """No ledger record (another instance made it): the create is told the name exists, in
+        whichever words (Labelbox's are unverified); the job read by that name is the job."""
+        ps.duplicate_name_code = code
         ckpt = MemoryCheckpoints({})
         async with AsyncExitStack() as stack:
             d = await self._rows(stack, ps, ckpt, "mal")
@@ -226,6 +253,7 @@ class TestImports:
                 del ckpt.values[k]
             results = await d.deliver(Batch.of([note("k0000", "a")]))
         assert set(statuses(results).values()) == {"accepted"} and len(ps.jobs) == 1
+        assert set(ps.job_creations.values()) == {1}
 
     async def test_ontology_read_once(self, ps: ProjectServer) -> None:
         ps.normalized = {"tools": [{"name": "box", "tool": "rectangle"}], "classifications": []}

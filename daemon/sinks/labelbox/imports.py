@@ -12,8 +12,9 @@ sidecar's NDJSON lines for one data row):
    ``labelbox.import:<name>``, an ``ImportRecord``: created, running, then finished or failed
    with its lines by outcome, what the offline ``status`` counts) *before* the create call. A
    recorded name is first looked up by (project, name): after a crash or an ambiguous failure
-   the job is found, not created again; a create answered ``RESOURCE_CONFLICT`` is that job
-   (the emulator's answer for a name that exists; Labelbox's real answer is unverified);
+   the job is found, not created again; a refused create is followed by a read of the name and a
+   job found there is that job (Labelbox's answer to a name that exists is unverified: the test
+   server's ``RESOURCE_CONFLICT`` is a guess, and any other refusal is read the same way);
 4. the NDJSON goes inline (multipart, true ``contentLength``) up to ``inline_bytes``; above it
    by ``fileUrl``: with ``[target] annotation_staging`` a presigned GET of an object we wrote
    (:mod:`daemon.sinks.labelbox.staging`), otherwise the URL of a file uploaded with ``uploadFile``;
@@ -172,12 +173,18 @@ class Importer:
         except (TransientError, PermanentError) as e:
             if url and url in str(e):  # an answer quoting the signed URL: never in a log or dead letter
                 e.args = (str(e).replace(url, imp.without_query(url) + "?<signed>"),)
-            if not isinstance(e, GraphqlRefusal) or e.code != "RESOURCE_CONFLICT":
+            if not isinstance(e, GraphqlRefusal):
                 raise
-            found = await self._read(name)  # "a name that exists" is that job
-            if found is None:
+            # "a name that exists is that job": how Labelbox refuses a name that exists is not known
+            # (RESOURCE_CONFLICT is the test server's guess, labelbox.md A2.7), so any refusal is
+            # followed by a read of the name; only a job that is not there lets the refusal stand
+            found = await self._read(name)
+            if found is not None:
+                log.info("labelbox.import_exists", name=name, job=found.id, code=e.code, state=found.state)
+                return found
+            if e.code == "RESOURCE_CONFLICT":
                 raise TransientError(f"Labelbox import {name}: said to exist, not readable") from None
-            return found
+            raise
         created = imp.job_of(kind, data, created=True)
         if created is None:
             raise TransientError(f"Labelbox import {name}: the create answer holds no job")
