@@ -100,6 +100,27 @@ class TestProjectImports:
         assert status["annotation_imports"] == {"finished": len(ps.jobs)}, status
         assert status["annotation_lines"] == {"imported": 12} and status["annotations_waiting"]["count"] == 0
 
+    @pytest.mark.parametrize("batch_async_at", [1000, 2])
+    async def test_a_spool_folder_through_the_project(
+        self, tmp_path: Path, ps: ProjectServer, batch_async_at: int
+    ) -> None:
+        """Media and their sidecars dropped in a spool folder: data rows in the dataset, rows in a
+        project batch (createBatchV2, or the empty batch + async add), each annotation imported once."""
+        cfg = setup(tmp_path, ps, 4, extra=f"batch_async_at = {batch_async_at}\n")
+        (tmp_path / "media" / "m.ndjson").unlink()
+        text = cfg.read_text().replace(
+            'type = "manifest"\npath = "media/m.ndjson"', 'type = "spool"\npath = "media"'
+        )
+        cfg.write_text(text.replace("[target]", "stable_seconds = 0\n[target]"))
+        code, summary, text = await run(cfg)
+        assert code == 0 and summary["unfinished"] == 0 and summary["dead_lettered"] == 0, text[-3000:]
+        assert sorted(ps.creations) == names(4) and sorted(ps.in_project) == names(4)
+        path = "createBatchV2" if batch_async_at > 4 else "addDataRowsToBatchAsync"
+        assert ps.count(path) >= 1 and len(ps.batches) >= 1
+        assert set(ps.job_creations.values()) == {1} and len(ps.imported_lines()) == 8
+        code, _, text = await run(cfg)  # again: nothing new
+        assert code == 0 and len(ps.imported_lines()) == 8 and set(ps.job_creations.values()) == {1}
+
     async def test_async_batch_path_and_refused_lines(self, tmp_path: Path, ps: ProjectServer) -> None:
         """batch_async_at = 2 sends the rows by the empty batch + async add path; a line the server
         refuses is a dead letter for its sidecar with Labelbox's message and the line's uuid."""
