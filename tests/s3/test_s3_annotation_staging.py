@@ -90,3 +90,16 @@ async def test_without_staging_large_imports_use_labelbox_storage(tmp_path: Path
     [create] = [r for r in ps.requests if r.operation == MAL]
     assert create.variables["fileUrl"] in ps.files and not ps.fetched
     assert KEY not in text
+
+
+async def test_check_names_a_staging_bucket_that_is_not_there(
+    s3: Any, moto_endpoint: str, tmp_path: Path, ps: ProjectServer
+) -> None:
+    bucket = unique("staging")
+    cfg = staged_config(tmp_path, ps, moto_endpoint, bucket, 1)
+    code, _, text = await run(cfg, KEY, "check", "-c", str(cfg))
+    assert code == 1 and "FAIL  sink reachable" in text
+    assert f"annotation staging s3://{bucket}/staged/" in text
+    s3.create_bucket(Bucket=bucket)
+    code, _, text = await run(cfg, KEY, "check", "-c", str(cfg))
+    assert code == 0 and "ok    sink reachable" in text, text[-2000:]

@@ -353,6 +353,8 @@ class LabelboxSink:
         if self.project is not None:
             view = await self.project.view(fresh=True)
             log.info("labelbox.project", project=view.id, name=view.name, media=view.mediaType)
+        if self.importer is not None and self.importer.stager is not None:
+            await self.importer.stager.check()
 
     async def aclose(self) -> None:
         await self.poller.aclose()

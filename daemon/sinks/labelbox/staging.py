@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from daemon.core.config import AwsConfig
 from daemon.core.project_config import staging_location
-from daemon.sinks.base import TransientError
+from daemon.sinks.base import PermanentError, TransientError
 from workers.platforms.labelbox.imports import staging_key
 from workers.reads import ReadError
 from workers.reads.s3 import ChainCredentials
@@ -82,6 +82,18 @@ class Stager:
                 )
             )
         return self._client
+
+    async def check(self) -> None:
+        """The staging bucket is there and ours (``ingestd check``, readiness)."""
+        where = f"s3://{self.bucket}/{self.prefix}"
+        try:
+            await (await self._s3()).head_bucket(Bucket=self.bucket)
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "?")
+            raise PermanentError(f"annotation staging {where}: {code} (target.annotation_staging)") from None
+        except (BotoCoreError, OSError) as e:
+            raise TransientError(f"annotation staging {where}: {type(e).__name__}: {e}") from None
+        log.info("labelbox.annotation_staging", location=where)
 
     async def stage(self, name: str, ndjson: bytes) -> str:
         """Write ``ndjson`` as the import ``name``'s object; the presigned GET of it."""
