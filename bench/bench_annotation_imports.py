@@ -25,9 +25,8 @@ import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-import aiohttp
-
 from bench.harness import Figure
+from bench.rig import MemoryCheckpoints, all_accepted, bare_posts, fan_out
 from daemon.core.config import AnnotationsConfig, SinkConfig, TargetConfig
 from daemon.sinks.base import ANNOTATIONS, Batch, BatchItem
 from daemon.sinks.labelbox import open_labelbox_deliverer
@@ -98,54 +97,28 @@ async def ours(server: ProjectServer, files: list[tuple[str, Path]]) -> tuple[fl
     cfg = SinkConfig(type="labelbox", endpoint=server.url, requests_per_minute=600_000, tasks_in_flight=4)
     target = TargetConfig(platform="labelbox", dataset=server.dataset_id, project=server.project_id)
     env = {"INGESTD_SECRET_LABELBOX_API_KEY": TEST_KEY}
-    ckpt = {in_project_name(k): "bench" for k, _ in files}
-
-    class Memory:
-        async def get_checkpoint(self, name: str) -> str | None:
-            return ckpt.get(name)
-
-        async def put_checkpoint(self, name: str, value: str) -> None:
-            ckpt[name] = value
-
+    ckpt = MemoryCheckpoints({in_project_name(k): "bench" for k, _ in files})
     before = len(server.requests)
     async with AsyncExitStack() as stack:
         d = await open_labelbox_deliverer(
-            cfg, target, stack, Memory(), environ=env, poll_interval=0.02, annotations=AnnotationsConfig()
+            cfg, target, stack, ckpt, environ=env, poll_interval=0.02, annotations=AnnotationsConfig()
         )
         started = time.perf_counter()
         items = prepare(files)
-        queue = [Batch.of(items[i : i + PER_BATCH]) for i in range(0, len(items), PER_BATCH)]
+        batches = [Batch.of(items[i : i + PER_BATCH]) for i in range(0, len(items), PER_BATCH)]
+        prepared = time.perf_counter() - started
 
-        async def worker() -> None:
-            while queue:
-                results = await d.deliver(queue.pop())
-                if any(r.status != "accepted" for r in results):
-                    raise RuntimeError(f"not accepted: {next(r for r in results if r.status != 'accepted')}")
+        async def send(batch: Batch) -> None:
+            all_accepted(await d.deliver(batch))
 
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(IN_FLIGHT):
-                tg.create_task(worker())
-        elapsed = time.perf_counter() - started
+        elapsed = prepared + await fan_out(batches, IN_FLIGHT, send)
     lines = sum(len(i.body.splitlines()) for i in items)
     return elapsed, len(server.requests) - before, lines
 
 
 async def bare(server: ProjectServer, bodies: list[bytes]) -> float:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        queue = [imp.file_body("mal", server.project_id, f"bare-{i}", b) for i, b in enumerate(bodies)]
-
-        async def worker() -> None:
-            while queue:
-                ctype, body = queue.pop()
-                headers = {"Authorization": f"Bearer {TEST_KEY}", "Content-Type": ctype}
-                async with session.post(server.url, data=body, headers=headers) as resp:
-                    await resp.read()
-
-        started = time.perf_counter()
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(IN_FLIGHT):
-                tg.create_task(worker())
-        return time.perf_counter() - started
+    parts = [imp.file_body("mal", server.project_id, f"bare-{i}", b) for i, b in enumerate(bodies)]
+    return await bare_posts(server.url, parts, api_key=TEST_KEY, concurrency=IN_FLIGHT)
 
 
 async def measure(quick: bool) -> list[Figure]:

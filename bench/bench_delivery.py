@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import msgspec
 
 from bench.harness import Figure
 from bench.nginx import nginx
+from bench.rig import all_accepted, fan_out
 from daemon.core.config import SinkConfig
 from daemon.sinks.base import Batch, BatchItem
 from daemon.sinks.delivery import DeliveryLimits
@@ -56,21 +55,6 @@ def make_batches(n_batches: int, per_batch: int) -> list[Batch]:
     return out
 
 
-async def fan_out(batches: list[Batch], concurrency: int, send: Callable[[Batch], Awaitable[int]]) -> float:
-    """Deliver every batch with ``concurrency`` workers; return the seconds taken."""
-    queue = list(reversed(batches))
-
-    async def worker() -> None:
-        while queue:
-            await send(queue.pop())
-
-    started = time.perf_counter()
-    async with asyncio.TaskGroup() as tg:
-        for _ in range(concurrency):
-            tg.create_task(worker())
-    return time.perf_counter() - started
-
-
 async def raw_aiohttp(url: str, batches: list[Batch]) -> float:
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
@@ -93,11 +77,8 @@ async def ours(url: str, batches: list[Batch], limits: DeliveryLimits, concurren
     async with AsyncExitStack() as stack:
         deliverer = await open_http_deliverer(cfg, stack, limits=limits)
 
-        async def send(batch: Batch) -> int:
-            results = await deliverer.deliver(batch)
-            if any(r.status != "accepted" for r in results):
-                raise RuntimeError(f"not delivered: {next(r for r in results if r.status != 'accepted')}")
-            return len(results)
+        async def send(batch: Batch) -> None:
+            all_accepted(await deliverer.deliver(batch), "not delivered")
 
         return await fan_out(batches, concurrency, send)
 

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from yarl import URL
 
 from bench.harness import Figure
+from bench.rig import all_accepted, fan_out
 from daemon.core.config import from_dict
 from daemon.core.logs import configure
 from daemon.ledger.store import open_store
@@ -62,20 +63,6 @@ def make_batches(n_batches: int, prefix: str) -> list[Batch]:
     return out
 
 
-async def fan_out(batches: list[Batch], send) -> float:  # type: ignore[no-untyped-def]
-    queue = list(reversed(batches))
-
-    async def worker() -> None:
-        while queue:
-            await send(queue.pop())
-
-    started = time.perf_counter()
-    async with asyncio.TaskGroup() as tg:
-        for _ in range(CONCURRENCY):
-            tg.create_task(worker())
-    return time.perf_counter() - started
-
-
 async def bare(base: str, srv: EncordServer, key: Ed25519PrivateKey, batches: list[Batch]) -> float:
     integration = srv.integrations[0]["integrationUuid"]
     bodies = {
@@ -96,7 +83,7 @@ async def bare(base: str, srv: EncordServer, key: Ed25519PrivateKey, batches: li
             job = (await call("POST", jobs, bodies[batch.id])).strip(b'"').decode()
             await call("GET", f"{jobs}/{job}?timeoutSeconds=30")
 
-        return await fan_out(batches, send)
+        return await fan_out(batches, CONCURRENCY, send)
 
 
 async def ours(base: str, srv: EncordServer, key_text: str, root: Path, batches: list[Batch]) -> float:
@@ -119,11 +106,9 @@ async def ours(base: str, srv: EncordServer, key_text: str, root: Path, batches:
         deliverer = await open_encord_deliverer(cfg, stack, ledger, environ={"INGESTD_SECRET_K": key_text})
 
         async def send(batch: Batch) -> None:
-            results = await deliverer.deliver(batch)
-            if any(r.status != "accepted" for r in results):
-                raise RuntimeError(f"not registered: {next(r for r in results if r.status != 'accepted')}")
+            all_accepted(await deliverer.deliver(batch), "not registered")
 
-        return await fan_out(batches, send)
+        return await fan_out(batches, CONCURRENCY, send)
 
 
 async def measure(quick: bool) -> list[Figure]:

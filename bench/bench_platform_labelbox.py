@@ -17,12 +17,10 @@ Figures:
 from __future__ import annotations
 
 import asyncio
-import time
 from contextlib import AsyncExitStack
 
-import aiohttp
-
 from bench.harness import Figure
+from bench.rig import MemoryCheckpoints, all_accepted, bare_posts, fan_out
 from daemon.core.config import SinkConfig, TargetConfig
 from daemon.sinks.base import Batch, BatchItem
 from daemon.sinks.labelbox import open_labelbox_deliverer
@@ -52,31 +50,16 @@ async def ours(server: LabelboxServer, batches: list[Batch]) -> tuple[float, int
     cfg = SinkConfig(type="labelbox", endpoint=server.url, requests_per_minute=600_000, tasks_in_flight=4)
     target = TargetConfig(platform="labelbox", dataset=server.dataset_id)
     env = {"INGESTD_SECRET_LABELBOX_API_KEY": TEST_KEY}
-    ckpt: dict[str, str] = {}
-
-    class Memory:
-        async def get_checkpoint(self, name: str) -> str | None:
-            return ckpt.get(name)
-
-        async def put_checkpoint(self, name: str, value: str) -> None:
-            ckpt[name] = value
-
     before = len(server.requests)
     async with AsyncExitStack() as stack:
-        d = await open_labelbox_deliverer(cfg, target, stack, Memory(), environ=env, poll_interval=0.05)
-        queue = list(reversed(batches))
+        d = await open_labelbox_deliverer(
+            cfg, target, stack, MemoryCheckpoints(), environ=env, poll_interval=0.05
+        )
 
-        async def worker() -> None:
-            while queue:
-                results = await d.deliver(queue.pop())
-                if any(r.status != "accepted" for r in results):
-                    raise RuntimeError(f"not accepted: {next(r for r in results if r.status != 'accepted')}")
+        async def send(batch: Batch) -> None:
+            all_accepted(await d.deliver(batch))
 
-        started = time.perf_counter()
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(TASKS_IN_FLIGHT):
-                tg.create_task(worker())
-        elapsed = time.perf_counter() - started
+        elapsed = await fan_out(batches, TASKS_IN_FLIGHT, send)
     return elapsed, len(server.requests) - before
 
 
@@ -85,21 +68,7 @@ async def raw_uploads(server: LabelboxServer, batches: list[Batch]) -> float:
     for b in batches:
         specs = [(i.key, spec(i.body, server.dataset_id)) for i in b.items]
         bodies.extend(gql.upload_body(c.data, filename="json_import.json") for c in chunks(specs))
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        queue = list(bodies)
-
-        async def worker() -> None:
-            while queue:
-                ctype, body = queue.pop()
-                headers = {"Authorization": f"Bearer {TEST_KEY}", "Content-Type": ctype}
-                async with session.post(server.url, data=body, headers=headers) as resp:
-                    await resp.read()
-
-        started = time.perf_counter()
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(TASKS_IN_FLIGHT):
-                tg.create_task(worker())
-        return time.perf_counter() - started
+    return await bare_posts(server.url, bodies, api_key=TEST_KEY, concurrency=TASKS_IN_FLIGHT)
 
 
 async def measure(quick: bool) -> list[Figure]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -95,6 +95,7 @@ class Pipeline(Stages):
         self._intake_task: asyncio.Task[None] | None = None
         self._deadline: asyncio.Timeout | None = None
         self.drained = True
+        self.drain_step = ""  # what the drain is waiting for now (logged while it lasts)
         self.annotator = annotator
         self.room: WaitingRoom | None = None
         if annotator is not None:
@@ -167,18 +168,22 @@ class Pipeline(Stages):
 
         async def cascade() -> None:
             assert self._intake_task is not None
+            self.drain_step = "intake"
             await asyncio.wait({self._intake_task})
             if self.room is not None:
                 # parked annotations leave first (their media final, expired, or given back):
                 # a job resumed after the probers ended would have no one to take it
+                self.drain_step = "waiting room"
                 self.room.wake()
                 await self.room.emptied()
                 self.room.closed = True
             room.cancel()
             await asyncio.wait({room})
+            self.drain_step = "probers"
             for _ in probers:
                 await self.probe_q.put(END_JOB)
             await asyncio.wait(set(probers))
+            self.drain_step = "batcher"
             linger.cancel()
             await asyncio.wait({linger})
             if self._lingering:  # taken from the batcher, not yet queued when cancelled
@@ -186,9 +191,11 @@ class Pipeline(Stages):
             rest = self.batcher.flush()
             if rest:
                 await self.deliver_q.put(rest)
+            self.drain_step = "deliverers"
             for _ in deliverers:
                 await self.deliver_q.put(END_BATCH)
             await asyncio.wait(set(deliverers))
+            self.drain_step = "dead letters"
             await self.dead_q.put(END_JOB)
             await asyncio.wait({committer})
 
@@ -202,8 +209,30 @@ class Pipeline(Stages):
             for t in [self._intake_task, room, *probers, linger, *deliverers, committer]:
                 t.cancel()
             await self.tracker.release_all()
+        self.drain_step = "acknowledgements"
         self.tracker.close()
         await acker
+        self.drain_step = "done"
+
+    async def report_drain(
+        self, every: float = 5.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
+        """While a drain lasts (run it after :meth:`stop`, cancel it after), say every ``every``
+        seconds what the drain is waiting for: an operator watching a slow stop sees which stage
+        holds it and how much is left."""
+        started = self.clock()
+        while True:
+            await sleep(every)
+            log.info(
+                "still draining",
+                waiting_for=self.drain_step or "intake",
+                seconds=round(self.clock() - started, 1),
+                in_flight=self.in_flight,
+                unacknowledged=self.tracker.unacked,
+                probe_queue=self.probe_q.qsize(),
+                deliver_queue=self.deliver_q.qsize(),
+                batch=len(self.batcher),
+            )
 
     async def _serve_room(self) -> None:
         if self.room is None:

@@ -195,6 +195,7 @@ class Service:
                     sys.stderr.write("\n")
             summary = summarize(counters, time.monotonic() - started)
             await self._remember(p, summary)
+            log.debug("pipeline ended; closing clients and the ledger", drained=p.drained)
             return summary, p.drained
 
     async def _remember(self, p: Pipeline, summary: Summary) -> None:
@@ -268,6 +269,7 @@ class Service:
             self.readiness.draining = True
             self.notifier.stopping("draining")
             self._spawn(extend_stop_while_draining(self.notifier, self.monitor), "extend-stop")
+            self._spawn(pipeline.report_drain(), "drain-report")
             pipeline.stop()
 
         for sig in (signal.SIGTERM, signal.SIGINT):

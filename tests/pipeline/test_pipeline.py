@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from daemon.core.jobs import Job, ObjectRef
 from daemon.core.logs import configure
@@ -348,6 +349,38 @@ class TestDrain:
         await asyncio.wait_for(task, 10)
         assert not p.drained
         assert sorted(log) == [("retry", "m-img1.jpg", 0.0), ("retry", "m-img2.jpg", 0.0)]
+
+    async def test_a_slow_drain_says_what_it_waits_for(self, tmp_path: Path) -> None:
+        """While the drain lasts, each tick names the stage holding it and what is still in flight;
+        once the stuck work finishes, the drain completes and nothing is released."""
+        log: list[tuple[str, str, float | None]] = []
+        prober = Script()
+        prober.gate.clear()
+        p, _ = make(tmp_path, ListSource(msgs(["img1.jpg", "img2.jpg"], log)), prober)
+        task = asyncio.create_task(p.run())
+        while prober.active < 2:
+            await asyncio.sleep(0)
+        p.stop()
+        ticks: asyncio.Queue[None] = asyncio.Queue()
+        configure("info")  # this module quiets logs below errors
+
+        async def tick(_: float) -> None:
+            await ticks.get()
+
+        with capture_logs() as logs:
+            reporter = asyncio.create_task(p.report_drain(sleep=tick))
+            while p.drain_step != "probers":
+                await asyncio.sleep(0)
+            await ticks.put(None)
+            while not any(e["event"] == "still draining" for e in logs):
+                await asyncio.sleep(0)
+        said = next(e for e in logs if e["event"] == "still draining")
+        assert said["waiting_for"] == "probers" and said["in_flight"] == 2 and said["unacknowledged"] == 2
+        prober.gate.set()
+        await asyncio.wait_for(task, 10)
+        reporter.cancel()
+        assert p.drained and p.drain_step == "done"
+        assert sorted(a for a, _, _ in log) == ["ack", "ack"]
 
 
 class TestRecovery:

@@ -109,6 +109,18 @@ def _get(port: int, path: str) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+def _stopped(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[str, str]:
+    """The daemon's output once it has exited; if it has not within ``timeout``, kill it and fail
+    with the end of what it wrote (the drain says every few seconds what it is waiting for)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=10)
+        tail = "\n".join([*out.splitlines()[-30:], "--- stderr ---", *err.splitlines()[-30:]])
+        raise AssertionError(f"the daemon did not exit within {timeout}s of SIGTERM:\n{tail}") from None
+
+
 def _objects_total(port: int) -> dict[tuple[str, str], float]:
     _, body = _get(port, "/metrics")
     out: dict[tuple[str, str], float] = {}
@@ -167,7 +179,7 @@ class TestUnderSystemd:
 
         proc.send_signal(signal.SIGTERM)
         systemd.wait_for(lambda m: m.startswith("STOPPING=1"))
-        stdout, stderr = proc.communicate(timeout=30)
+        stdout, stderr = _stopped(proc)
         assert proc.returncode == 0, stderr
         events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
         reload = next(e for e in events if e["event"] == "configuration reloaded")
@@ -184,5 +196,5 @@ class TestUnderSystemd:
         assert _get(port, "/readyz")[0] == 200
         assert _get(port, "/livez")[0] == 200
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        _stopped(proc)
         assert proc.returncode == 0
