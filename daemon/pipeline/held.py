@@ -87,6 +87,13 @@ class HeldBatches:
             for batch in list(self.batches.values()):
                 await self._resend(batch)
 
+    async def resend_now(self) -> None:
+        """Re-send every held batch now (the sink takes our credentials again: pipeline.pause)."""
+        for batch in list(self.batches.values()):
+            if batch.id in self.batches:
+                self._attempts[batch.id] = 0
+                await self._resend(batch)
+
     async def _resend(self, batch: Batch) -> None:
         self._attempts[batch.id] += 1
         try:

@@ -206,9 +206,12 @@ class Service:
             log.warning("run summary not kept in the ledger", reason=str(e))
 
     def _credentials(self, refused: str | None) -> None:
-        """The sink refuses our credentials (or accepts them again): not ready; ``--once`` stops."""
+        """The sink refuses our credentials (or accepts them again): not ready, intake paused;
+        ``--once`` stops."""
         self.readiness.credentials(refused)
         self.refused = refused
+        if self.pipeline is not None:
+            self.pipeline.pause.refused(refused)  # intake pulls nothing meanwhile (pipeline.pause)
         if refused is not None and self.once and self.pipeline is not None and not self.pipeline.stopping:
             self.pipeline.stop()  # nothing can be delivered: give the objects back and say so
 

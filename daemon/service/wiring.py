@@ -309,6 +309,7 @@ def settings(cfg: Config) -> Settings:
         linger=k.linger_ms / 1000,
         framing=NDJSON if k.type == "http" else JSON_ARRAY,
         drain_timeout=cfg.pipeline.drain_timeout,
+        recheck=(k.credentials_recheck_seconds, k.credentials_recheck_max_seconds),
     )
 
 
