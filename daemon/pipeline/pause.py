@@ -11,9 +11,10 @@ wastes receives and ranged reads and drives SQS receive counts towards the redri
   0) rather than retried later, and not counted as their failure (:func:`released`);
 * :meth:`IntakePause.run` re-runs the sink's own check after a full-jitter backoff
   (``workers.retry.Backoff``: ``[sink] credentials_recheck_seconds`` doubling up to
-  ``credentials_recheck_max_seconds``; time injected). When the credentials work again (this
-  check, the readiness check, a key rotated and SIGHUP, the platform recovered), the batches held
-  during the pause are re-sent first, then the gate opens and intake resumes by itself;
+  ``credentials_recheck_max_seconds``; time injected; a SIGHUP re-checks at once). When the
+  credentials work again (this check or the readiness check finds it: the platform recovered, the
+  key's access was restored), the batches held during the pause are re-sent first, then the gate
+  opens and intake resumes by itself;
 * pausing and resuming are each logged once, with the sink's reason (never a secret).
 """
 
@@ -63,6 +64,7 @@ class IntakePause:
         self._open = asyncio.Event()
         self._open.set()
         self._changed = asyncio.Event()
+        self._poked = False
 
     @property
     def paused(self) -> bool:
@@ -88,6 +90,12 @@ class IntakePause:
             )
         self._changed.set()
 
+    def recheck_now(self) -> None:
+        """Re-check at once instead of at the end of the backoff (SIGHUP: the operator fixed it)."""
+        if self.paused:
+            self._poked = True
+            self._changed.set()
+
     async def run(self) -> None:
         """Until cancelled: while paused, re-check at a backoff; on success resend, then resume."""
         while True:
@@ -97,10 +105,13 @@ class IntakePause:
             since, checks = self._clock(), 0
             while True:
                 while self.reason is not None:
-                    self._changed.clear()
-                    if not await self._nap(self.backoff.delay(checks)):
-                        checks += 1
-                        await self._recheck()
+                    if not self._poked:
+                        self._changed.clear()
+                        if await self._nap(self.backoff.delay(checks)) and not self._poked:
+                            continue  # the refusal state changed: look again
+                    self._poked = False
+                    checks += 1
+                    await self._recheck()
                 await self._resend()  # batches held meanwhile go first: their keys become known
                 if self.reason is None:
                     break

@@ -6,7 +6,8 @@
   commit) with EXTEND_TIMEOUT_USEC while it progresses, exit 0 within
   ``pipeline.drain_timeout``. A second signal stops at once (what is not final is released).
 * SIGHUP: RELOADING=1, re-read the config file, apply the log level and the sink's rate
-  limits and concurrency, READY=1. Work in flight is not touched.
+  limits and concurrency, re-check refused credentials at once, READY=1. Work in flight is not
+  touched.
 * Unexpected errors propagate: the process exits non-zero, loudly.
 """
 
@@ -209,6 +210,8 @@ class Service:
         """The sink refuses our credentials (or accepts them again): not ready, intake paused;
         ``--once`` stops."""
         self.readiness.credentials(refused)
+        if refused is None:  # told only after a check passed: the sink is reachable now
+            self.readiness.sink(None)
         self.refused = refused
         if self.pipeline is not None:
             self.pipeline.pause.refused(refused)  # intake pulls nothing meanwhile (pipeline.pause)
@@ -287,6 +290,7 @@ class Service:
                 configure(new.log.level)
                 if self.pipeline is not None:
                     reload_sink(self.pipeline.deliverer, new)
+                    self.pipeline.pause.recheck_now()  # refused credentials: try them again now
                 self.cfg = new
                 log.info(
                     "configuration reloaded",

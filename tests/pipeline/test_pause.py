@@ -118,6 +118,33 @@ class TestGate:
         runner.cancel()
         assert checks == 0 and not pause.paused
 
+    async def test_sighup_rechecks_at_once_instead_of_waiting_out_the_backoff(self) -> None:
+        never = asyncio.Event()
+        answers: list[Exception | None] = [CredentialsError(REFUSAL, status=401), None]
+
+        async def check() -> None:
+            if (e := answers.pop(0)) is not None:
+                raise e
+
+        async def endless(_: float) -> None:
+            await never.wait()
+
+        async def resend() -> None:
+            return None
+
+        pause = IntakePause(check=check, resend=resend, backoff=Backoff(base=60.0, cap=60.0), sleep=endless)
+        pause.recheck_now()  # not paused: nothing to re-check, nothing remembered
+        runner = asyncio.create_task(pause.run())
+        pause.refused(REFUSAL)
+        waiter = asyncio.create_task(pause.wait())
+        pause.recheck_now()  # the operator fixed something: still refused
+        await _until(lambda: pause.rechecks == 1)
+        assert pause.paused
+        pause.recheck_now()  # fixed for real this time
+        await asyncio.wait_for(waiter, 10)
+        runner.cancel()
+        assert pause.rechecks == 2 and answers == []
+
     async def test_a_refusal_while_resending_keeps_the_gate_closed(self) -> None:
         time = FakeTime()
         refusals = [REFUSAL]  # the resend meets one more refusal, then the key works
