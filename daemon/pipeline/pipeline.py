@@ -239,4 +239,5 @@ class Pipeline(Stages):
         m.queue_depth("dead_letter", self.dead_q.qsize())
         m.queue_depth("batch", len(self.batcher))
         m.set_in_flight(self.tracker.unacked)
+        m.intake_paused = self.pause.paused
         self._st_commit.queued = self.dead_q.qsize()

@@ -10,6 +10,7 @@ once; the queue is left empty and nothing is dead-lettered.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import sqlite3
@@ -52,6 +53,13 @@ def readyz(port: int) -> tuple[int, list[str]]:
             return r.status, json.load(r)["reasons"]
     except urllib.error.HTTPError as e:
         return e.code, json.load(e)["reasons"]
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    (value,) = re.findall(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return float(value)
 
 
 def log_events(path: Path, start: str) -> list[dict[str, Any]]:
@@ -126,12 +134,15 @@ async def test_refused_key_pauses_intake_without_receive_churn_then_everything_l
             check=True,
         )
         assert "no: sink refused our credentials: " in live.stdout and "HTTP 401" in live.stdout
+        assert re.search(r"^intake paused +yes$", live.stdout, re.MULTILINE), live.stdout
+        assert metric(port, "ingestd_intake_paused") == 1
 
         refusing[0] = False  # the key works again: nothing to do for the operator
         await apoll(lambda: len(server.stored) == N, timeout=60)
         await apoll(lambda: queue_counts(sqs, queue) == (0, 0), timeout=60)
         await apoll(lambda: log_events(out, "intake resumed"), timeout=10)
         await apoll(lambda: readyz(port)[0] == 200, timeout=30)
+        assert metric(port, "ingestd_intake_paused") == 0
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
