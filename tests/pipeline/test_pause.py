@@ -261,3 +261,34 @@ async def test_intake_pulls_nothing_while_refused_and_delivers_everything_after(
     assert counters.retried == 0 and counters.dead == 0
     assert len(events(logs, "intake paused")) == 1 and len(events(logs, "intake resumed")) == 1
     assert len(events(logs, "sink refused our credentials")) == 1
+
+
+async def test_held_batch_is_not_sent_twice_when_resend_now_meets_the_loop(tmp_path: Path) -> None:
+    """The held loop and the pause's resend_now may reach one batch together: it goes out once."""
+    from daemon.pipeline.held import HeldBatches  # noqa: PLC0415 - only this test needs it
+    from daemon.sinks.base import BatchItem  # noqa: PLC0415
+
+    answer = asyncio.Event()
+    calls: list[str] = []
+
+    class Slow:
+        name = "slow"
+
+        async def deliver(self, batch: Batch) -> list[ItemResult]:
+            calls.append(batch.id)
+            await answer.wait()
+            return [ItemResult(key=i.key, status="accepted") for i in batch.items]
+
+    store = SqliteStore(Ledger(tmp_path / "ledger.db").open())
+    batch = Batch.of([BatchItem("a.jpg", "IMAGE", b"{}"), BatchItem("b.jpg", "IMAGE", b"{}")])
+    await store.begin_batch(batch, "slow")
+    held = HeldBatches(store, Slow(), pause=0.001)
+    held.hold(batch)
+    loop = asyncio.create_task(held.run())
+    await _until(lambda: calls)
+    await asyncio.wait_for(held.resend_now(), 10)  # the batch is on its way: not sent again
+    assert calls == [batch.id]
+    answer.set()
+    await _until(lambda: len(held) == 0)
+    loop.cancel()
+    assert calls == [batch.id] and held.resent == 1
