@@ -32,6 +32,7 @@ from workers.retry import Backoff
 
 log = structlog.get_logger()
 
+CHECK_TIMEOUT = 30.0  # seconds one re-check may take (a sink's check has its own request timeout)
 
 Settled = tuple[Job, Outcome, float | None]  # a job, its outcome, the delay of a give-back
 
@@ -138,8 +139,9 @@ class IntakePause:
             return
         self.rechecks += 1
         try:
-            await self._check()
-        except Exception as e:  # still refused (the endpoint said so), or unreachable: stay paused
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                await self._check()
+        except Exception as e:  # still refused (the endpoint said so), unreachable, no answer: stay paused
             log.debug("credentials re-check did not pass", reason=str(e))
             return
         self.refused(None)

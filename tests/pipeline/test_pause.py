@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from daemon.ledger.sqlite import Ledger
@@ -180,6 +181,28 @@ class TestGate:
         await asyncio.wait_for(pause.wait(), 10)
         runner.cancel()
         assert pause.rechecks == 3 and answers == []
+
+    async def test_a_check_that_never_answers_is_given_up_and_tried_again(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("daemon.pipeline.pause.CHECK_TIMEOUT", 0.01)
+        time = FakeTime()
+        hang = asyncio.Event()
+
+        async def check() -> None:
+            await hang.wait()
+
+        async def resend() -> None:
+            return None
+
+        pause = gate(time, check, resend, base=0.5, cap=0.5)
+        runner = asyncio.create_task(pause.run())
+        pause.refused(REFUSAL)
+        await _until(lambda: pause.rechecks >= 3)  # each timed out, the loop goes on
+        assert pause.paused
+        pause.refused(None)  # the readiness check found the key good
+        await asyncio.wait_for(pause.wait(), 10)
+        runner.cancel()
 
 
 class KeySink:
