@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import posixpath
+import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workers.reads import ObjectGone
@@ -206,3 +207,52 @@ async def test_file_reader_with_a_fence(tmp_path: Path) -> None:
         await FileReader(str(tmp_path / "b.png"), fence=fence).size()
     with pytest.raises(PathFenced):
         await FileReader("/etc/hostname", fence=fence).size()
+
+
+TARGETS = st.sampled_from(
+    ["in0", "sub/in1", "sub", "../outside/out0", "../outside", "sub/../../outside/out0", "OUT_ABS", "IN_ABS"]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    links=st.lists(st.tuples(st.sampled_from(["", "sub/"]), TARGETS | st.integers(0, 5)), max_size=6),
+    pick=st.tuples(st.integers(0, 7), st.sampled_from(["", "/in1", "/out0", "/../outside/out0"])),
+)
+def test_random_symlink_layouts_never_open_a_file_outside(
+    links: list[tuple[str, str | int]], pick: tuple[int, str]
+) -> None:
+    """Symlinks in a tmp dir, pointing inside, outside, at folders, at each other (chains, loops):
+    whatever path is asked for, an opened file is always one of the inside files (its content says
+    so: an independent oracle), and every failure is a refusal or the OS's own error."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        root, outside = base / "root", base / "outside"
+        (root / "sub").mkdir(parents=True)
+        outside.mkdir()
+        (root / "in0").write_bytes(b"IN0")
+        (root / "sub" / "in1").write_bytes(b"IN1")
+        (outside / "out0").write_bytes(b"OUT")
+        names = []
+        for i, (where, target) in enumerate(links):
+            name = f"{where}l{i}"
+            if isinstance(target, int):
+                to = f"l{target}"  # another link (maybe not made yet, maybe itself: a loop)
+            else:
+                to = {"OUT_ABS": str(outside / "out0"), "IN_ABS": str(root / "in0")}.get(target, target)
+            (root / name).symlink_to(to)
+            names.append(name)
+        index, tail = pick
+        asked = str(root / (names[index % len(names)] if names else "in0")) + tail
+        fence = PathFence.of([str(root)])
+        try:
+            fd = open_fenced(fence, asked)
+        except PathFenced as e:
+            assert e.rule == "path.fenced"
+            return
+        except OSError:  # dangling, a loop, not a folder: the OS refused, nothing was read
+            return
+        try:
+            assert os.pread(fd, 3, 0) in (b"IN0", b"IN1"), asked
+        finally:
+            os.close(fd)
