@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from daemon.core.guard_config import ProbeFence, SinkRecheck
 from daemon.core.project_config import ProjectTarget
 from workers.payloads.keys import template_problem
 
@@ -80,15 +81,13 @@ class TargetConfig(ProjectTarget):  # + project, priority, consensus
     accept_kinds: list[str] = msgspec.field(default_factory=lambda: ["video", "image", "audio"])
 
 
-class ProbeConfig(_Base):
+class ProbeConfig(ProbeFence):  # + allowed_hosts, allowed_buckets, allowed_roots
     head_bytes: int = 65536  # first read; why 64 KiB and not 16: README "The probe", bench head_size
     concurrency: int = 64
     timeout: float = 30.0
-    allowed_hosts: list[str] | None = None  # None: the default of service.wiring.probe_fence
-    allowed_buckets: list[str] | None = None
 
 
-class SinkConfig(_Base):
+class SinkConfig(SinkRecheck):  # + credentials_recheck_seconds, credentials_recheck_max_seconds
     type: Literal["files", "http", "labelbox", "encord"] = "files"
     path: str = "out"  # files sink: output folder
     url: str = ""  # http sink endpoint

@@ -60,6 +60,7 @@ class Metrics:
         self.ledger_lag = 0.0
         self.last_success = 0.0
         self.loop_lag = 0.0
+        self.intake_paused = False  # the sink refuses our credentials: intake pulls nothing
         # called before every read: the owner refreshes the gauges (queue depths, in flight,
         # delivery figures) from the live structures, so a scrape never shows stale values
         self.on_read: Callable[[], None] | None = None
@@ -167,6 +168,7 @@ class Metrics:
                 "oldest_seconds": round(self.annotations_waiting_oldest, 1),
             },
             "last_success_timestamp": self.last_success or None,
+            "intake_paused": self.intake_paused,
         }
 
 
@@ -254,6 +256,11 @@ class _LiveCollector(Collector):
             "ingestd_last_success_timestamp_seconds",
             "Unix time of the last batch delivered successfully (0 = none yet).",
             value=m.last_success,
+        )
+        yield GaugeMetricFamily(
+            "ingestd_intake_paused",
+            "1 while intake pulls nothing because the sink refuses our credentials.",
+            value=int(m.intake_paused),
         )
         yield GaugeMetricFamily(
             "ingestd_event_loop_lag_seconds",

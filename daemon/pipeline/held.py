@@ -42,6 +42,7 @@ class HeldBatches:
         self._keys: dict[str, str] = {}  # casefolded item key -> id of the batch holding it
         self._attempts: dict[str, int] = {}
         self._added = asyncio.Event()
+        self._sending: set[str] = set()  # ids of held batches being re-sent now
         self.resent = 0
 
     def __len__(self) -> int:
@@ -87,7 +88,25 @@ class HeldBatches:
             for batch in list(self.batches.values()):
                 await self._resend(batch)
 
+    async def resend_now(self) -> None:
+        """Re-send every held batch now (the sink takes our credentials again: pipeline.pause)."""
+        for batch in list(self.batches.values()):
+            if batch.id in self._attempts:
+                self._attempts[batch.id] = 0
+            await self._resend(batch)
+
     async def _resend(self, batch: Batch) -> None:
+        """Re-send one held batch, unless it is on its way already or was let go meanwhile (the
+        loop and resend_now both re-send)."""
+        if batch.id in self._sending or batch.id not in self.batches:
+            return
+        self._sending.add(batch.id)
+        try:
+            await self._send(batch)
+        finally:
+            self._sending.discard(batch.id)
+
+    async def _send(self, batch: Batch) -> None:
         self._attempts[batch.id] += 1
         try:
             results = await self.deliverer.deliver(batch)

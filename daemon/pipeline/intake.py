@@ -13,7 +13,8 @@ ledger already knows it (a duplicate) or it is in flight (given back). ``dlq req
 then announce each object again.
 
 On a drain, intake is cancelled: what it received but did not dispatch is released (given
-back to the source), never dropped.
+back to the source), never dropped. While the sink refuses our credentials, intake holds the
+batch it has and pulls nothing more (``daemon.pipeline.pause``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from daemon.ledger.store import LedgerStore
 from daemon.ops.metrics import Metrics
 from daemon.ops.watchdog import StageProgress
 from daemon.pipeline.held import HeldBatches
+from daemon.pipeline.pause import IntakePause
 from daemon.pipeline.tracker import Counters, Tracker
 from daemon.sinks.base import ItemResult
 from daemon.sources.base import Message, Poison, Source
@@ -72,6 +74,7 @@ class Lanes(Protocol):
     probe_q: asyncio.Queue[Job]
     dead_q: asyncio.Queue[Job]
     held: HeldBatches
+    pause: IntakePause
 
     @property
     def s(self) -> IntakeSettings: ...
@@ -110,6 +113,7 @@ class Intake:
                 p.counters.messages += len(batch)
                 jobs = await self.open(batch)
                 dispatched = 0
+                await p.pause.wait()  # the sink refuses our credentials: hold this batch
                 claimed = await p.ledger.claim([j.global_key for j in jobs if j.state == "new"])
                 self.progress.busy = True
                 for job in jobs:
@@ -120,6 +124,7 @@ class Intake:
                 jobs = []
                 if p.stopping:
                     break
+                await p.pause.wait()  # pull nothing while paused
         except asyncio.CancelledError:
             if not p.stopping:
                 raise

@@ -18,6 +18,7 @@ out. If the drain deadline passes, what is left is released (given back to the s
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 
@@ -31,12 +32,14 @@ from daemon.pipeline.annotate import Annotator
 from daemon.pipeline.build import Builder
 from daemon.pipeline.held import HeldBatches
 from daemon.pipeline.intake import Intake
+from daemon.pipeline.pause import IntakePause
 from daemon.pipeline.stages import END_BATCH, END_JOB, KeyMaker, Prober, Settings, Stages
 from daemon.pipeline.tracker import Counters, Tracker
 from daemon.pipeline.waiting import WaitingRoom
 from daemon.sinks.base import Deliverer
 from daemon.sources.base import Source
 from workers.batching import Batcher
+from workers.retry import Backoff
 
 log = structlog.get_logger()
 
@@ -73,6 +76,11 @@ class Pipeline(Stages):
         self._st_commit = self.monitor.stage("commit")
         self._probing = 0
         self.held = HeldBatches(ledger, deliverer, pause=settings.retry_delay)
+        self.pause = IntakePause(  # closed while the sink refuses our credentials (told by the service)
+            check=getattr(deliverer, "check", None),
+            resend=self.held.resend_now,
+            backoff=Backoff(base=settings.recheck[0], cap=settings.recheck[1], random=random.random),
+        )
         self.intake = Intake(self, self.monitor.stage("intake"))
         self.tracker = Tracker(self.counters, retry_delay=settings.retry_delay)
         self.probe_q: asyncio.Queue[Job] = asyncio.Queue(settings.queue_size)
@@ -145,9 +153,11 @@ class Pipeline(Stages):
             acker = tg.create_task(self.tracker.run())
             room = tg.create_task(self._serve_room())
             resend = tg.create_task(self.held.run())
+            pauser = tg.create_task(self.pause.run())
             tg.create_task(self._closer(probers, linger, deliverers, committer, acker, room=room))
             await asyncio.wait({acker})
             resend.cancel()  # a batch still held stays pending in the ledger for the next start
+            pauser.cancel()
         return self.counters
 
     async def _closer(
@@ -262,4 +272,5 @@ class Pipeline(Stages):
             fig = self.room.figure()
             m.annotations_waiting = fig.count
             m.annotations_waiting_oldest = fig.at - fig.oldest if fig.oldest is not None else 0.0
+        m.intake_paused = self.pause.paused
         self._st_commit.queued = self.dead_q.qsize()

@@ -25,6 +25,7 @@ from daemon.pipeline.build import Builder
 from daemon.pipeline.commit import sort_results
 from daemon.pipeline.held import HeldBatches
 from daemon.pipeline.intake import Intake
+from daemon.pipeline.pause import IntakePause, released
 from daemon.pipeline.tracker import FINAL, Counters, Outcome, Tracker
 from daemon.pipeline.waiting import Parked, WaitingRoom
 from daemon.sinks.base import Batch, BatchItem, Deliverer, ItemResult, PermanentError, TransientError
@@ -74,6 +75,7 @@ class Settings:
     framing: Framing = JSON_ARRAY
     drain_timeout: float = 30.0
     retry_delay: float = 5.0
+    recheck: tuple[float, float] = (1.0, 60.0)  # credentials re-check backoff: base, cap (pipeline.pause)
 
 
 class Stages:
@@ -105,6 +107,7 @@ class Stages:
     room: WaitingRoom | None
     intake: Intake
     held: HeldBatches
+    pause: IntakePause
 
     # -- probe + build + batch ----------------------------------------------------------------------
     async def _probe_worker(self) -> None:
@@ -271,7 +274,10 @@ class Stages:
             await self.ledger.finish_batch(batch.id, results, dead)
             self.counters.batches += 1
         retried = [job.global_key for job, outcome, _ in outcomes if outcome == "retry"]
-        self.intake.note_errors(retried, results)
+        if self.pause.paused:  # the sink refuses our credentials: released, not the objects' failure
+            outcomes = released(outcomes)
+        else:
+            self.intake.note_errors(retried, results)
         if retried and not held:
             await self.ledger.release(retried)
         for job, outcome, delay in outcomes:

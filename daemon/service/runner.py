@@ -6,7 +6,8 @@
   commit) with EXTEND_TIMEOUT_USEC while it progresses, exit 0 within
   ``pipeline.drain_timeout``. A second signal stops at once (what is not final is released).
 * SIGHUP: RELOADING=1, re-read the config file, apply the log level and the sink's rate
-  limits and concurrency, READY=1. Work in flight is not touched.
+  limits and concurrency, re-check refused credentials at once, READY=1. Work in flight is not
+  touched.
 * Unexpected errors propagate: the process exits non-zero, loudly.
 """
 
@@ -207,9 +208,14 @@ class Service:
             log.warning("run summary not kept in the ledger", reason=str(e))
 
     def _credentials(self, refused: str | None) -> None:
-        """The sink refuses our credentials (or accepts them again): not ready; ``--once`` stops."""
+        """The sink refuses our credentials (or accepts them again): not ready, intake paused;
+        ``--once`` stops."""
         self.readiness.credentials(refused)
+        if refused is None:  # told only after a check passed: the sink is reachable now
+            self.readiness.sink(None)
         self.refused = refused
+        if self.pipeline is not None:
+            self.pipeline.pause.refused(refused)  # intake pulls nothing meanwhile (pipeline.pause)
         if refused is not None and self.once and self.pipeline is not None and not self.pipeline.stopping:
             self.pipeline.stop()  # nothing can be delivered: give the objects back and say so
 
@@ -286,6 +292,7 @@ class Service:
                 configure(new.log.level)
                 if self.pipeline is not None:
                     reload_sink(self.pipeline.deliverer, new)
+                    self.pipeline.pause.recheck_now()  # refused credentials: try them again now
                 self.cfg = new
                 log.info(
                     "configuration reloaded",

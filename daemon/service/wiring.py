@@ -6,12 +6,11 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
-from daemon.core.config import Config, ConfigError, resolve
+from daemon.core.config import Config, resolve
 from daemon.core.jobs import ObjectRef
 from daemon.ledger.store import LedgerStore, open_store
 from daemon.ops.metrics import Metrics
@@ -20,6 +19,7 @@ from daemon.pipeline.annotate import Annotator, OntologySource
 from daemon.pipeline.build import Builder, file_url
 from daemon.pipeline.pipeline import Pipeline
 from daemon.pipeline.stages import Prober, Settings
+from daemon.service.fences import path_fence, probe_fence
 from daemon.sinks.base import Deliverer
 from daemon.sinks.delivery import Deliverer as DeliveryDeliverer
 from daemon.sinks.delivery import DeliveryLimits
@@ -40,7 +40,6 @@ from workers.payloads.keys import check_key, make_key
 from workers.probe.engine import probe
 from workers.probe.media import MediaInfo
 from workers.reads import RangeReader, ReadError, UrlFenced
-from workers.reads.fence import Fence, host_entry_problem
 from workers.reads.file import FileReader
 from workers.reads.http import HttpReader
 from workers.reads.s3 import ChainCredentials, S3Reads, http_session
@@ -181,35 +180,12 @@ def reload_sink(deliverer: Deliverer, cfg: Config) -> None:
         deliverer.reload(labelbox_limits(k) if k.type == "labelbox" else DeliveryLimits.from_config(k))
 
 
-QUEUE_SOURCES = ("sqs", "redis", "s3-listing")
-
-
-def probe_fence(cfg: Config) -> Fence:
-    """The fence for URLs and buckets named by messages (``[probe] allowed_hosts/buckets``):
-    ``"*"`` (any public host), ``"host"``, ``"*.domain"``, ``"10.1.2.3"``, ``"10.0.0.0/8"``.
-    Defaults: the host of ``source.url_prefix`` for queue sources when set, any public host
-    otherwise; ``source.bucket`` when set, any bucket otherwise. Raises ConfigError."""
-    s = cfg.source
-    hosts = cfg.probe.allowed_hosts
-    for entry in hosts or ():
-        if (problem := host_entry_problem(entry)) is not None:
-            raise ConfigError(f"probe.allowed_hosts: {problem}")
-    if hosts is None:
-        prefix_host = urlsplit(s.url_prefix).hostname if s.url_prefix else None
-        hosts = [prefix_host] if prefix_host and s.type in QUEUE_SOURCES else ["*"]
-    buckets = cfg.probe.allowed_buckets
-    if buckets is None:
-        buckets = [s.bucket] if s.bucket else ["*"]
-    endpoint = urlsplit(cfg.aws.endpoint_url).hostname if cfg.aws.endpoint_url else None
-    return Fence(hosts=hosts, buckets=buckets, trusted=[endpoint] if endpoint else [])
-
-
 class Readers:
     """Readers for every origin: pread for files, ranged GETs for URLs and for S3 (URLs presigned
     by our signer, through one long-lived session opened on first use and closed by ``stack``).
 
-    URLs and buckets named by messages pass :func:`probe_fence`; ``dns`` replaces the system
-    resolver behind the fence (tests)."""
+    URLs and buckets named by messages pass :func:`probe_fence`, local paths :func:`path_fence`;
+    ``dns`` replaces the system resolver behind the fence (tests)."""
 
     def __init__(
         self,
@@ -224,6 +200,7 @@ class Readers:
         self.head = cfg.probe.head_bytes
         self.credentials = credentials or ChainCredentials()
         self.fence = probe_fence(cfg)
+        self.paths = path_fence(cfg)  # local paths entries may name ([probe] allowed_roots)
         self.dns = dns
         self._session: aiohttp.ClientSession | None = None
         self._s3: S3Reads | None = None
@@ -251,7 +228,7 @@ class Readers:
     async def open(self, ref: ObjectRef) -> AsyncIterator[RangeReader]:
         if ref.origin == "file":
             assert ref.path is not None
-            reader = FileReader(ref.path)
+            reader = FileReader(ref.path, fence=self.paths)
             try:
                 yield reader
             finally:
@@ -332,6 +309,7 @@ def settings(cfg: Config) -> Settings:
         linger=k.linger_ms / 1000,
         framing=NDJSON if k.type == "http" else JSON_ARRAY,
         drain_timeout=cfg.pipeline.drain_timeout,
+        recheck=(k.credentials_recheck_seconds, k.credentials_recheck_max_seconds),
     )
 
 

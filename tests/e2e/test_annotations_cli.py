@@ -239,6 +239,7 @@ class TestManifest:
         cfg = tmp_path / "c.toml"
         cfg.write_text(
             '[source]\ntype = "manifest"\npath = "m.ndjson"\nurl_prefix = "https://cdn.example.com/"\n'
+            f'[probe]\nallowed_roots = ["{media}"]\n'  # the media live outside the manifest's folder
             '[sink]\npath = "out"\nlinger_ms = 20\n[ledger]\npath = "l.db"\n'
         )
         proc = ingestd("run", "-c", str(cfg), "--once", timeout=120)

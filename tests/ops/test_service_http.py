@@ -88,6 +88,7 @@ class TestMetrics:
         m.concurrency_limit("labelbox", 6)
         m.circuit("labelbox", True)
         m.set_ledger_lag(2.5)
+        m.intake_paused = True
         s = await endpoint.scrape()
         assert s["ingestd_batch_items_count", ()] == 2
         assert s["ingestd_batch_items_sum", ()] == 1100
@@ -100,6 +101,7 @@ class TestMetrics:
         assert s["ingestd_concurrency_limit", (("sink", "labelbox"),)] == 6
         assert s["ingestd_circuit_open", (("sink", "labelbox"),)] == 1
         assert s["ingestd_ledger_lag_seconds", ()] == 2.5
+        assert s["ingestd_intake_paused", ()] == 1
         assert s["ingestd_last_success_timestamp_seconds", ()] > 1.6e9
 
     async def test_gauges_are_read_at_scrape_time(self, endpoint: Endpoint) -> None:

@@ -6,7 +6,6 @@ in ``tests/chaos``."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections import Counter
@@ -14,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from s3_moto import poll, queue_counts, unique
-from test_s3_cli import PNG, config, gk, rows, run_once, s3_event
+from s3_moto import poll, queue_counts
+from test_s3_cli import announced_pngs, config, gk, rows, run_once
 
 from tests.conftest import kill_at_random_moments
 
@@ -33,12 +32,7 @@ def test_sigkill_at_random_then_each_object_exactly_once(
     s3: Any, sqs: Any, queue: str, moto_endpoint: str, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)
-    bucket = unique("chaos")
-    s3.create_bucket(Bucket=bucket)
-    keys = [f"img{i:03d}.png" for i in range(OBJECTS)]
-    for k in keys:
-        s3.put_object(Bucket=bucket, Key=k, Body=PNG)
-        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"Records": [s3_event(bucket, k, len(PNG))]}))
+    bucket, keys = announced_pngs(s3, sqs, queue, "chaos", OBJECTS)
     cfg = config(
         tmp_path,
         moto_endpoint,

@@ -79,6 +79,17 @@ def s3_event(bucket: str, key: str, size: int, name: str = "ObjectCreated:Put") 
     }
 
 
+def announced_pngs(s3: Any, sqs: Any, queue: str, prefix: str, n: int) -> tuple[str, list[str]]:
+    """A new bucket holding ``n`` PNGs, each announced by its own ObjectCreated message."""
+    bucket = unique(prefix)
+    s3.create_bucket(Bucket=bucket)
+    keys = [f"img{i:03d}.png" for i in range(n)]
+    for k in keys:
+        s3.put_object(Bucket=bucket, Key=k, Body=PNG)
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"Records": [s3_event(bucket, k, len(PNG))]}))
+    return bucket, keys
+
+
 class TestNotifications:
     def test_bucket_events_imported_once_and_queue_left_empty(
         self, s3: Any, sqs: Any, queue: str, moto_endpoint: str, tmp_path: Path

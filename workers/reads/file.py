@@ -1,7 +1,8 @@
 """RangeReader over a local file: ``os.pread`` in the default executor only when it is large.
 
 Reads of local headers are short (<= 64 KiB) and served from the page cache in microseconds;
-a thread hop costs more than the read, so small reads are done inline.
+a thread hop costs more than the read, so small reads are done inline. With a
+:class:`~workers.reads.paths.PathFence` the file is opened only if the fence admits it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import os
 
 from workers.reads import ObjectGone, ReadError
+from workers.reads.paths import PathFence, open_fenced
 
 _INLINE_READ = 1 << 20
 
@@ -17,8 +19,9 @@ _INLINE_READ = 1 << 20
 class FileReader:
     """Opened lazily on first use; ``close()`` releases the descriptor."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, fence: PathFence | None = None) -> None:
         self._path = path
+        self._fence = fence
         self._fd: int | None = None
         self._size: int | None = None
 
@@ -29,7 +32,10 @@ class FileReader:
     def _open(self) -> int:
         if self._fd is None:
             try:
-                self._fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                if self._fence is not None:
+                    self._fd = open_fenced(self._fence, self._path)
+                else:
+                    self._fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             except FileNotFoundError:
                 raise ObjectGone(f"{self._path}: no such file") from None
             except OSError as e:
