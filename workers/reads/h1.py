@@ -47,17 +47,21 @@ def _checked(text: str, what: str) -> str:
     return text
 
 
-def request(target: str, host: str, headers: Mapping[str, str] | None = None, method: str = "GET") -> bytes:
-    """The bytes of a request without a body. ``target``: path and query, already encoded;
-    ``host``: the ``Host`` field (``name[:port]``). Raises ``ValueError`` on a field that could
-    split the request (CR, LF, NUL) or a non-ASCII target."""
+def request(
+    target: str, host: str, headers: Mapping[str, str] | None = None, method: str = "GET", body: bytes = b""
+) -> bytes:
+    """The bytes of a request (``Content-Length`` added for a body). ``target``: path and query,
+    already encoded; ``host``: the ``Host`` field (``name[:port]``). Raises ``ValueError`` on a
+    field that could split the request (CR, LF, NUL) or a non-ASCII target."""
     lines = [f"{method} {_checked(target, 'target')} HTTP/1.1", f"Host: {_checked(host, 'host')}"]
     for name, value in (headers or {}).items():
         if not name or not set(name.encode()) <= _TOKEN:
             raise ValueError(f"header name {name!r} is not a token")
         lines.append(f"{name}: {_checked(value, name)}")
+    if body or method in ("POST", "PUT"):
+        lines.append(f"Content-Length: {len(body)}")
     try:
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body
     except UnicodeEncodeError:
         raise ValueError("request has non-ASCII characters (encode the URL first)") from None
 

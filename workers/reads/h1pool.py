@@ -1,5 +1,5 @@
-"""A small HTTP/1.1 client for ranged GETs: keep-alive connections driven by an asyncio
-protocol around the sans-I/O :class:`~workers.reads.h1.ResponseParser`.
+"""A small HTTP/1.1 client for ranged GETs (and the SQS source's POSTs): keep-alive connections
+driven by an asyncio protocol around the sans-I/O :class:`~workers.reads.h1.ResponseParser`.
 
 Why not aiohttp here: a 64 KiB range GET through aiohttp costs ~185 µs of CPU, through this
 ~90 µs (``bench range_client``), and the probe makes one or two per object. aiohttp stays for
@@ -175,6 +175,13 @@ class RangeClient:
         self, url: str, headers: Mapping[str, str] | None = None, *, cap: Cap = 1 << 20
     ) -> Response:
         """GET ``url`` (http or https; path and query already encoded) with ``headers``."""
+        return await self.request("GET", url, headers, cap=cap)
+
+    async def request(
+        self, method: str, url: str, headers: Mapping[str, str] | None = None, body: bytes = b"", *, cap: Cap
+    ) -> Response:
+        """One request. Only for requests that may be repeated: a kept-alive connection found
+        closed before any byte of the answer is replaced and the request sent again."""
         if self._closed:
             raise RuntimeError("RangeClient is closed")
         parts = urlsplit(url)
@@ -186,7 +193,7 @@ class RangeClient:
         authority = f"[{host}]" if ":" in host else host
         if parts.port is not None and port != (443 if scheme == "https" else 80):
             authority = f"{authority}:{port}"
-        data = request(target, authority, {"User-Agent": self._agent, **(headers or {})})
+        data = request(target, authority, {"User-Agent": self._agent, **(headers or {})}, method, body)
         key = (scheme, host, port)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout  # one total timeout: slot wait, connect, answer
@@ -200,7 +207,7 @@ class RangeClient:
                 conn, reused = await self._take(key, deadline)
                 timer = loop.call_at(deadline, conn.time_out)
                 try:
-                    answer = await self._exchange(conn, data, cap)
+                    answer = await self._exchange(conn, data, cap, method == "HEAD")
                 except Disconnected:
                     # a kept-alive connection the server had closed: once more on a new one
                     if reused and not conn.got_bytes and attempt == 0:
@@ -218,10 +225,10 @@ class RangeClient:
             self._slots.release()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _exchange(self, conn: _Conn, data: bytes, cap: Cap) -> Response:
+    async def _exchange(self, conn: _Conn, data: bytes, cap: Cap, head: bool) -> Response:
         self._busy.add(conn)
         try:
-            return await conn.send(data, ResponseParser(cap))
+            return await conn.send(data, ResponseParser(cap, head=head))
         except BaseException:
             conn.close()  # cancelled or failed mid-answer: the connection's state is unknown
             raise
