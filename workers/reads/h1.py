@@ -14,6 +14,7 @@ Malformed input raises :class:`H1Error` (a ``ValueError``): the caller closes th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ MAX_CHUNK_LINE = 1024
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _NO_BODY = frozenset({204, 304})
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r\n]*?)[ \t]*\r\n")
 
 _HEAD, _LENGTH, _UNTIL_CLOSE, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _DONE = range(8)
 
@@ -42,7 +44,7 @@ class Response:
 
 
 def _checked(text: str, what: str) -> str:
-    if any(c in text for c in "\r\n\0"):
+    if "\r" in text or "\n" in text or "\0" in text:
         raise ValueError(f"{what} contains a line break or NUL")
     return text
 
@@ -81,15 +83,17 @@ def _status_line(line: bytes) -> tuple[int, bool]:
     return int(code), line[7:8] != b"0"
 
 
-def _fields(lines: list[bytes]) -> dict[str, str]:
+def _fields(head: bytes, pos: int) -> dict[str, str]:
+    """The header fields of ``head`` from ``pos`` on: lines of ``name: value`` each ending CRLF."""
     headers: dict[str, str] = {}
-    for raw in lines:
-        name, sep, value = raw.partition(b":")
-        if not sep or not name or not set(name) <= _TOKEN:
-            raise H1Error(f"bad header line {raw[:40]!r}")  # also obsolete line folding
-        key = name.decode("ascii").lower()
-        text = value.strip(b" \t").decode("latin-1")
+    for m in _FIELD.finditer(head, pos):
+        if m.start() != pos:
+            break
+        key, text = m.group(1).decode("ascii").lower(), m.group(2).decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        pos = m.end()
+    if pos != len(head):  # also obsolete line folding, a bare LF, a name that is not a token
+        raise H1Error(f"bad header line {head[pos : pos + 40]!r}")
     return headers
 
 
@@ -98,14 +102,15 @@ class ResponseParser:
     ``head``: the request was a HEAD (no body whatever the fields say)."""
 
     __slots__ = (
-        "_body",
         "_buf",
         "_cap",
+        "_got",
         "_head",
         "_headers",
         "_keep",
         "_left",
         "_limit",
+        "_parts",
         "_state",
         "_status",
     )
@@ -113,8 +118,9 @@ class ResponseParser:
     def __init__(self, cap: Callable[[int], int] | int, *, head: bool = False) -> None:
         self._cap = cap
         self._head = head
-        self._buf = bytearray()
-        self._body = bytearray()
+        self._buf = bytearray()  # bytes not yet parsed
+        self._parts: list[bytes] = []  # the body so far
+        self._got = 0  # its length
         self._state = _HEAD
         self._status = 0
         self._headers: dict[str, str] = {}
@@ -130,6 +136,8 @@ class ResponseParser:
         """Take the next bytes; the response once it is complete (or its cap is reached)."""
         if self._state == _DONE:
             raise H1Error("the response is already complete")  # a caller's bug: one parser per response
+        if self._state == _LENGTH and not self._buf:
+            return self._take_length(data)  # the common case: body bytes, kept without a copy
         self._buf += data
         while True:
             state = self._state
@@ -141,18 +149,16 @@ class ResponseParser:
             elif state == _LENGTH:
                 return self._take_length()
             elif state == _UNTIL_CLOSE:
-                self._body += self._buf
-                self._buf.clear()
-                return self._finish(False, truncated=True) if len(self._body) > self._limit else None
+                self._keep_body(len(self._buf))
+                return self._finish(False, truncated=True) if self._got > self._limit else None
             elif state == _CHUNK_SIZE:
                 if not self._chunk_size():
                     return None
             elif state == _CHUNK_DATA:
                 take = min(self._left, len(self._buf))
-                self._body += self._buf[:take]
-                del self._buf[:take]
+                self._keep_body(take)
                 self._left -= take
-                if len(self._body) > self._limit:
+                if self._got > self._limit:
                     return self._finish(False, truncated=True)
                 if self._left:
                     return None
@@ -179,9 +185,8 @@ class ResponseParser:
     def end(self) -> Response:
         """The connection ended: the response, if the end is what frames its body."""
         if self._state == _UNTIL_CLOSE:
-            self._body += self._buf
-            self._buf.clear()
-            return self._finish(False, truncated=len(self._body) > self._limit)
+            self._keep_body(len(self._buf))
+            return self._finish(False, truncated=self._got > self._limit)
         raise H1Error("connection closed before the response was complete")
 
     # -- the parts --------------------------------------------------------------------------------
@@ -193,10 +198,11 @@ class ResponseParser:
             return False
         if end > MAX_HEAD:
             raise H1Error(f"response head longer than {MAX_HEAD} bytes")
-        lines = bytes(self._buf[:end]).split(b"\r\n")
+        head = bytes(self._buf[: end + 2])  # every line with its CRLF
         del self._buf[: end + 4]
-        status, http11 = _status_line(lines[0])
-        headers = _fields(lines[1:])
+        first = head.find(b"\r\n")
+        status, http11 = _status_line(head[:first])
+        headers = _fields(head, first + 2)
         if 100 <= status < 200:
             if status == 101:
                 raise H1Error("101 Switching Protocols to a GET")
@@ -226,16 +232,30 @@ class ResponseParser:
             self._state = _UNTIL_CLOSE
         return True
 
-    def _take_length(self) -> Response | None:
-        room = self._limit - len(self._body)
-        take = min(self._left, len(self._buf), room)
-        if take:
-            self._body += self._buf[:take]
-            del self._buf[:take]
-            self._left -= take
+    def _keep_body(self, n: int) -> None:
+        """Move ``n`` bytes from the unparsed buffer to the body."""
+        if n:
+            self._parts.append(bytes(self._buf[:n]))
+            del self._buf[:n]
+            self._got += n
+
+    def _take_length(self, data: bytes | None = None) -> Response | None:
+        """Body bytes of a ``Content-Length`` body: from ``data`` (nothing was buffered), else
+        from the buffer; never more than the length or the cap."""
+        src = self._buf if data is None else data
+        take = min(self._left, len(src), self._limit - self._got)
+        if data is None:
+            self._keep_body(take)
+        else:
+            if take:
+                self._parts.append(data if take == len(data) else data[:take])
+                self._got += take
+            if take < len(data):
+                self._buf += data[take:]
+        self._left -= take
         if self._left == 0:
             return self._finish(self._keep and not self._buf)
-        if len(self._body) >= self._limit:
+        if self._got >= self._limit:
             return self._finish(False, truncated=True)
         return None
 
@@ -255,7 +275,9 @@ class ResponseParser:
 
     def _finish(self, reusable: bool, *, truncated: bool = False) -> Response:
         self._state = _DONE
-        body = bytes(self._body[: self._limit]) if truncated else bytes(self._body)
+        body = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        if truncated:
+            body = body[: self._limit]
         return Response(self._status, self._headers, body, reusable and not truncated, truncated)
 
 
