@@ -119,7 +119,7 @@ class ResponseParser:
         self._cap = cap
         self._head = head
         self._buf = bytearray()  # bytes not yet parsed
-        self._parts: list[bytes] = []  # the body so far
+        self._parts: list[bytes | memoryview] = []  # the body so far
         self._got = 0  # its length
         self._state = _HEAD
         self._status = 0
@@ -136,9 +136,23 @@ class ResponseParser:
         """Take the next bytes; the response once it is complete (or its cap is reached)."""
         if self._state == _DONE:
             raise H1Error("the response is already complete")  # a caller's bug: one parser per response
-        if self._state == _LENGTH and not self._buf:
-            return self._take_length(data)  # the common case: body bytes, kept without a copy
+        if not self._buf:  # the common cases, without copying the body into the buffer:
+            if self._state == _LENGTH:  # more body bytes
+                return self._take_length(data)
+            end = data.find(b"\r\n\r\n") if self._state == _HEAD else -1
+            if 0 <= end <= MAX_HEAD:  # a whole head, and what follows it
+                self._start(data[: end + 2])
+                rest = memoryview(data)[end + 4 :]
+                if self._state == _LENGTH:
+                    return self._take_length(rest)
+                if self._state == _DONE:  # no body (HEAD, 204, 304)
+                    return self._finish(self._keep and not rest)
+                self._buf += rest  # 1xx, chunked, until close: on through the buffer
+                return self._parse_buffer()
         self._buf += data
+        return self._parse_buffer()
+
+    def _parse_buffer(self) -> Response | None:
         while True:
             state = self._state
             if state == _HEAD:
@@ -198,15 +212,20 @@ class ResponseParser:
             return False
         if end > MAX_HEAD:
             raise H1Error(f"response head longer than {MAX_HEAD} bytes")
-        head = bytes(self._buf[: end + 2])  # every line with its CRLF
+        head = bytes(self._buf[: end + 2])
         del self._buf[: end + 4]
+        self._start(head)
+        return True
+
+    def _start(self, head: bytes) -> None:
+        """Take the head (every line with its CRLF): the status, the fields, the body's framing."""
         first = head.find(b"\r\n")
         status, http11 = _status_line(head[:first])
         headers = _fields(head, first + 2)
         if 100 <= status < 200:
             if status == 101:
                 raise H1Error("101 Switching Protocols to a GET")
-            return True  # interim: the real response follows
+            return  # interim: the real response follows
         self._status, self._headers = status, headers
         conn = headers.get("connection", "").lower()
         self._keep = "close" not in conn if http11 else "keep-alive" in conn
@@ -230,7 +249,6 @@ class ResponseParser:
         else:
             self._keep = False
             self._state = _UNTIL_CLOSE
-        return True
 
     def _keep_body(self, n: int) -> None:
         """Move ``n`` bytes from the unparsed buffer to the body."""
@@ -239,7 +257,7 @@ class ResponseParser:
             del self._buf[:n]
             self._got += n
 
-    def _take_length(self, data: bytes | None = None) -> Response | None:
+    def _take_length(self, data: bytes | memoryview | None = None) -> Response | None:
         """Body bytes of a ``Content-Length`` body: from ``data`` (nothing was buffered), else
         from the buffer; never more than the length or the cap."""
         src = self._buf if data is None else data
@@ -248,7 +266,7 @@ class ResponseParser:
             self._keep_body(take)
         else:
             if take:
-                self._parts.append(data if take == len(data) else data[:take])
+                self._parts.append(data if take == len(data) else data[:take])  # no copy yet
                 self._got += take
             if take < len(data):
                 self._buf += data[take:]
@@ -275,7 +293,8 @@ class ResponseParser:
 
     def _finish(self, reusable: bool, *, truncated: bool = False) -> Response:
         self._state = _DONE
-        body = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        parts = self._parts
+        body = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
         if truncated:
             body = body[: self._limit]
         return Response(self._status, self._headers, body, reusable and not truncated, truncated)
