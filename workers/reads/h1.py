@@ -23,7 +23,9 @@ MAX_CHUNK_LINE = 1024
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _NO_BODY = frozenset({204, 304})
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r\n]*?)[ \t]*\r\n")
+_NAME = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_FIELDS = re.compile(rb"(?:" + _NAME + rb":[^\r\n]*\r\n)*")  # the whole block, to check it
+_FIELD = re.compile(rb"(" + _NAME + rb"):[ \t]*([^\r\n]*)\r\n")  # then each field
 
 _HEAD, _LENGTH, _UNTIL_CLOSE, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _DONE = range(8)
 
@@ -85,15 +87,13 @@ def _status_line(line: bytes) -> tuple[int, bool]:
 
 def _fields(head: bytes, pos: int) -> dict[str, str]:
     """The header fields of ``head`` from ``pos`` on: lines of ``name: value`` each ending CRLF."""
+    if _FIELDS.fullmatch(head, pos) is None:  # also obsolete line folding, a bare CR or LF
+        bad = next((line for line in head[pos:].split(b"\r\n") if not _FIELDS.fullmatch(line + b"\r\n")), b"")
+        raise H1Error(f"bad header line {bad[:40]!r}")
     headers: dict[str, str] = {}
-    for m in _FIELD.finditer(head, pos):
-        if m.start() != pos:
-            break
-        key, text = m.group(1).decode("ascii").lower(), m.group(2).decode("latin-1")
+    for name, value in _FIELD.findall(head, pos):
+        key, text = name.decode("ascii").lower(), value.decode("latin-1").rstrip(" \t")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        pos = m.end()
-    if pos != len(head):  # also obsolete line folding, a bare LF, a name that is not a token
-        raise H1Error(f"bad header line {head[pos : pos + 40]!r}")
     return headers
 
 
