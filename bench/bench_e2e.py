@@ -6,7 +6,11 @@ MP4s), nginx serving that one object for every key as S3 (path-style, ranges, ET
 ingestd runs as a subprocess (``python -m daemon run``) with its defaults; the baseline is
 ``bench.e2e_baseline`` (aiobotocore SQS + aiohttp ranged GET + msgspec + the same parser).
 Repetitions alternate; each measures a window after a warm-up: objects = messages deleted at the
-stand-in in the window, CPU = the process's user+system time in the window (/proc). Medians.
+stand-in in the window, CPU = the process's user+system time in the window (/proc). Medians, and
+the ratios per repetition. Each window also says where the machine's cores went: the measured
+processes, the stand-ins (the SQS stand-in and nginx, children of this process) and everything
+else (/proc/stat: other tenants of a shared machine), so a scaling figure can be read against
+the cores that were left.
 
 Targets: >= 3,000 objects/s per process or >= 1.6x the baseline, <= 330 µs CPU per object,
 2 processes >= 1.7x one.
