@@ -6,7 +6,11 @@ MP4s), nginx serving that one object for every key as S3 (path-style, ranges, ET
 ingestd runs as a subprocess (``python -m daemon run``) with its defaults; the baseline is
 ``bench.e2e_baseline`` (aiobotocore SQS + aiohttp ranged GET + msgspec + the same parser).
 Repetitions alternate; each measures a window after a warm-up: objects = messages deleted at the
-stand-in in the window, CPU = the process's user+system time in the window (/proc). Medians.
+stand-in in the window, CPU = the process's user+system time in the window (/proc). Medians, and
+the ratios per repetition. Each window also says where the machine's cores went: the measured
+processes, the stand-ins (the SQS stand-in and nginx, children of this process) and everything
+else (/proc/stat: other tenants of a shared machine), so a scaling figure can be read against
+the cores that were left.
 
 Targets: >= 3,000 objects/s per process or >= 1.6x the baseline, <= 330 µs CPU per object,
 2 processes >= 1.7x one.
@@ -92,6 +96,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the stand-ins: the SQS stand-in, nginx's master and worker)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for k in kids:
+            out += [k, *descendants(k)]
+    return out
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (/proc/stat), all cores."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = v[3] + v[4]  # idle, iowait
+    return (sum(v[:8]) - idle) / TICK, sum(v[:8]) / TICK
+
+
+class Window(NamedTuple):
+    """One measured window: the processes' objects/s and CPU µs per object; the stand-ins' CPU
+    µs per object; the CPU the machine gave to anything else (other tenants), in cores."""
+
+    rate: float
+    cpu_us: float
+    stand_in_us: float
+    others_cores: float
+
+
 def ingestd_config(base: str, work: Path, i: int, head_bytes: int | None = None) -> Path:
     """The config of ingestd number ``i``: its defaults, the stand-ins' endpoint, its own folder."""
     folder = work / f"ingestd{i}"
@@ -141,8 +175,8 @@ class Rig(NamedTuple):
     window: float
 
 
-def measure(rig: Rig, start: Starter, procs: int, n: int) -> tuple[float, float]:
-    """(objects/s, CPU µs per object) of ``procs`` processes made by ``start`` over one window."""
+def measure(rig: Rig, start: Starter, procs: int, n: int) -> Window:
+    """One window of ``procs`` processes made by ``start`` (see :class:`Window`)."""
     with tempfile.TemporaryDirectory(prefix="ingestd-e2e-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         obj = rig.obj
@@ -163,16 +197,31 @@ def measure(rig: Rig, start: Starter, procs: int, n: int) -> tuple[float, float]
                 raise RuntimeError(f"{_name(start)}: nothing delivered (see {work})")
             time.sleep(0.1)
         time.sleep(rig.warmup)
-        d0, c0 = sqs.deleted(), sum(cpu_seconds(p.pid) for p in running)
-        t0 = time.monotonic()
+        ours = {p.pid for p in running}
+        helpers = [pid for pid in descendants(os.getpid()) if pid not in ours]
+
+        def snapshot() -> tuple[int, float, float, float]:
+            busy, _ = machine_busy()
+            cpu = sum(cpu_seconds(p.pid) for p in running)
+            return sqs.deleted(), cpu, sum(_cpu_or_0(pid) for pid in helpers), busy
+
+        (d0, c0, h0, b0), t0 = snapshot(), time.monotonic()
         time.sleep(rig.window)
-        d1, c1 = sqs.deleted(), sum(cpu_seconds(p.pid) for p in running)
-        elapsed = time.monotonic() - t0
+        (d1, c1, h1, b1), elapsed = snapshot(), time.monotonic() - t0
         if d1 - d0 <= 0:
             raise RuntimeError(f"{_name(start)}: nothing delivered in the window")
         if sqs.deleted() >= n - 10:
             raise RuntimeError(f"{_name(start)}: the queue ran dry; raise the message count")
-        return (d1 - d0) / elapsed, (c1 - c0) / (d1 - d0) * 1e6
+        objects = d1 - d0
+        others = max(0.0, (b1 - b0) - (c1 - c0) - (h1 - h0)) / elapsed
+        return Window(objects / elapsed, (c1 - c0) / objects * 1e6, (h1 - h0) / objects * 1e6, others)
+
+
+def _cpu_or_0(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:
+        return 0.0
 
 
 def _name(start: Starter) -> str:
@@ -196,7 +245,7 @@ def nginx_etag(obj: Path) -> str:
 def run(quick: bool) -> list[Figure]:
     reps, warmup, window = (2, 1.5, 3.0) if quick else (5, 3.0, 10.0)
     n = int(9000 * (warmup + window + 8))  # never runs dry at up to ~9k objects/s, plus start-up
-    got: dict[str, list[tuple[float, float]]] = {
+    got: dict[str, list[Window]] = {
         "ingestd": [],
         "baseline": [],
         "ingestd x2": [],
@@ -217,9 +266,25 @@ def run(quick: bool) -> list[Figure]:
         return statistics.median(r[i] for r in got[name])
 
     spread = {k: f"{min(r[0] for r in v):,.0f}-{max(r[0] for r in v):,.0f}/s" for k, v in got.items()}
+    # each repetition runs ingestd and the baseline back to back: their ratio within a repetition
+    # shares the machine's state of the moment better than a ratio of medians
+    pairs = [i.rate / b.rate for i, b in zip(got["ingestd"], got["baseline"], strict=True)]
+    scaling = [two.rate / one.rate for one, two in zip(got["ingestd"], got["ingestd x2"], strict=True)]
+
+    def cores(name: str) -> str:
+        """Where the machine's cores went in this variant's windows (medians)."""
+        ws = got[name]
+        own = statistics.median(w.rate * w.cpu_us / 1e6 for w in ws)
+        stand = statistics.median(w.rate * w.stand_in_us / 1e6 for w in ws)
+        return (
+            f"cores: measured processes {own:.2f}, stand-ins (SQS stand-in + nginx) {stand:.2f}"
+            f" ({med(name, 2):.0f} µs/object), other tenants {med(name, 3):.2f}"
+        )
+
     note = (
         f"{reps} alternating reps, {window:g} s windows after {warmup:g} s; {size_kib:.0f} KiB MP4s;"
-        f" ranges: {spread}"
+        f" ranges: {spread}; ingestd/baseline per rep: {', '.join(f'{r:.2f}' for r in pairs)}"
+        f" (median {statistics.median(pairs):.2f}); ingestd {cores('ingestd')}; baseline {cores('baseline')}"
     )
     return [
         Figure(
@@ -247,7 +312,11 @@ def run(quick: bool) -> list[Figure]:
             baseline=med("ingestd", 0),
             baseline_name="1 process",
             target=1.7 * med("ingestd", 0),
-            note="two ingestd processes on one queue, aggregate",
+            note=(
+                "two ingestd processes on one queue, aggregate; x2/x1 per rep: "
+                f"{', '.join(f'{r:.2f}' for r in scaling)}; {cores('ingestd x2')}"
+                f"; CPU per object {med('ingestd x2', 1):.0f} µs"
+            ),
         ),
         Figure(
             name="e2e_cpu_us_per_object_head16k",

@@ -42,7 +42,7 @@ from workers.probe.media import MediaInfo
 from workers.reads import RangeReader, ReadError, UrlFenced
 from workers.reads.file import FileReader
 from workers.reads.http import HttpReader
-from workers.reads.s3 import ChainCredentials, S3Reads, http_session
+from workers.reads.s3 import ChainCredentials, S3Reads, http_session, range_client
 from workers.urls import S3UrlSigner, virtual_hosted_url
 
 
@@ -181,8 +181,8 @@ def reload_sink(deliverer: Deliverer, cfg: Config) -> None:
 
 
 class Readers:
-    """Readers for every origin: pread for files, ranged GETs for URLs and for S3 (URLs presigned
-    by our signer, through one long-lived session opened on first use and closed by ``stack``).
+    """Readers for every origin: pread for files, ranged GETs for URLs (one aiohttp session) and
+    for S3 (URLs presigned by our signer, one RangeClient); both opened on first use, on ``stack``.
 
     URLs and buckets named by messages pass :func:`probe_fence`, local paths :func:`path_fence`;
     ``dns`` replaces the system resolver behind the fence (tests)."""
@@ -216,12 +216,12 @@ class Readers:
 
     async def s3(self) -> S3Reads:
         if self._s3 is None:
+            a, p = self.cfg.aws, self.cfg.probe
             signer = S3UrlSigner(
-                region=self.cfg.aws.region,
-                endpoint_url=self.cfg.aws.endpoint_url,
-                addressing_style=self.cfg.aws.addressing_style,
+                region=a.region, endpoint_url=a.endpoint_url, addressing_style=a.addressing_style
             )
-            self._s3 = S3Reads(await self.session(), signer, self.credentials)
+            client = range_client(p.concurrency, timeout=p.timeout, fence=self.fence, dns=self.dns)
+            self._s3 = S3Reads(await self.stack.enter_async_context(client), signer, self.credentials)
         return self._s3
 
     @asynccontextmanager

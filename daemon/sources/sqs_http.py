@@ -1,9 +1,12 @@
-"""A thin SQS client for the source's hot calls: JSON protocol over one aiohttp session.
+"""A thin SQS client for the source's hot calls: JSON protocol over its own connection pool.
 
 ``ReceiveMessage``, ``DeleteMessageBatch`` and ``ChangeMessageVisibilityBatch`` take the same
 keyword arguments and return the same dicts as aiobotocore's client, at a fraction of its CPU per
 call (no event hooks, no parameter/model machinery): a request is a msgspec-encoded body, our own
-SigV4 header signature (:mod:`workers.sigv4`, identical to botocore's) and one POST. The endpoint,
+SigV4 header signature (:mod:`workers.sigv4`, identical to botocore's) and one POST, through the
+small HTTP/1.1 client of the probe (:mod:`workers.reads.h1pool`, half aiohttp's CPU per request;
+an aiohttp session works the same). The calls are safe to repeat, which that client does once
+on a kept-alive connection found closed before any byte of the answer. The endpoint,
 region and credential chain are the aiobotocore client's (:func:`open_thin_sqs`), so both clients
 talk to the same place as the same principal; aiobotocore stays for every other call.
 
@@ -20,9 +23,13 @@ from typing import Any
 
 import aiohttp
 
+from workers.reads.h1 import H1Error
+from workers.reads.h1pool import RangeClient
 from workers.reads.s3 import ChainCredentials, CredentialSource
 from workers.sigv4 import HeaderSigner
 from workers.sqs_wire import HOT_ACTIONS, SqsError, decode_response, encode_request, headers_for
+
+MAX_ANSWER = 16 << 20  # ten 256 KiB messages with their attributes are far below this
 
 
 class ThinSqs:
@@ -30,7 +37,7 @@ class ThinSqs:
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: RangeClient | aiohttp.ClientSession,
         endpoint_url: str,
         *,
         region: str,
@@ -51,11 +58,18 @@ class ThinSqs:
         creds = await self._credentials.get()
         headers = self._signer.sign(creds, "POST", self._headers[action], body, now=self._clock())
         try:
-            async with self._http.post(self._url, data=body, headers=headers, timeout=self._timeout) as r:
-                raw = await r.read()
-                status, query_error = r.status, r.headers.get("x-amzn-query-error")
-        except (aiohttp.ClientError, TimeoutError) as e:
+            if isinstance(self._http, RangeClient):
+                answer = await self._http.request("POST", self._url, headers, body, cap=MAX_ANSWER)
+                raw, status = answer.body, answer.status
+                query_error = answer.headers.get("x-amzn-query-error")
+            else:
+                async with self._http.post(self._url, data=body, headers=headers, timeout=self._timeout) as r:
+                    raw = await r.read()
+                    status, query_error = r.status, r.headers.get("x-amzn-query-error")
+        except (aiohttp.ClientError, TimeoutError, OSError, H1Error) as e:
             raise SqsError(type(e).__name__, str(e)[:200], status=0, kind="network") from None
+        if isinstance(self._http, RangeClient) and answer.truncated:
+            raise SqsError("H1Error", f"answer longer than {MAX_ANSWER} bytes", status=0, kind="network")
         return decode_response(status, query_error, raw)
 
     async def receive_message(self, **params: Any) -> dict[str, Any]:
@@ -72,13 +86,10 @@ async def open_thin_sqs(
     client: Any, session: Any, stack: AsyncExitStack, *, connections: int, read_timeout: float
 ) -> ThinSqs:
     """A :class:`ThinSqs` at the aiobotocore ``client``'s endpoint and region, with the credential
-    chain of its ``session`` (refreshed by botocore when near expiry), over one session opened on
-    ``stack`` (its own pool: long polls must not hold the probe's connections)."""
+    chain of its ``session`` (refreshed by botocore when near expiry), over one pool opened on
+    ``stack`` (its own: long polls must not hold the probe's connections)."""
     http = await stack.enter_async_context(
-        aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections, ttl_dns_cache=300),
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        RangeClient(limit=connections, timeout=read_timeout, connect_timeout=5)
     )
     return ThinSqs(
         http,

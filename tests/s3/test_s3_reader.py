@@ -12,7 +12,8 @@ from aiohttp import web
 from s3_moto import REGION, unique
 
 from workers.reads import ObjectGone, ReadError
-from workers.reads.s3 import ChainCredentials, S3Reads, http_session
+from workers.reads.h1pool import RangeClient
+from workers.reads.s3 import ChainCredentials, S3Reads, http_session, range_client
 from workers.urls import S3UrlSigner
 
 BODY = bytes(range(256)) * 400  # 102,400 bytes
@@ -27,20 +28,21 @@ def bucket(s3: Any) -> str:
     return name
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with http_session(8) as h:
+@pytest.fixture(params=["range_client", "aiohttp"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[RangeClient | aiohttp.ClientSession]:
+    """Both clients S3Reads takes: the daemon's RangeClient and an aiohttp session."""
+    async with range_client(8) if request.param == "range_client" else http_session(8) as h:
         yield h
 
 
-def reads(http: aiohttp.ClientSession, endpoint: str, **kw: Any) -> S3Reads:
+def reads(http: RangeClient | aiohttp.ClientSession, endpoint: str, **kw: Any) -> S3Reads:
     signer = S3UrlSigner(region=REGION, endpoint_url=endpoint, addressing_style="path")
     return S3Reads(http, signer, ChainCredentials(get_session()), **kw)
 
 
 class TestRangedReads:
     async def test_ranges_and_size(
-        self, http: aiohttp.ClientSession, moto_endpoint: str, bucket: str
+        self, http: RangeClient | aiohttp.ClientSession, moto_endpoint: str, bucket: str
     ) -> None:
         """Ranged reads return exactly the bytes asked; size is learned from Content-Range."""
         r = reads(http, moto_endpoint).reader(bucket, "dir/a b+c.bin")
@@ -50,20 +52,22 @@ class TestRangedReads:
         assert await r.read(len(BODY), 10) == b"" and r.requests == 2
 
     async def test_size_unknown_costs_one_read(
-        self, http: aiohttp.ClientSession, moto_endpoint: str, bucket: str
+        self, http: RangeClient | aiohttp.ClientSession, moto_endpoint: str, bucket: str
     ) -> None:
         """Without a size from the event, size() does one 1-byte ranged read."""
         r = reads(http, moto_endpoint).reader(bucket, "dir/a b+c.bin")
         assert await r.size() == len(BODY) and r.requests == 1
 
-    async def test_empty_object(self, http: aiohttp.ClientSession, moto_endpoint: str, bucket: str) -> None:
+    async def test_empty_object(
+        self, http: RangeClient | aiohttp.ClientSession, moto_endpoint: str, bucket: str
+    ) -> None:
         """A 0-byte object answers 416 to any range: it reads as empty with size 0."""
         r = reads(http, moto_endpoint).reader(bucket, "empty")
         assert await r.read(0, 100) == b""
         assert await r.size() == 0
 
     async def test_missing_object_is_gone(
-        self, http: aiohttp.ClientSession, moto_endpoint: str, bucket: str
+        self, http: RangeClient | aiohttp.ClientSession, moto_endpoint: str, bucket: str
     ) -> None:
         """404 NoSuchKey is ObjectGone: final, not transient."""
         r = reads(http, moto_endpoint).reader(bucket, "nope.mp4", size=10)
@@ -71,7 +75,7 @@ class TestRangedReads:
             await r.read(0, 10)
         assert e.value.transient is False
 
-    async def test_connection_refused_is_transient(self, http: aiohttp.ClientSession) -> None:
+    async def test_connection_refused_is_transient(self, http: RangeClient | aiohttp.ClientSession) -> None:
         """No server: a transient ReadError (the pipeline retries it)."""
         r = reads(http, "http://127.0.0.1:9").reader("media-x", "k", size=10)
         with pytest.raises(ReadError) as e:
@@ -79,14 +83,16 @@ class TestRangedReads:
         assert e.value.transient is True
 
     async def test_matching_etag_reads(
-        self, http: aiohttp.ClientSession, moto_endpoint: str, bucket: str, s3: Any
+        self, http: RangeClient | aiohttp.ClientSession, moto_endpoint: str, bucket: str, s3: Any
     ) -> None:
         """The ETag from the event (unquoted) pins the read: the current object matches."""
         etag = s3.head_object(Bucket=bucket, Key="dir/a b+c.bin")["ETag"].strip('"')
         r = reads(http, moto_endpoint).reader(bucket, "dir/a b+c.bin", etag=etag)
         assert await r.read(0, 16) == BODY[:16]
 
-    async def test_changed_object(self, http: aiohttp.ClientSession, moto_endpoint: str, bucket: str) -> None:
+    async def test_changed_object(
+        self, http: RangeClient | aiohttp.ClientSession, moto_endpoint: str, bucket: str
+    ) -> None:
         """If the ETag of the event no longer matches, the read fails permanently (412)."""
         r = reads(http, moto_endpoint).reader(bucket, "dir/a b+c.bin", etag="0123456789abcdef")
         with pytest.raises(ReadError, match="changed since the event") as e:
@@ -134,7 +140,7 @@ async def error_origin() -> AsyncIterator[str]:
     ],
 )
 async def test_status_mapping(
-    http: aiohttp.ClientSession, error_origin: str, key: str, transient: bool, needle: str
+    http: RangeClient | aiohttp.ClientSession, error_origin: str, key: str, transient: bool, needle: str
 ) -> None:
     """403 is permanent with a clear message (except expired tokens); 5xx/429 are transient."""
     r = reads(http, error_origin).reader("media-x", key, size=100)

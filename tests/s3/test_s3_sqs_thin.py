@@ -19,6 +19,7 @@ from botocore.awsrequest import AWSRequest
 from s3_moto import REGION, queue_counts
 
 from daemon.sources.sqs_http import ThinSqs
+from workers.reads.h1pool import RangeClient
 from workers.reads.s3 import ChainCredentials
 from workers.sigv4 import Credentials
 from workers.sqs_wire import SqsError
@@ -34,14 +35,15 @@ class Static:
         return self.creds
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
+@pytest.fixture(params=["range_client", "aiohttp"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[RangeClient | aiohttp.ClientSession]:
+    """Both clients ThinSqs takes: the source's RangeClient and an aiohttp session."""
+    async with RangeClient() if request.param == "range_client" else aiohttp.ClientSession() as s:
         yield s
 
 
 async def test_receive_delete_visibility_against_moto(
-    moto_endpoint: str, sqs: Any, queue: str, http: aiohttp.ClientSession
+    moto_endpoint: str, sqs: Any, queue: str, http: RangeClient | aiohttp.ClientSession
 ) -> None:
     """Messages come back as botocore's dicts; batch deletes and visibility changes take effect,
     stale handles come back per entry in Failed (not as an error)."""
@@ -85,7 +87,9 @@ async def test_receive_delete_visibility_against_moto(
     assert len(empty["Messages"]) == 1
 
 
-async def test_missing_queue_is_no_queue(moto_endpoint: str, http: aiohttp.ClientSession) -> None:
+async def test_missing_queue_is_no_queue(
+    moto_endpoint: str, http: RangeClient | aiohttp.ClientSession
+) -> None:
     thin = ThinSqs(http, moto_endpoint, region=REGION, credentials=Static(CREDS))
     with pytest.raises(SqsError) as e:
         await thin.receive_message(QueueUrl=f"{moto_endpoint}/123456789012/no-such-queue", WaitTimeSeconds=0)
@@ -180,7 +184,7 @@ async def stand_in() -> AsyncIterator[tuple[StandIn, str]]:
 )
 async def test_errors_mapped(
     stand_in: tuple[StandIn, str],
-    http: aiohttp.ClientSession,
+    http: RangeClient | aiohttp.ClientSession,
     status: int,
     headers: dict[str, str],
     body: bytes,
@@ -199,9 +203,9 @@ async def test_errors_mapped(
 
 
 async def test_signed_on_the_wire_and_decoded(
-    stand_in: tuple[StandIn, str], http: aiohttp.ClientSession
+    stand_in: tuple[StandIn, str], http: RangeClient | aiohttp.ClientSession
 ) -> None:
-    """What aiohttp sends (Host with port, body) is what was signed; the answer is decoded as is."""
+    """What the client sends (Host with port, body) is what was signed; the answer is decoded as is."""
     server, url = stand_in
     reply = {"Successful": [{"Id": "0"}], "Failed": []}
     server.replies += [(200, {}, json.dumps(reply).encode())] * 2
@@ -215,7 +219,7 @@ async def test_signed_on_the_wire_and_decoded(
     assert server.verified == 2
 
 
-async def test_network_failure_is_retryable(http: aiohttp.ClientSession) -> None:
+async def test_network_failure_is_retryable(http: RangeClient | aiohttp.ClientSession) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

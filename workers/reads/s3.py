@@ -1,8 +1,10 @@
-"""RangeReader for S3: ranged aiohttp GETs of URLs presigned by :mod:`workers.urls`.
+"""RangeReader for S3: ranged GETs of URLs presigned by :mod:`workers.urls`.
 
 aiobotocore's ``get_object`` costs ~1.3 ms of CPU per call (perf.md), about 9x an aiohttp GET of
-a presigned URL, so the probe's hot path signs locally and uses one long-lived aiohttp session.
-aiobotocore is used only for credentials (the standard chain, refreshed when they rotate).
+a presigned URL, so the probe's hot path signs locally and uses one long-lived client: the
+daemon's is a :class:`~workers.reads.h1pool.RangeClient` (:func:`range_client`, half aiohttp's
+CPU per GET); an aiohttp session (:func:`http_session`) works the same. aiobotocore is used only
+for credentials (the standard chain, refreshed when they rotate).
 
 Status mapping: 206/200 -> bytes; 416 -> end of object; 404 ``NoSuchKey`` -> :class:`ObjectGone`;
 403 -> permanent (access denied: the message says which object and which AWS error code), except
@@ -21,9 +23,11 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
-from workers.reads import ObjectGone, ReadError
+from workers.reads import ObjectGone, ReadError, UrlFenced
 from workers.reads.fence import Fence
-from workers.reads.http import FencedResolver, fenced_error, read_capped
+from workers.reads.h1 import H1Error
+from workers.reads.h1pool import RangeClient
+from workers.reads.http import FencedAddress, FencedResolver, fenced_error, read_capped
 from workers.sigv4 import Credentials
 from workers.urls import S3UrlSigner
 
@@ -97,12 +101,28 @@ def http_session(
     )
 
 
+def range_client(
+    concurrency: int,
+    *,
+    timeout: float = 30.0,
+    fence: Fence | None = None,
+    dns: AbstractResolver | None = None,
+) -> RangeClient:
+    """The probe's client for S3 reads (:mod:`workers.reads.h1pool`, half aiohttp's CPU per GET):
+    the same pool size, timeouts and fenced resolver as :func:`http_session`."""
+    resolver = FencedResolver(fence, dns) if fence is not None else dns
+    return RangeClient(
+        limit=concurrency, timeout=timeout, connect_timeout=min(timeout, 10.0), resolver=resolver
+    )
+
+
 class S3Reads:
-    """Makes :class:`S3Reader` objects sharing one session, one signer and one credential source."""
+    """Makes :class:`S3Reader` objects sharing one client (a :class:`RangeClient`, or an aiohttp
+    session), one signer and one credential source."""
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: aiohttp.ClientSession | RangeClient,
         signer: S3UrlSigner,
         credentials: CredentialSource,
         *,
@@ -151,14 +171,25 @@ class S3Reader:
         if self._etag:
             headers["If-Match"] = f'"{self._etag.strip(chr(34))}"'
         self.requests += 1
+
+        def cap(status: int) -> int:  # never more than asked for (an error's body: enough for its <Code>)
+            return {206: length, 200: offset + length}.get(status, _ERROR_BODY)
+
         try:
-            async with r.http.get(url, headers=headers, allow_redirects=False) as resp:
-                status = resp.status
-                # never more than asked for (an error's body: enough for its <Code>)
-                limit = {206: length, 200: offset + length}.get(status, _ERROR_BODY)
-                body = await read_capped(resp, limit)
-                content_range = resp.headers.get("Content-Range", "")
-                total = resp.content_length
+            if isinstance(r.http, RangeClient):
+                answer = await r.http.get(url, headers, cap=cap)
+                status, body = answer.status, answer.body
+                content_range = answer.headers.get("content-range", "")
+                cl = answer.headers.get("content-length", "")
+                total = int(cl) if cl.isdigit() else None
+            else:
+                async with r.http.get(url, headers=headers, allow_redirects=False) as resp:
+                    status = resp.status
+                    body = await read_capped(resp, cap(status))
+                    content_range = resp.headers.get("Content-Range", "")
+                    total = resp.content_length
+        except FencedAddress as e:
+            raise UrlFenced(e.refusal) from None
         except aiohttp.ClientConnectorError as e:
             fenced = fenced_error(e)
             if fenced is not None:
@@ -166,7 +197,7 @@ class S3Reader:
             raise ReadError(
                 f"{self.name}: read at {offset}: {type(e).__name__}: {e}", transient=True
             ) from None
-        except (TimeoutError, aiohttp.ClientError) as e:
+        except (TimeoutError, OSError, H1Error, aiohttp.ClientError) as e:
             raise ReadError(
                 f"{self.name}: read at {offset}: {type(e).__name__}: {e}", transient=True
             ) from None
