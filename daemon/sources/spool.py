@@ -137,8 +137,11 @@ class SpoolSource:
             await self._wait()
 
     async def _wait(self) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands in the turn
+        # the wait completes (an ack just as the drain began), and the spool polled on
         try:
-            await asyncio.wait_for(self.outstanding.changed(), timeout=self.poll_interval)
+            async with asyncio.timeout(self.poll_interval):
+                await self.outstanding.changed()
         except TimeoutError:
             pass
 

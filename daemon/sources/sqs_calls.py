@@ -135,7 +135,8 @@ class SqsCalls:
         if remaining <= 0:
             return False
         try:
-            return await asyncio.wait_for(self._deletes.get(), remaining)
+            async with asyncio.timeout(remaining):  # not wait_for: it can swallow a cancel (3.11)
+                return await self._deletes.get()
         except TimeoutError:
             return False
 

@@ -168,7 +168,14 @@ class TestWaiting:
             _wait_for(lambda: bool(annotation_lines(tmp_path / "out")))
         finally:
             proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # fail with what the drain said it waited for
+                proc.kill()
+                proc.wait(timeout=10)
+                pump.join(timeout=5)
+                tail = "".join(seen[-30:]) + (tmp_path / "stderr").read_text()[-2000:]
+                raise AssertionError(f"the daemon did not exit within 30 s of SIGTERM:\n{tail}") from None
             pump.join(timeout=5)
             assert proc.stdout is not None
             proc.stdout.close()

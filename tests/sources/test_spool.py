@@ -202,3 +202,29 @@ class TestOnceMode:
     async def test_empty_folder_ends_at_once(self, tmp_path: Path) -> None:
         """Nothing to do in --once mode ends the source without waiting."""
         assert await asyncio.wait_for(drain(SpoolSource(tmp_path, once=True, poll_interval=0.01)), 30) == []
+
+
+class TestStop:
+    async def test_a_cancel_that_meets_an_acknowledgement_still_stops_the_source(
+        self, tmp_path: Path
+    ) -> None:
+        """The drain cancels intake while the source waits for its next poll. When an
+        acknowledgement wakes that wait in the same turn of the loop (the last object delivered
+        just as SIGTERM came), the cancel must still end the iterator: ``asyncio.wait_for`` on
+        Python 3.11 returned the wait's result instead, and the daemon polled on until its drain
+        deadline (the slow stop seen in CI)."""
+        put(tmp_path, "a.mp4")
+        src = SpoolSource(tmp_path, once=False, poll_interval=3600, stable_seconds=0)
+        it = src.batches()
+        (msg,) = await anext(it)
+        waiting = asyncio.ensure_future(anext(it))
+        for _ in range(5):  # into the poll wait
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        src.outstanding.done(msg)  # what an acknowledgement does: wakes the wait
+        waiting.cancel()  # ... and the drain's cancel lands in the same turn
+        for _ in range(20):
+            if waiting.done():
+                break
+            await asyncio.sleep(0)
+        assert waiting.cancelled(), "the cancel was swallowed: the spool would poll on"
