@@ -34,6 +34,7 @@ Life of a message (ref/pipelines.md 1.5, the complaint taxonomy):
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
@@ -49,8 +50,11 @@ from daemon.sources.s3events import decode_body
 from daemon.sources.sqs_calls import SqsCalls, error_code, freeze_user_agent
 from daemon.sources.sqs_http import open_thin_sqs
 from daemon.sources.sqs_message import SqsMessage, retry_visibility
+from workers.retry import Backoff
 
 log = structlog.get_logger()
+
+RECEIVE_BACKOFF = Backoff(base=0.4, cap=20.0, random=random.random)  # after a failed ReceiveMessage
 
 
 class SqsSource:
@@ -209,7 +213,7 @@ class SqsSource:
             except Exception as e:
                 self._reserved -= want
                 failures += 1
-                pause = min(20.0, 0.2 * 2**failures)
+                pause = RECEIVE_BACKOFF.delay(failures - 1)  # the daemon's retry policy (full jitter)
                 log.warning("sqs.receive_failed", receiver=index, error=error_code(e), retry_in=pause)
                 await asyncio.sleep(pause)
                 continue
