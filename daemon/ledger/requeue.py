@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import msgspec
-from aiobotocore.session import get_session
 
+from daemon.core.aws import aws_client
 from daemon.core.config import Config
 from daemon.core.jobs import ObjectRef
 from daemon.ledger.records import DeadLetter
@@ -74,11 +74,7 @@ async def announce(cfg: Config, letters: Sequence[DeadLetter]) -> Requeued:
     s = cfg.source
     async with AsyncExitStack() as stack:
         if s.type == "sqs":
-            client = await stack.enter_async_context(
-                get_session().create_client(
-                    "sqs", region_name=cfg.aws.region, endpoint_url=cfg.aws.endpoint_url or None
-                )
-            )
+            client = await aws_client(stack, cfg.aws, "sqs")
             for i in range(0, len(refs), 10):
                 chunk = [(k, r) for k, r in refs[i : i + 10] if r.origin == "s3"]
                 skipped.update({k: "not an S3 object" for k, r in refs[i : i + 10] if r.origin != "s3"})

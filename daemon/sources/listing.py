@@ -21,9 +21,8 @@ from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
 import structlog
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 
+from daemon.core.aws import aws_client
 from daemon.core.config import Config
 from daemon.core.jobs import ObjectRef
 from daemon.sources.base import Message, Poison
@@ -223,17 +222,7 @@ async def open_listing_source(
 ) -> ListingSource:
     """Build the ``s3-listing`` source from config: one aiobotocore S3 client entered on ``stack``."""
     s = cfg.source
-    client = await stack.enter_async_context(
-        (session or get_session()).create_client(
-            "s3",
-            region_name=cfg.aws.region,
-            endpoint_url=cfg.aws.endpoint_url or None,
-            config=AioConfig(
-                s3={"addressing_style": cfg.aws.addressing_style},
-                retries={"mode": "standard", "max_attempts": 5},
-            ),
-        )
-    )
+    client = await aws_client(stack, cfg.aws, "s3", session=session)
     source = ListingSource(
         client,
         checkpoints,

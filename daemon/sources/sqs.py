@@ -41,9 +41,9 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import structlog
-from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from daemon.core.aws import aws_client
 from daemon.core.config import Config
 from daemon.sources.base import Message, Poison
 from daemon.sources.s3events import decode_body
@@ -359,18 +359,17 @@ async def open_sqs_source(
     the hot calls, a thin client at the same endpoint with the same credential chain."""
 
     s = cfg.source
-    client_cfg = AioConfig(
+    session = session or get_session()
+    client = await aws_client(
+        stack,
+        cfg.aws,
+        "sqs",
+        session=session,
+        attempts=3,
         max_pool_connections=s.receivers + 8,
         read_timeout=s.wait_time_seconds + 10,
         connect_timeout=5,
-        retries={"mode": "standard", "max_attempts": 3},
         parameter_validation=False,
-    )
-    session = session or get_session()
-    client = await stack.enter_async_context(
-        session.create_client(
-            "sqs", region_name=cfg.aws.region, endpoint_url=cfg.aws.endpoint_url or None, config=client_cfg
-        )
     )
     freeze_user_agent(client)
     hot = await open_thin_sqs(

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import aiohttp
+from aiobotocore.session import get_session
 
+from daemon.core.aws import aws_client
 from daemon.core.config import AnnotationsConfig, AwsConfig, SinkConfig, TargetConfig, load_secret
 from daemon.sinks.delivery import Deliverer, DeliveryLimits
 from daemon.sinks.labelbox.client import LabelboxClient
@@ -104,12 +106,14 @@ async def open_labelbox_deliverer(
         a = annotations or AnnotationsConfig()
         stager = None
         if target.annotation_staging:
+            aws, session = aws or AwsConfig(), get_session()  # one session: the client and our signer
             stager = Stager(
                 target.annotation_staging,
-                aws=aws or AwsConfig(),
+                aws=aws,
                 url_endpoint=target.url_endpoint,
                 expires=target.annotation_staging_expires,
-                stack=stack,
+                client=await aws_client(stack, aws, "s3", session=session, attempts=1),  # our retry policy
+                session=session,
             )
         sink.importer = Importer(
             client,

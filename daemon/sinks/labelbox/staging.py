@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import AsyncExitStack
 from typing import Any
 
 import structlog
-from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -49,14 +47,13 @@ class Stager:
         aws: AwsConfig,
         url_endpoint: str,
         expires: int,
-        stack: AsyncExitStack,
+        client: Any,
         session: Any = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.bucket, self.prefix = staging_location(location)
         self.aws = aws
         self.expires = expires
-        self._stack = stack
         self._session = session or get_session()
         self._credentials = ChainCredentials(self._session)
         self._signer = S3UrlSigner(
@@ -65,29 +62,14 @@ class Stager:
             addressing_style="path" if url_endpoint else "virtual",
         )
         self._clock = clock
-        self._client: Any = None
+        self._client = client  # aiobotocore S3 (daemon.core.aws.aws_client, botocore's retries off)
         self.staged = 0
-
-    async def _s3(self) -> Any:
-        if self._client is None:  # opened on first use, closed with the sink's stack
-            self._client = await self._stack.enter_async_context(
-                self._session.create_client(
-                    "s3",
-                    region_name=self.aws.region,
-                    endpoint_url=self.aws.endpoint_url or None,
-                    config=AioConfig(
-                        s3={"addressing_style": self.aws.addressing_style},
-                        retries={"mode": "standard", "max_attempts": 1},
-                    ),
-                )
-            )
-        return self._client
 
     async def check(self) -> None:
         """The staging bucket is there and ours (``ingestd check``, readiness)."""
         where = f"s3://{self.bucket}/{self.prefix}"
         try:
-            await (await self._s3()).head_bucket(Bucket=self.bucket)
+            await self._client.head_bucket(Bucket=self.bucket)
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "?")
             raise PermanentError(f"annotation staging {where}: {code} (target.annotation_staging)") from None
@@ -100,7 +82,7 @@ class Stager:
         key = staging_key(self.prefix, name)
         where = f"s3://{self.bucket}/{key}"
         try:
-            s3 = await self._s3()
+            s3 = self._client
             await s3.put_object(Bucket=self.bucket, Key=key, Body=ndjson, ContentType="application/x-ndjson")
             creds = await self._credentials.get()
         except ClientError as e:
