@@ -15,18 +15,24 @@ not taken, and is released to travel again. A sink that refuses the whole batch 
 A batch still held at shutdown, or begun before a crash, stays pending in the ledger: the next
 start holds it again and re-sends it once before taking new work (:meth:`HeldBatches.recover`);
 a sink that still does not answer does not stop the start, the batch stays held.
+
+What a re-send settles is told to ``answered`` (the pipeline counts those objects delivered,
+duplicate or dead-lettered in this run; their messages, offered again, are duplicates). A batch
+held in this run that the sink now calls a duplicate was taken by our own first attempt (its
+answer was lost): delivered in this run. One recovered from an earlier run keeps the sink's word.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 
 from daemon.ledger.records import fold
 from daemon.ledger.store import LedgerStore
 from daemon.pipeline.commit import recovery_dead_letters
-from daemon.sinks.base import Batch, Deliverer, PermanentError, TransientError
+from daemon.sinks.base import Batch, Deliverer, ItemResult, PermanentError, TransientError
 
 log = structlog.get_logger()
 
@@ -34,8 +40,16 @@ MAX_PAUSE = 60.0
 
 
 class HeldBatches:
-    def __init__(self, ledger: LedgerStore, deliverer: Deliverer, *, pause: float) -> None:
+    def __init__(
+        self,
+        ledger: LedgerStore,
+        deliverer: Deliverer,
+        *,
+        pause: float,
+        answered: Callable[[list[ItemResult], bool], None] = lambda _results, _ours: None,
+    ) -> None:
         self.ledger = ledger
+        self.answered = answered
         self.deliverer = deliverer
         self.pause = max(pause, 0.01)
         self.batches: dict[str, Batch] = {}
@@ -44,6 +58,7 @@ class HeldBatches:
         self._added = asyncio.Event()
         self._sending: set[str] = set()  # ids of held batches being re-sent now
         self.resent = 0
+        self._recovered: set[str] = set()  # ids of batches begun by an earlier run
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -61,6 +76,7 @@ class HeldBatches:
         log.warning("batch held: will be re-sent as it was", batch_id=batch.id, items=len(batch.items))
 
     def _let_go(self, batch: Batch) -> None:
+        self._recovered.discard(batch.id)
         self.batches.pop(batch.id, None)
         self._attempts.pop(batch.id, None)
         for item in batch.items:
@@ -74,6 +90,7 @@ class HeldBatches:
                 await self.ledger.abort_batch(batch.id)
                 continue
             log.info("recovering batch", batch_id=batch.id, items=len(batch.items))
+            self._recovered.add(batch.id)
             self.hold(batch)
             await self._resend(batch)
 
@@ -123,6 +140,7 @@ class HeldBatches:
         if all(r.status == "retryable" for r in results):
             return
         await self.ledger.finish_batch(batch.id, results, recovery_dead_letters(results))
+        self.answered(results, batch.id not in self._recovered)
         self.resent += 1
         retry = [r.key for r in results if r.status == "retryable"]
         answered = {r.key for r in results}

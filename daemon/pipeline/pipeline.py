@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from daemon.core.jobs import Job
+from daemon.ledger.records import fold
 from daemon.ledger.store import LedgerStore
 from daemon.ops.metrics import Metrics
 from daemon.ops.watchdog import ProgressMonitor
@@ -36,7 +37,7 @@ from daemon.pipeline.pause import IntakePause
 from daemon.pipeline.stages import END_BATCH, END_JOB, KeyMaker, Prober, Settings, Stages
 from daemon.pipeline.tracker import Counters, Tracker
 from daemon.pipeline.waiting import WaitingRoom
-from daemon.sinks.base import Deliverer
+from daemon.sinks.base import Deliverer, ItemResult
 from daemon.sources.base import Source
 from workers.batching import Batcher
 from workers.retry import Backoff
@@ -75,7 +76,7 @@ class Pipeline(Stages):
         self._st_deliver = self.monitor.stage("deliver")
         self._st_commit = self.monitor.stage("commit")
         self._probing = 0
-        self.held = HeldBatches(ledger, deliverer, pause=settings.retry_delay)
+        self.held = HeldBatches(ledger, deliverer, pause=settings.retry_delay, answered=self._held_answered)
         self.pause = IntakePause(  # closed while the sink refuses our credentials (told by the service)
             check=getattr(deliverer, "check", None),
             resend=self.held.resend_now,
@@ -115,6 +116,22 @@ class Pipeline(Stages):
                 capacity=c.max_waiting,
                 clock=clock,
             )
+
+    def _held_answered(self, results: list[ItemResult], ours: bool) -> None:
+        """A held batch was answered for: its objects are final now (their messages, given back
+        when it was held, come again as duplicates). ``ours``: held in this run, so a duplicate
+        is what our own first attempt delivered (daemon.pipeline.held)."""
+        for r in results:
+            if r.status == "accepted" or (r.status == "duplicate" and ours):
+                self.counters.count("delivered", fold(r.key))
+                self.metrics.object_done("deliver", "ok")
+            elif r.status == "duplicate":
+                self.counters.count("duplicate", fold(r.key))
+                self.metrics.object_done("deliver", "duplicate")
+            elif r.status == "rejected":
+                self.counters.count("dead", fold(r.key))
+                self.metrics.object_done("deliver", "dead_lettered")
+                self.metrics.dead_letter("deliver", "sink.rejected")
 
     # -- lifecycle ------------------------------------------------------------------------------
     def stop(self) -> None:
