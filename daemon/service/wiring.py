@@ -237,12 +237,17 @@ class Readers:
             assert ref.url is not None
             yield HttpReader(await self.session(), ref.url, size=ref.size, fence=self.fence)
         else:
-            assert ref.bucket is not None
-            if (refusal := self.fence.bucket(ref.bucket)) is not None:
-                raise UrlFenced(refusal)
-            yield (await self.s3()).reader(ref.bucket, ref.key, size=ref.size, etag=ref.etag)
+            yield self._s3_reader(ref, await self.s3())
+
+    def _s3_reader(self, ref: ObjectRef, s3: S3Reads) -> RangeReader:
+        assert ref.bucket is not None
+        if (refusal := self.fence.bucket(ref.bucket)) is not None:
+            raise UrlFenced(refusal)
+        return s3.reader(ref.bucket, ref.key, size=ref.size, etag=ref.etag)
 
     async def probe(self, ref: ObjectRef) -> MediaInfo:
+        if ref.origin == "s3":  # the hot path: an S3 reader holds nothing to close (no context)
+            return await probe(self._s3_reader(ref, await self.s3()), head_bytes=self.head)
         async with self.open(ref) as reader:
             return await probe(reader, head_bytes=self.head)
 
