@@ -51,23 +51,64 @@ def _checked(text: str, what: str) -> str:
     return text
 
 
+_GOOD_NAMES: set[str] = set()  # header names found to be tokens (a handful per process)
+
+
+def _name(name: str) -> str:
+    if name not in _GOOD_NAMES:
+        if not name or not set(name.encode()) <= _TOKEN:
+            raise ValueError(f"header name {name!r} is not a token")
+        if len(_GOOD_NAMES) < 256:
+            _GOOD_NAMES.add(name)
+    return name
+
+
+def fixed_fields(host: str, headers: Mapping[str, str] | None = None) -> str:
+    """``Host`` and ``headers`` as the field lines :func:`request_with` puts after the request line
+    (checked once, e.g. per origin)."""
+    lines = [f"Host: {_checked(host, 'host')}\r\n"]
+    lines += [f"{_name(k)}: {_checked(v, k)}\r\n" for k, v in (headers or {}).items()]
+    text = "".join(lines)
+    if not text.isascii():
+        raise ValueError("request has non-ASCII characters (encode the URL first)")
+    return text
+
+
+def request_with(
+    fixed: str, target: str, headers: Mapping[str, str] | None = None, method: str = "GET", body: bytes = b""
+) -> bytes:
+    """:func:`request` with the ``Host`` (and other constant) field lines already made by
+    :func:`fixed_fields`."""
+    parts = [method, " ", target, " HTTP/1.1\r\n", fixed]
+    lines = 2 + fixed.count("\n")  # the request line, the fixed fields, the empty line
+    if headers:
+        for name, value in headers.items():
+            parts += (_name(name), ": ", value, "\r\n")
+        lines += len(headers)
+    if body or method in ("POST", "PUT"):
+        parts.append(f"Content-Length: {len(body)}\r\n")
+        lines += 1
+    parts.append("\r\n")
+    text = "".join(parts)
+    # no field can split the request iff the only CR and LF are the ends of the lines made here
+    if text.count("\r") != lines or text.count("\n") != lines or "\0" in text or " " in method:
+        _checked(target, "target")
+        for name, value in (headers or {}).items():
+            _checked(value, name)
+        raise ValueError(f"method {method!r} or the fixed fields would split the request")
+    try:
+        return text.encode("ascii") + body
+    except UnicodeEncodeError:
+        raise ValueError("request has non-ASCII characters (encode the URL first)") from None
+
+
 def request(
     target: str, host: str, headers: Mapping[str, str] | None = None, method: str = "GET", body: bytes = b""
 ) -> bytes:
     """The bytes of a request (``Content-Length`` added for a body). ``target``: path and query,
     already encoded; ``host``: the ``Host`` field (``name[:port]``). Raises ``ValueError`` on a
     field that could split the request (CR, LF, NUL) or a non-ASCII target."""
-    lines = [f"{method} {_checked(target, 'target')} HTTP/1.1", f"Host: {_checked(host, 'host')}"]
-    for name, value in (headers or {}).items():
-        if not name or not set(name.encode()) <= _TOKEN:
-            raise ValueError(f"header name {name!r} is not a token")
-        lines.append(f"{name}: {_checked(value, name)}")
-    if body or method in ("POST", "PUT"):
-        lines.append(f"Content-Length: {len(body)}")
-    try:
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body
-    except UnicodeEncodeError:
-        raise ValueError("request has non-ASCII characters (encode the URL first)") from None
+    return request_with(fixed_fields(host), target, headers, method, body)
 
 
 def _status_line(line: bytes) -> tuple[int, bool]:
@@ -300,4 +341,4 @@ class ResponseParser:
         return Response(self._status, self._headers, body, reusable and not truncated, truncated)
 
 
-__all__ = ["MAX_HEAD", "H1Error", "Response", "ResponseParser", "request"]
+__all__ = ["MAX_HEAD", "H1Error", "Response", "ResponseParser", "fixed_fields", "request", "request_with"]
