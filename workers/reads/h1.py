@@ -128,6 +128,27 @@ def _status_line(line: bytes) -> tuple[int, bool]:
 
 def _fields(head: bytes, pos: int) -> dict[str, str]:
     """The header fields of ``head`` from ``pos`` on: lines of ``name: value`` each ending CRLF."""
+    return _plain_fields(head[pos:].decode("latin-1")) or _any_fields(head, pos)
+
+
+def _plain_fields(text: str) -> dict[str, str] | None:
+    """The common case in a few C calls: CRLF lines whose names are letters, digits and ``-``,
+    each name once. ``None`` for anything else (:func:`_any_fields` decides)."""
+    lines = text.count("\r\n")
+    if not lines or text.count("\r") != lines or text.count("\n") != lines:
+        return None  # no fields, or a bare CR or LF somewhere
+    pairs = [line.partition(":") for line in text[:-2].split("\r\n")]
+    names = "".join([name + colon for name, colon, _ in pairs])
+    if names.count(":") != lines or not names.replace("-", "").replace(":", "").isalnum():
+        return None  # a line without a colon; other name characters (or none but -)
+    headers = {name.lower(): value.strip(" \t") for name, _, value in pairs}
+    if len(headers) != lines or "" in headers or not names.isascii():
+        return None  # a repeated name (joined there), an empty one, a non-ASCII letter
+    return headers
+
+
+def _any_fields(head: bytes, pos: int) -> dict[str, str]:
+    """:func:`_fields` by the grammar: any token names, repeated fields joined."""
     if _FIELDS.fullmatch(head, pos) is None:  # also obsolete line folding, a bare CR or LF
         bad = next((line for line in head[pos:].split(b"\r\n") if not _FIELDS.fullmatch(line + b"\r\n")), b"")
         raise H1Error(f"bad header line {bad[:40]!r}")
@@ -183,6 +204,9 @@ class ResponseParser:
             end = data.find(b"\r\n\r\n") if self._state == _HEAD else -1
             if 0 <= end <= MAX_HEAD:  # a whole head, and what follows it
                 self._start(data[: end + 2])
+                if self._state == _LENGTH and len(data) - end - 4 == self._left <= self._limit:
+                    self._state = _DONE  # the whole body and nothing after it: the common case
+                    return Response(self._status, self._headers, data[end + 4 :], self._keep)
                 rest = memoryview(data)[end + 4 :]
                 if self._state == _LENGTH:
                     return self._take_length(rest)
@@ -281,9 +305,12 @@ class ResponseParser:
                 self._state = _UNTIL_CLOSE
             else:
                 self._state = _CHUNK_SIZE
+        elif (length := headers.get("content-length", "")).isdigit() and length.isascii():  # common
+            self._left = int(length)
+            self._state = _LENGTH
         elif "content-length" in headers:
             values = {v.strip() for v in headers["content-length"].split(",")}
-            if len(values) != 1 or not (length := values.pop()).isdigit():
+            if len(values) != 1 or not (length := values.pop()).isdigit() or not length.isascii():
                 raise H1Error(f"bad Content-Length {headers['content-length']!r}")
             self._left = int(length)
             self._state = _LENGTH

@@ -196,7 +196,7 @@ class S3Reader:
                 status, body = answer.status, answer.body
                 content_range = answer.headers.get("content-range", "")
                 cl = answer.headers.get("content-length", "")
-                total = int(cl) if cl.isdigit() else None
+                total = int(cl) if cl.isdigit() and cl.isascii() else None
             else:
                 async with r.http.get(url, headers=headers, allow_redirects=False) as resp:
                     status = resp.status
