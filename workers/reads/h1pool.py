@@ -274,11 +274,7 @@ class RangeClient:
                         continue
                     raise
                 if answer.reusable and conn.alive and not self._closed:
-                    idle = self._idle.get(key)
-                    if idle is None:
-                        self._idle[key] = [conn]
-                    else:
-                        idle.append(conn)
+                    self._idle.setdefault(key, []).append(conn)
                 else:
                     conn.close()
                 return answer
