@@ -5,6 +5,13 @@ Why not aiohttp here: a 64 KiB range GET through aiohttp costs ~185 µs of CPU, 
 ~90 µs (``bench range_client``), and the probe makes one or two per object. aiohttp stays for
 everything else (URLs named by messages with their redirects, the sinks, SQS).
 
+Per request it does only what changes per request: an :class:`Origin` (``scheme://authority``
+parsed once, its ``Host``/``User-Agent`` lines checked and joined once) is the pool's key, and
+:meth:`RangeClient.fetch` takes one with the target (path and query), so a caller that signs
+its own URLs (:mod:`workers.reads.s3`) hands over the parts and nothing is parsed back;
+:meth:`RangeClient.get` and :meth:`RangeClient.request` take URLs. ``bench s3_read`` has the
+cost of an S3 read through it next to a bare asyncio client.
+
 What it keeps of the aiohttp session it replaces (``workers.reads.s3.http_session``):
 
 * TLS with certificate and host name verification (``ssl.create_default_context()`` unless a
