@@ -10,6 +10,8 @@ Figures, at 16 and 64 reads in flight, one process, uvloop, alternating rounds; 
 (getrusage of this process: nginx is another) and reads/s:
 
 * ``s3_read``: the whole ``S3Reader.read``;
+* ``s3_read_static``: the same with static credentials and no session token (environment keys,
+  as in ``bench e2e``): botocore's frozen set costs nothing to ask for, and the URL is shorter;
 * ``range_client``: ``RangeClient.get`` of the unsigned URL with the same headers (the client
   alone, no signing);
 
@@ -38,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from aiobotocore.credentials import AioRefreshableCredentials
+from aiobotocore.credentials import AioCredentials, AioRefreshableCredentials
 
 from bench.bench_range_client import Conn
 from bench.harness import Figure
@@ -55,9 +57,14 @@ KEY = "media/clip 0001.mp4"  # a space: the key is quoted as real keys are
 
 class _Session:
     """What ``ChainCredentials`` asks of an aiobotocore session: refreshable credentials that
-    expire in a day (as an instance role's would, between refreshes)."""
+    expire in a day (as an instance role's would, between refreshes), or static ones."""
+
+    def __init__(self, *, static: bool = False) -> None:
+        self.static = static
 
     async def get_credentials(self) -> Any:
+        if self.static:
+            return AioCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
         expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
         metadata = {
             "access_key": "AKIDEXAMPLE",
@@ -122,16 +129,20 @@ async def client_only(base: str, etag: str, n: int, c: int) -> None:
         await _drive(n, c, one)
 
 
-async def s3_read(base: str, etag: str, n: int, c: int) -> None:
+async def s3_read(base: str, etag: str, n: int, c: int, *, static: bool = False) -> None:
     signer = S3UrlSigner(region="eu-west-1", endpoint_url=base, addressing_style="path")
     async with range_client(c) as client:
-        reads = S3Reads(client, signer, ChainCredentials(_Session()))
+        reads = S3Reads(client, signer, ChainCredentials(_Session(static=static)))
 
         async def one() -> int:
             head = await reads.reader(BUCKET, KEY, size=SIZE, etag=etag).read(0, RANGE)
             return 206 if len(head) == RANGE else 0
 
         await _drive(n, c, one)
+
+
+async def s3_read_static(base: str, etag: str, n: int, c: int) -> None:
+    await s3_read(base, etag, n, c, static=True)
 
 
 def _measure(fn: Callable[..., Awaitable[None]], *args: object) -> tuple[float, float]:
@@ -169,6 +180,7 @@ def _run(quick: bool) -> list[Figure]:
         "bare": bare,
         "range_client": client_only,
         "s3_read": s3_read,
+        "s3_read_static": s3_read_static,
     }
     got: dict[tuple[str, int], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="ingestd-s3read-") as tmp:
@@ -188,7 +200,7 @@ def _run(quick: bool) -> list[Figure]:
 
     figures = []
     for c in (16, 64):
-        for name in ("s3_read", "range_client"):
+        for name in ("s3_read", "s3_read_static", "range_client"):
             figures += [
                 Figure(
                     name=f"{name}_c{c}_cpu_us_per_read",
