@@ -162,16 +162,26 @@ class S3UrlSigner:
 
     def presign_get(self, creds: Credentials, bucket: str, key: str, *, expires: int, now: float) -> str:
         """A presigned GET URL valid for ``expires`` seconds (1..604800) from ``now`` (epoch s)."""
-        if not 1 <= expires <= MAX_EXPIRES:
-            raise UrlError(f"expires must be 1..{MAX_EXPIRES} seconds, got {expires}")
+        origin, target = self.presign_target(creds, bucket, key, expires=expires, now=now)
+        return origin + target
+
+    def presign_target(
+        self, creds: Credentials, bucket: str, key: str, *, expires: int, now: float
+    ) -> tuple[str, str]:
+        """:meth:`presign_get` in two parts: ``scheme://authority`` and the request target (path and
+        query), for a client that keeps its connections per origin (no URL to parse back)."""
         origin, host, path = self.location(bucket, key)
-        return self.presign_at(creds, origin, host, path, expires=expires, now=now)
+        return origin, f"{path}?{self._signed_query(creds, host, path, expires, now)}"
 
     def presign_at(
         self, creds: Credentials, origin: str, host: str, path: str, *, expires: int, now: float
     ) -> str:
         """A presigned GET of an exact location: ``origin`` (scheme://authority), the ``host`` header
         and the already-quoted ``path``. Re-signing a URL this signer's region made keeps its place."""
+        return f"{origin}{path}?{self._signed_query(creds, host, path, expires, now)}"
+
+    def _signed_query(self, creds: Credentials, host: str, path: str, expires: int, now: float) -> str:
+        """The presigned query string of a GET of ``path`` (quoted) with this ``host`` header."""
         if not 1 <= expires <= MAX_EXPIRES:
             raise UrlError(f"expires must be 1..{MAX_EXPIRES} seconds, got {expires}")
         stamp = self._timestamp(now)
@@ -182,7 +192,7 @@ class S3UrlSigner:
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{date}{self._scope_tail}\n{digest}"
         sig = signature(creds, date, self.region, "s3", to_sign)
-        return f"{origin}{path}?{query}{tail}&X-Amz-Signature={sig}"
+        return f"{query}{tail}&X-Amz-Signature={sig}"
 
     def _query_parts(self, creds: Credentials, date: str) -> tuple[str, str, str]:
         """Quoted credential scope, URL query tail and canonical query tail (cached per day/creds).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -105,6 +106,39 @@ async def test_chain_credentials_from_env(moto_endpoint: str) -> None:
     c = ChainCredentials(get_session())
     a, b = await c.get(), await c.get()
     assert a.access_key == "testing" and a is b
+
+
+class _Rotating:
+    """aiobotocore-like credentials whose frozen set the test changes; counts the asks."""
+
+    def __init__(self) -> None:
+        self.asks = 0
+        self.secret = "s1"
+
+    async def get_frozen_credentials(self) -> Any:
+        self.asks += 1
+        return SimpleNamespace(access_key="AK", secret_key=self.secret, token=None)
+
+
+async def test_chain_credentials_asks_botocore_at_most_once_per_recheck() -> None:
+    """Within ``recheck`` seconds the frozen set is reused without asking botocore; after it, a
+    rotation is seen."""
+    now = [100.0]
+    creds = _Rotating()
+
+    class Session:
+        async def get_credentials(self) -> _Rotating:
+            return creds
+
+    c = ChainCredentials(Session(), recheck=1.0, clock=lambda: now[0])
+    first = await c.get()
+    creds.secret = "s2"
+    now[0] += 0.5
+    assert await c.get() is first and creds.asks == 1
+    now[0] += 0.6
+    second = await c.get()
+    assert second.secret_key == "s2" and creds.asks == 2
+    assert await c.get() is second and creds.asks == 2
 
 
 @pytest.fixture

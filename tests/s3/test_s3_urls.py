@@ -6,6 +6,7 @@ import calendar
 import datetime
 import os
 from unittest import mock
+from urllib.parse import urlsplit
 
 import botocore.auth
 import botocore.session
@@ -83,7 +84,12 @@ def ours(
 ) -> str:
     signer = S3UrlSigner(region=region, endpoint_url=endpoint or "", addressing_style=style)
     creds = Credentials(access_key=AKID, secret_key=SECRET, token=token)
-    return signer.presign_get(creds, bucket, key, expires=expires, now=calendar.timegm(at.timetuple()))
+    now = calendar.timegm(at.timetuple())
+    url = signer.presign_get(creds, bucket, key, expires=expires, now=now)
+    origin, target = signer.presign_target(creds, bucket, key, expires=expires, now=now)
+    parts = urlsplit(url)  # the two parts split the URL where a client would: origin, path?query
+    assert (origin, target) == (f"{parts.scheme}://{parts.netloc}", f"{parts.path}?{parts.query}")
+    return url
 
 
 # Every character class S3 allows in a key: all of Unicode but surrogates, with the characters

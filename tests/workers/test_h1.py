@@ -4,10 +4,11 @@ trailing data, capped; and the request builder."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.reads.h1 import H1Error, Response, ResponseParser, request
+from workers.reads import h1
+from workers.reads.h1 import H1Error, Response, ResponseParser, fixed_fields, request, request_with
 
 BIG = 1 << 30
 
@@ -202,3 +203,99 @@ def test_request_bytes() -> None:
 def test_request_refuses_fields_that_could_split_it(target: str, host: str, headers: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         request(target, host, headers)
+
+
+# -- the fast paths ---------------------------------------------------------------------------------
+_FIELD_NAMES = st.sampled_from(
+    ["ETag", "x-a", "X-A", "Content-Length", "A_b", "x.y", "-", "", "Bad Name", "é"]
+)
+_COLONS = st.sampled_from([":", ": ", ":\t", "", " :"])
+_FIELD_VALUES = st.text(st.sampled_from(list("ab 1\t:-,\r\n\0é")), max_size=8)
+
+
+@st.composite
+def field_blocks(draw: st.DrawFn) -> bytes:
+    """Header lines, mostly well-formed, with every kind of fault now and then."""
+    lines = [draw(_FIELD_NAMES) + draw(_COLONS) + draw(_FIELD_VALUES) for _ in range(draw(st.integers(0, 5)))]
+    if lines and draw(st.booleans()):
+        lines.insert(draw(st.integers(0, len(lines))), " folded")
+    return ("".join(f"{line}\r\n" for line in lines)).encode("latin-1")
+
+
+@settings(max_examples=1000)
+@given(field_blocks())
+def test_plain_fields_agree_with_the_grammar(block: bytes) -> None:
+    """The fast field reader answers only what the grammar's reader answers the same way."""
+    fast = h1._plain_fields(block.decode("latin-1"))
+    try:
+        full = h1._any_fields(block, 0)
+    except H1Error:
+        assert fast is None
+    else:
+        assert fast is None or fast == full
+
+
+@pytest.mark.parametrize(
+    ("raw", "cap", "body", "reusable", "truncated"),
+    [
+        (b"Content-Length: 5\r\n\r\nabcde", BIG, b"abcde", True, False),  # exactly the body
+        (b"Content-Length: 0\r\n\r\n", BIG, b"", True, False),
+        (b"Content-Length: 5\r\n\r\nabcdeX", BIG, b"abcde", False, False),  # a byte after it
+        (b"Content-Length: 5\r\n\r\nabcde", 4, b"abcd", False, True),  # past the cap
+        (b"Content-Length: 5\r\n\r\nabcde", 5, b"abcde", True, False),  # at the cap
+        (b"Content-Length: 5\r\nConnection: close\r\n\r\nabcde", BIG, b"abcde", False, False),
+        (b"Content-Length: \xb2\r\n\r\nab", BIG, None, False, False),  # a latin-1 digit is no digit
+    ],
+)
+def test_a_whole_response_in_one_chunk(
+    raw: bytes, cap: int, body: bytes | None, reusable: bool, truncated: bool
+) -> None:
+    p = ResponseParser(cap)
+    if body is None:
+        with pytest.raises(H1Error, match="Content-Length"):
+            p.feed(b"HTTP/1.1 206 Partial Content\r\n" + raw)
+        return
+    answer = p.feed(b"HTTP/1.1 206 Partial Content\r\n" + raw)
+    assert answer is not None and p.done
+    assert (answer.body, answer.reusable, answer.truncated) == (body, reusable, truncated)
+    assert type(answer.body) is bytes
+
+
+_VALUES = st.text(st.characters(codec="ascii", exclude_characters="\r\n\0"), max_size=12)
+
+
+@given(
+    target=_VALUES.map(lambda t: "/" + t.replace(" ", "")),
+    fixed=st.dictionaries(st.sampled_from(["User-Agent", "X-Fixed"]), _VALUES, max_size=2),
+    headers=st.dictionaries(st.sampled_from(["Range", "If-Match", "X-a"]), _VALUES, max_size=3),
+    method=st.sampled_from(["GET", "HEAD", "POST"]),
+    body=st.binary(max_size=5),
+)
+def test_request_with_fixed_fields_is_the_plain_request(
+    target: str, fixed: dict[str, str], headers: dict[str, str], method: str, body: bytes
+) -> None:
+    """Field lines made once per origin and the rest per request: the bytes of one request."""
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        "Host: h:1",
+        *(f"{k}: {v}" for k, v in {**fixed, **headers}.items()),
+    ]
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    expected = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    assert request_with(fixed_fields("h:1", fixed), target, headers, method, body) == expected
+
+
+@given(
+    where=st.sampled_from(["target", "value", "fixed"]),
+    bad=st.sampled_from(["\r", "\n", "\0", "\r\n", "\n\r"]),
+    at=st.integers(0, 5),
+)
+def test_request_with_refuses_a_break_anywhere(where: str, bad: str, at: int) -> None:
+    text = "abcde"[:at] + bad + "abcde"[at:]
+    with pytest.raises(ValueError):
+        request_with(
+            fixed_fields("h", {"X": text} if where == "fixed" else {}),
+            "/" + text if where == "target" else "/t",
+            {"Range": text} if where == "value" else {},
+        )

@@ -258,3 +258,70 @@ async def test_tls_verified_against_the_trusted_ca(tls_origin: tuple[int, Path])
         with pytest.raises(ssl.SSLCertVerificationError):
             await c.get(f"https://s3.test:{port}/obj")
     assert ipaddress.ip_address(dns.table["s3.test"]).is_loopback
+
+
+# -- origins, fixed fields, the deadline sweep ------------------------------------------------------
+async def test_fetch_at_an_origin_is_a_get_of_the_url(origin: str) -> None:
+    async with RangeClient() as c:
+        at = c.origin(origin)
+        assert c.origin(origin) is at  # parsed once
+        answer = await c.fetch(at, "/obj.bin?X-Amz-Signature=abc", {"Range": "bytes=10-19"}, cap=100)
+        assert answer.status == 206 and answer.body == DATA[10:20]
+        assert (await c.get(f"{origin}/obj.bin", {"Range": "bytes=10-19"})).body == DATA[10:20]
+        assert c.idle == 1  # both on the one connection of that origin
+
+
+@pytest.mark.parametrize("bad", ["ftp://h", "http://", "http://h/path", "http://h?q", "h:80"])
+def test_an_origin_is_scheme_and_authority_only(bad: str) -> None:
+    with pytest.raises(ValueError):
+        RangeClient().origin(bad)
+
+
+async def test_the_request_carries_host_and_one_user_agent(raw_server) -> None:  # type: ignore[no-untyped-def]
+    seen: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                seen.append(await _read_request(reader))
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+
+    url = await raw_server(record)
+    port = url.rsplit(":", 1)[1]
+    async with RangeClient(user_agent="ingestd/test") as c:
+        await c.get(f"{url}/a?b=1", {"Range": "bytes=0-1"})
+        await c.get(f"{url}/a", {"User-Agent": "mine"})
+    assert seen == [
+        f"GET /a?b=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: ingestd/test\r\n"
+        "Range: bytes=0-1\r\n\r\n".encode(),
+        f"GET /a HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: mine\r\n\r\n".encode(),
+    ]
+
+
+async def test_only_the_unanswered_request_times_out(raw_server) -> None:  # type: ignore[no-untyped-def]
+    """One sweep per client checks the deadlines: the request never answered fails with a
+    timeout, the ones answered meanwhile on other connections are not disturbed."""
+
+    async def answer_unless_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            if head.startswith(b"GET /silent "):
+                await reader.read()  # until the client gives up
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    url = await raw_server(answer_unless_silent)
+    async with RangeClient(timeout=0.5, limit=4) as c:
+        silent = asyncio.create_task(c.get(f"{url}/silent"))
+        for _ in range(5):
+            assert (await c.get(f"{url}/fine")).body == b"ok"
+        with pytest.raises(TimeoutError):
+            await silent
+        assert (await c.get(f"{url}/fine")).body == b"ok"  # the client goes on

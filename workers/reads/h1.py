@@ -51,23 +51,64 @@ def _checked(text: str, what: str) -> str:
     return text
 
 
+_GOOD_NAMES: set[str] = set()  # header names found to be tokens (a handful per process)
+
+
+def _name(name: str) -> str:
+    if name not in _GOOD_NAMES:
+        if not name or not set(name.encode()) <= _TOKEN:
+            raise ValueError(f"header name {name!r} is not a token")
+        if len(_GOOD_NAMES) < 256:
+            _GOOD_NAMES.add(name)
+    return name
+
+
+def fixed_fields(host: str, headers: Mapping[str, str] | None = None) -> str:
+    """``Host`` and ``headers`` as the field lines :func:`request_with` puts after the request line
+    (checked once, e.g. per origin)."""
+    lines = [f"Host: {_checked(host, 'host')}\r\n"]
+    lines += [f"{_name(k)}: {_checked(v, k)}\r\n" for k, v in (headers or {}).items()]
+    text = "".join(lines)
+    if not text.isascii():
+        raise ValueError("request has non-ASCII characters (encode the URL first)")
+    return text
+
+
+def request_with(
+    fixed: str, target: str, headers: Mapping[str, str] | None = None, method: str = "GET", body: bytes = b""
+) -> bytes:
+    """:func:`request` with the ``Host`` (and other constant) field lines already made by
+    :func:`fixed_fields`."""
+    parts = [method, " ", target, " HTTP/1.1\r\n", fixed]
+    lines = 2 + fixed.count("\n")  # the request line, the fixed fields, the empty line
+    if headers:
+        for name, value in headers.items():
+            parts += (_name(name), ": ", value, "\r\n")
+        lines += len(headers)
+    if body or method in ("POST", "PUT"):
+        parts.append(f"Content-Length: {len(body)}\r\n")
+        lines += 1
+    parts.append("\r\n")
+    text = "".join(parts)
+    # no field can split the request iff the only CR and LF are the ends of the lines made here
+    if text.count("\r") != lines or text.count("\n") != lines or "\0" in text or " " in method:
+        _checked(target, "target")
+        for name, value in (headers or {}).items():
+            _checked(value, name)
+        raise ValueError(f"method {method!r} or the fixed fields would split the request")
+    try:
+        return text.encode("ascii") + body
+    except UnicodeEncodeError:
+        raise ValueError("request has non-ASCII characters (encode the URL first)") from None
+
+
 def request(
     target: str, host: str, headers: Mapping[str, str] | None = None, method: str = "GET", body: bytes = b""
 ) -> bytes:
     """The bytes of a request (``Content-Length`` added for a body). ``target``: path and query,
     already encoded; ``host``: the ``Host`` field (``name[:port]``). Raises ``ValueError`` on a
     field that could split the request (CR, LF, NUL) or a non-ASCII target."""
-    lines = [f"{method} {_checked(target, 'target')} HTTP/1.1", f"Host: {_checked(host, 'host')}"]
-    for name, value in (headers or {}).items():
-        if not name or not set(name.encode()) <= _TOKEN:
-            raise ValueError(f"header name {name!r} is not a token")
-        lines.append(f"{name}: {_checked(value, name)}")
-    if body or method in ("POST", "PUT"):
-        lines.append(f"Content-Length: {len(body)}")
-    try:
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body
-    except UnicodeEncodeError:
-        raise ValueError("request has non-ASCII characters (encode the URL first)") from None
+    return request_with(fixed_fields(host), target, headers, method, body)
 
 
 def _status_line(line: bytes) -> tuple[int, bool]:
@@ -87,6 +128,27 @@ def _status_line(line: bytes) -> tuple[int, bool]:
 
 def _fields(head: bytes, pos: int) -> dict[str, str]:
     """The header fields of ``head`` from ``pos`` on: lines of ``name: value`` each ending CRLF."""
+    return _plain_fields(head[pos:].decode("latin-1")) or _any_fields(head, pos)
+
+
+def _plain_fields(text: str) -> dict[str, str] | None:
+    """The common case in a few C calls: CRLF lines whose names are letters, digits and ``-``,
+    each name once. ``None`` for anything else (:func:`_any_fields` decides)."""
+    lines = text.count("\r\n")
+    if not lines or text.count("\r") != lines or text.count("\n") != lines:
+        return None  # no fields, or a bare CR or LF somewhere
+    pairs = [line.partition(":") for line in text[:-2].split("\r\n")]
+    names = "".join([name + colon for name, colon, _ in pairs])
+    if names.count(":") != lines or not names.replace("-", "").replace(":", "").isalnum():
+        return None  # a line without a colon; other name characters (or none but -)
+    headers = {name.lower(): value.strip(" \t") for name, _, value in pairs}
+    if len(headers) != lines or "" in headers or not names.isascii():
+        return None  # a repeated name (joined there), an empty one, a non-ASCII letter
+    return headers
+
+
+def _any_fields(head: bytes, pos: int) -> dict[str, str]:
+    """:func:`_fields` by the grammar: any token names, repeated fields joined."""
     if _FIELDS.fullmatch(head, pos) is None:  # also obsolete line folding, a bare CR or LF
         bad = next((line for line in head[pos:].split(b"\r\n") if not _FIELDS.fullmatch(line + b"\r\n")), b"")
         raise H1Error(f"bad header line {bad[:40]!r}")
@@ -142,6 +204,9 @@ class ResponseParser:
             end = data.find(b"\r\n\r\n") if self._state == _HEAD else -1
             if 0 <= end <= MAX_HEAD:  # a whole head, and what follows it
                 self._start(data[: end + 2])
+                if self._state == _LENGTH and len(data) - end - 4 == self._left <= self._limit:
+                    self._state = _DONE  # the whole body and nothing after it: the common case
+                    return Response(self._status, self._headers, data[end + 4 :], self._keep)
                 rest = memoryview(data)[end + 4 :]
                 if self._state == _LENGTH:
                     return self._take_length(rest)
@@ -240,9 +305,12 @@ class ResponseParser:
                 self._state = _UNTIL_CLOSE
             else:
                 self._state = _CHUNK_SIZE
+        elif (length := headers.get("content-length", "")).isdigit() and length.isascii():  # common
+            self._left = int(length)
+            self._state = _LENGTH
         elif "content-length" in headers:
             values = {v.strip() for v in headers["content-length"].split(",")}
-            if len(values) != 1 or not (length := values.pop()).isdigit():
+            if len(values) != 1 or not (length := values.pop()).isdigit() or not length.isascii():
                 raise H1Error(f"bad Content-Length {headers['content-length']!r}")
             self._left = int(length)
             self._state = _LENGTH
@@ -300,4 +368,4 @@ class ResponseParser:
         return Response(self._status, self._headers, body, reusable and not truncated, truncated)
 
 
-__all__ = ["MAX_HEAD", "H1Error", "Response", "ResponseParser", "request"]
+__all__ = ["MAX_HEAD", "H1Error", "Response", "ResponseParser", "fixed_fields", "request", "request_with"]

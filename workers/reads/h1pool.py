@@ -5,6 +5,13 @@ Why not aiohttp here: a 64 KiB range GET through aiohttp costs ~185 µs of CPU, 
 ~90 µs (``bench range_client``), and the probe makes one or two per object. aiohttp stays for
 everything else (URLs named by messages with their redirects, the sinks, SQS).
 
+Per request it does only what changes per request: an :class:`Origin` (``scheme://authority``
+parsed once, its ``Host``/``User-Agent`` lines checked and joined once) is the pool's key, and
+:meth:`RangeClient.fetch` takes one with the target (path and query), so a caller that signs
+its own URLs (:mod:`workers.reads.s3`) hands over the parts and nothing is parsed back;
+:meth:`RangeClient.get` and :meth:`RangeClient.request` take URLs. ``bench s3_read`` has the
+cost of an S3 read through it next to a bare asyncio client.
+
 What it keeps of the aiohttp session it replaces (``workers.reads.s3.http_session``):
 
 * TLS with certificate and host name verification (``ssl.create_default_context()`` unless a
@@ -16,6 +23,8 @@ What it keeps of the aiohttp session it replaces (``workers.reads.s3.http_sessio
 * at most ``limit`` requests in flight (each on its own connection), idle connections reused;
   a reused connection the server had closed is replaced once, before any byte of the answer;
 * a total ``timeout`` per request (connect included) and ``connect_timeout`` per connection;
+  the answer's deadline is checked by one sweep of the requests in flight every ``timeout / 10``
+  (at most 1 s; no timer per request), so a request fails at most that much after its timeout;
 * the body is never read past ``cap(status)`` bytes; such a connection is closed, not reused.
 
 Errors: ``TimeoutError``, ``OSError`` (connection; :class:`FencedAddress` from the resolver),
@@ -33,7 +42,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from workers.reads.h1 import H1Error, Response, ResponseParser, request
+from workers.reads.h1 import H1Error, Response, ResponseParser, fixed_fields, request_with
 
 Cap = Callable[[int], int] | int
 
@@ -50,6 +59,19 @@ class Disconnected(ConnectionError):
     """The server closed the connection before the answer was complete."""
 
 
+class Origin:
+    """``scheme://authority`` of requests, parsed once (:meth:`RangeClient.origin`): the pool's
+    key, where to connect, and the request's constant field lines (``Host``, ``User-Agent``)."""
+
+    __slots__ = ("bare", "fields", "host", "key", "port", "scheme")
+
+    def __init__(self, scheme: str, host: str, port: int, authority: str, agent: str) -> None:
+        self.scheme, self.host, self.port = scheme, host, port
+        self.key = (scheme, host, port)
+        self.bare = fixed_fields(authority)  # when the caller sends its own User-Agent
+        self.fields = fixed_fields(authority, {"User-Agent": agent})
+
+
 class _Conn(asyncio.Protocol):
     """One connection; one request at a time."""
 
@@ -59,6 +81,7 @@ class _Conn(asyncio.Protocol):
         self.waiter: asyncio.Future[Response] | None = None
         self.alive = True
         self.got_bytes = False
+        self.deadline = 0.0  # of the request in flight (loop time)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -146,7 +169,10 @@ class RangeClient:
         self._slots = asyncio.Semaphore(self.limit)
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._dns: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
-        self._busy: set[_Conn] = set()
+        self._origins: dict[str, Origin] = {}
+        self._busy: set[_Conn] = set()  # connections with a request in flight, swept for deadlines
+        self._sweep_every = min(1.0, timeout / 10)
+        self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
     async def __aenter__(self) -> RangeClient:
@@ -163,6 +189,9 @@ class RangeClient:
         self._idle.clear()
         for c in list(self._busy):
             c.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._resolver is not None:
             await self._resolver.close()
 
@@ -171,30 +200,69 @@ class RangeClient:
         """Open connections waiting for a request (tests, metrics)."""
         return sum(len(v) for v in self._idle.values())
 
+    def origin(self, origin: str) -> Origin:
+        """``scheme://authority`` (http or https, no path), parsed once and kept (a few per process)."""
+        found = self._origins.get(origin)
+        if found is None:
+            parts = urlsplit(origin)
+            if parts.path or parts.query or parts.fragment:
+                raise ValueError(f"not an origin (scheme://authority): {origin!r}")
+            found = self._origin(parts.scheme, parts.netloc)
+        return found
+
+    def _origin(self, scheme: str, netloc: str) -> Origin:
+        name = f"{scheme}://{netloc}"
+        found = self._origins.get(name)
+        if found is None:
+            parts = urlsplit(name)
+            host = parts.hostname
+            if scheme not in ("http", "https") or not host:
+                raise ValueError(f"not an http(s) URL: {scheme}://{netloc}")
+            default = 443 if scheme == "https" else 80
+            port = parts.port or default
+            authority = f"[{host}]" if ":" in host else host
+            if parts.port is not None and port != default:
+                authority = f"{authority}:{port}"
+            found = Origin(scheme, host, port, authority, self._agent)
+            if len(self._origins) < 1024:
+                self._origins[name] = found
+        return found
+
     async def get(
         self, url: str, headers: Mapping[str, str] | None = None, *, cap: Cap = 1 << 20
     ) -> Response:
         """GET ``url`` (http or https; path and query already encoded) with ``headers``."""
-        return await self.request("GET", url, headers, cap=cap)
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return await self.fetch(self._origin(parts.scheme, parts.netloc), target, headers, cap=cap)
 
     async def request(
         self, method: str, url: str, headers: Mapping[str, str] | None = None, body: bytes = b"", *, cap: Cap
     ) -> Response:
         """One request. Only for requests that may be repeated: a kept-alive connection found
         closed before any byte of the answer is replaced and the request sent again."""
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        origin = self._origin(parts.scheme, parts.netloc)
+        return await self.fetch(origin, target, headers, method=method, body=body, cap=cap)
+
+    async def fetch(
+        self,
+        origin: Origin,
+        target: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        method: str = "GET",
+        body: bytes = b"",
+        cap: Cap = 1 << 20,
+    ) -> Response:
+        """:meth:`request` of ``target`` (path and query, encoded) at an :meth:`origin`: no URL
+        to parse again (the probe's S3 reads)."""
         if self._closed:
             raise RuntimeError("RangeClient is closed")
-        parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname
-        if scheme not in ("http", "https") or not host:
-            raise ValueError(f"not an http(s) URL: {parts.scheme}://{parts.netloc}")
-        port = parts.port or (443 if scheme == "https" else 80)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        authority = f"[{host}]" if ":" in host else host
-        if parts.port is not None and port != (443 if scheme == "https" else 80):
-            authority = f"{authority}:{port}"
-        data = request(target, authority, {"User-Agent": self._agent, **(headers or {})}, method, body)
-        key = (scheme, host, port)
+        fixed = origin.bare if headers and "User-Agent" in headers else origin.fields
+        data = request_with(fixed, target, headers, method, body)
+        key = origin.key
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout  # one total timeout: slot wait, connect, answer
         if self._slots.locked():
@@ -205,17 +273,13 @@ class RangeClient:
         try:
             for attempt in (0, 1):
                 conn, reused = await self._take(key, deadline)
-                timer = loop.call_at(deadline, conn.time_out)
                 try:
-                    answer = await self._exchange(conn, data, cap, method == "HEAD")
+                    answer = await self._exchange(conn, data, cap, method == "HEAD", deadline)
                 except Disconnected:
                     # a kept-alive connection the server had closed: once more on a new one
                     if reused and not conn.got_bytes and attempt == 0:
                         continue
                     raise
-                finally:
-                    timer.cancel()
-                    self._busy.discard(conn)
                 if answer.reusable and conn.alive and not self._closed:
                     self._idle.setdefault(key, []).append(conn)
                 else:
@@ -225,13 +289,27 @@ class RangeClient:
             self._slots.release()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _exchange(self, conn: _Conn, data: bytes, cap: Cap, head: bool) -> Response:
-        self._busy.add(conn)
+    async def _exchange(self, conn: _Conn, data: bytes, cap: Cap, head: bool, deadline: float) -> Response:
+        conn.deadline = deadline
+        busy = self._busy
+        busy.add(conn)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
         try:
             return await conn.send(data, ResponseParser(cap, head=head))
         except BaseException:
             conn.close()  # cancelled or failed mid-answer: the connection's state is unknown
             raise
+        finally:
+            busy.discard(conn)
+
+    def _sweep(self) -> None:
+        """Fail the requests in flight past their deadline; again later while any is in flight."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in [c for c in self._busy if c.deadline <= now]:
+            conn.time_out()
+        self._sweeper = loop.call_later(self._sweep_every, self._sweep) if self._busy else None
 
     async def _take(self, key: tuple[str, str, int], deadline: float) -> tuple[_Conn, bool]:
         idle = self._idle.get(key)
@@ -287,4 +365,4 @@ class RangeClient:
         return addresses
 
 
-__all__ = ["Disconnected", "RangeClient", "Resolver"]
+__all__ = ["Disconnected", "Origin", "RangeClient", "Resolver"]
