@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import math
 import struct
-import sys
-from array import array
 from collections.abc import Sequence
-from operator import itemgetter
 
 import msgspec
 
 from workers.probe.bmff_boxes import Box, find, full_box, need_bytes
 from workers.probe.bmff_entry import SampleEntry, parse_stsd
+from workers.probe.bmff_runs import NO_RUNS, Runs, read_runs, samples_in, u32_array
 from workers.probe.media import ProbeError
 
 _U32 = struct.Struct(">I")
@@ -47,8 +45,8 @@ class Track(msgspec.Struct, kw_only=True):
     timescale: int
     media_duration: int
     edits: list[Edit] | None = None
-    stts: list[tuple[int, int]] = []  # (count, delta)
-    ctts: list[tuple[int, int]] = []  # (count, offset)
+    stts: Runs = NO_RUNS  # (count, delta)
+    ctts: Runs = NO_RUNS  # (count, offset)
     sample_count: int = 0
     entry: SampleEntry | None = None
     media_end: int = 0  # one past the last byte of sample data the tables point at
@@ -112,21 +110,11 @@ def _elst(data: bytes, box: Box, base: int) -> list[Edit]:
     return edits
 
 
-def _runs(data: bytes, box: Box, base: int, signed: bool) -> list[tuple[int, int]]:
+def _runs(data: bytes, box: Box, base: int, signed: bool) -> Runs:
     _, _, p = full_box(data, box, base, 4)
     count = _U32.unpack_from(data, p)[0]
     need_bytes(box, base, p + 4, count * 8, "{} with {} entries", box.type, count)
-    return list(struct.iter_unpack(">Ii" if signed else ">II", data[p + 4 : p + 4 + count * 8]))
-
-
-def _u32_array(data: bytes, at: int, count: int) -> Sequence[int]:
-    """``count`` big-endian u32 values at ``at`` (``array`` is ~10x faster than ``struct``)."""
-    if array("I").itemsize != 4:  # pragma: no cover - no mainstream platform
-        return struct.unpack_from(f">{count}I", data, at)
-    arr = array("I", data[at : at + 4 * count])
-    if sys.byteorder == "little":
-        arr.byteswap()
-    return arr
+    return read_runs(data, p + 4, count, signed)
 
 
 def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, int, Sequence[int]]:
@@ -138,7 +126,7 @@ def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, in
         if const:
             return count, const, []
         need_bytes(box, base, p + 8, count * 4, "stsz with {} sizes", count)
-        return count, 0, _u32_array(data, p + 8, count)
+        return count, 0, u32_array(data, p + 8, count)
     if "stz2" in stbl:
         box = stbl["stz2"]
         _, _, p = full_box(data, box, base, 8)
@@ -223,13 +211,13 @@ def parse_trak(data: bytes, trak: Box, base: int) -> Track:
         track.ctts = _runs(data, stbl["ctts"], base, signed=True)
     count, const, sizes = _sample_sizes(data, stbl, base)
     track.sample_count = count
-    stts_total = sum(map(itemgetter(0), track.stts))
-    if stts_total != count and (track.stts or count):
+    stts_total = samples_in(track.stts.counts)
+    if stts_total != count and (track.stts.counts or count):
         raise ProbeError(
             f"trak at offset {at}: stts covers {stts_total} samples but the size table has {count}"
         )
-    ctts_total = sum(map(itemgetter(0), track.ctts))
-    if track.ctts and ctts_total != count:
+    ctts_total = samples_in(track.ctts.counts)
+    if track.ctts.counts and ctts_total != count:
         raise ProbeError(
             f"trak at offset {at}: ctts covers {ctts_total} samples but the size table has {count}"
         )

@@ -1,0 +1,102 @@
+"""Run-length sample tables (``stts``: count, delta; ``ctts``: count, offset) as two columns.
+
+A table is read straight from the ``moov`` bytes into two ``array`` columns (one copy, one
+byte swap, two strided slices: no per-entry Python work), so a 10-minute movie's 18,000
+entries cost microseconds. The helpers below answer the questions timing asks of a table
+with whole-column operations where the answer allows it: ``arr == same`` compares two
+arrays' buffers at memory speed, where ``sum``/``count``/``set`` make an ``int`` per entry.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from collections.abc import Sequence
+from typing import NamedTuple
+
+_NATIVE_U32 = array("I").itemsize == 4
+_BLOCK = 64  # entries compared at once when looking for the runs that are not of one sample
+
+
+class Runs(NamedTuple):
+    """A run-length table as two columns: ``counts[i]`` samples of ``values[i]``."""
+
+    counts: Sequence[int]
+    values: Sequence[int]
+
+
+NO_RUNS = Runs((), ())
+
+
+def u32_array(data: bytes, at: int, count: int) -> Sequence[int]:
+    """``count`` big-endian u32 values at ``at`` (``array`` is ~10x faster than ``struct``)."""
+    if not _NATIVE_U32:  # pragma: no cover - no mainstream platform
+        return struct.unpack_from(f">{count}I", data, at)
+    arr = array("I", data[at : at + 4 * count])
+    if sys.byteorder == "little":
+        arr.byteswap()
+    return arr
+
+
+def read_runs(data: bytes, at: int, count: int, signed: bool) -> Runs:
+    """``count`` (u32 count, u32 or i32 value) entries at ``at``."""
+    table = u32_array(data, at, 2 * count)
+    values = table[1::2]
+    if signed and isinstance(values, array):
+        values = array("i", values.tobytes())  # the same 32 bits, read as two's complement
+    elif signed:  # pragma: no cover - no mainstream platform
+        values = [v - (1 << 32) if v >= 1 << 31 else v for v in values]
+    return Runs(table[0::2], values)
+
+
+def _same(values: Sequence[int], value: int) -> bool:
+    """Every item equals ``value`` (an array is compared buffer to buffer)."""
+    if isinstance(values, array) and values.typecode in "iI" and -(1 << 31) <= value < 1 << 32:
+        if (values.typecode == "i" and value >= 1 << 31) or (values.typecode == "I" and value < 0):
+            return False
+        return values == array(values.typecode, (value,)) * len(values)
+    return values.count(value) == len(values)
+
+
+def all_equal(values: Sequence[int]) -> bool:
+    """True when the column holds one value (or none)."""
+    return not values or _same(values, values[0])
+
+
+def samples_in(counts: Sequence[int]) -> int:
+    """``sum(counts)``; a column of ones (a ``ctts`` of B-frames) is counted by its length."""
+    return len(counts) if counts and _same(counts, 1) else sum(counts)
+
+
+def not_one(counts: Sequence[int]) -> list[int]:
+    """Indexes of the runs whose count is not 1, comparing ``_BLOCK`` entries at a time."""
+    if not isinstance(counts, array):
+        return [i for i, n in enumerate(counts) if n != 1]
+    ones = array(counts.typecode, (1,)) * _BLOCK
+    out: list[int] = []
+    for start in range(0, len(counts), _BLOCK):
+        block = counts[start : start + _BLOCK]
+        if block != ones[: len(block)]:
+            out += [start + i for i, n in enumerate(block) if n != 1]
+    return out
+
+
+def expand(runs: Runs) -> list[int]:
+    """Each run's value ``count`` times, in order.
+
+    Composition-offset tables are mostly runs of one sample: their values are taken whole
+    and only the other runs are expanded one by one.
+    """
+    counts, values = runs
+    others = not_one(counts)
+    if not others:
+        return list(values)
+    out: list[int] = []
+    done = 0
+    for i in others:
+        out += values[done:i]
+        out += [values[i]] * counts[i]
+        done = i + 1
+    out += values[done:]
+    return out
