@@ -23,6 +23,7 @@ from itertools import accumulate
 from workers.probe.bmff_runs import Runs
 
 MAX_SPREAD = 4096  # frames between the least and the greatest offset
+MIN_SAMPLES = 512  # below, building and sorting every PTS (all in C) is the cheaper way
 _EDGE = 4096  # samples from either end located by walking the runs; beyond, a prefix sum
 
 
@@ -41,7 +42,7 @@ class _Offsets:
     def _run_at(self, i: int) -> tuple[int, int]:
         """``(run index, first sample of that run)`` for sample ``i`` (``0 <= i < n``)."""
         counts = self.counts
-        if i < _EDGE:
+        if i < _EDGE and i <= self.n - i:
             r, start = 0, 0
             while start + counts[r] <= i:
                 start += counts[r]
@@ -77,8 +78,10 @@ class _Offsets:
 
 def cto_timing(stts: Runs, ctts: Runs) -> tuple[int, int, Callable[[int, int], int]] | None:
     """``(first PTS, media end, count(lo, hi))`` for one stts run of ``delta > 0`` whose
-    ctts covers exactly its samples; ``None`` when the offsets spread too far."""
+    ctts covers exactly its samples; ``None`` for a short track or offsets spread too far."""
     n, delta = stts.counts[0], stts.values[0]
+    if n < MIN_SAMPLES:
+        return None
     low, high = min(ctts.values), max(ctts.values)
     if (high - low) // delta > MAX_SPREAD:
         return None
