@@ -141,6 +141,23 @@ def _bad_child(data: bytes, pos: int, end: int, base: int, where: str) -> ProbeE
     )
 
 
+def _odd_header(data: bytes, pos: int, end: int, size: int, raw: bytes) -> tuple[int, int] | None:
+    """``(size, header size)`` of a child header that is not the plain 32-bit one, or ``None``
+    when it is bad (64-bit size cut off, size below the header, past the parent's end)."""
+    header = 8
+    if size == 1:
+        if end - pos < 16:
+            return None
+        size, header = _U64.unpack_from(data, pos + 8)[0], 16
+    elif size == 0:
+        size = end - pos
+    if raw == b"uuid":
+        header += 16
+    if size < header or pos + size > end:
+        return None
+    return size, header
+
+
 def walk(
     data: bytes, start: int, end: int, base: int, where: str, *args: object
 ) -> tuple[list[Box], ProbeError | None]:
@@ -155,23 +172,17 @@ def walk(
     boxes: list[Box] = []
     add, unpack, pos = boxes.append, _HEAD.unpack_from, start
     while pos < end:
-        if end - pos < 8:
-            return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
-        size, raw = unpack(data, pos)
-        header = 8
-        if size < 8 or pos + size > end or raw == b"uuid":  # not the plain 32-bit header
-            if size == 1:
-                if end - pos < 16:
-                    return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
-                size, header = _U64.unpack_from(data, pos + 8)[0], 16
-            elif size == 0:
-                size = end - pos
-            if raw == b"uuid":
-                header += 16
-            if size < header or pos + size > end:
-                return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
-        add(_new_box(Box, (raw.decode("latin-1"), pos, pos + header, pos + size)))
-        pos += size
+        if end - pos >= 8:
+            size, raw = unpack(data, pos)
+            header = 8
+            if size < 8 or pos + size > end or raw == b"uuid":  # not the plain 32-bit header
+                odd = _odd_header(data, pos, end, size, raw)
+                size, header = odd or (0, 8)  # size 0 < header: refused below
+            if size >= header:
+                add(_new_box(Box, (raw.decode("latin-1"), pos, pos + header, pos + size)))
+                pos += size
+                continue
+        return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
     return boxes, None
 
 
@@ -197,8 +208,25 @@ def first_of_each(boxes: list[Box]) -> dict[str, Box]:
 
 
 def find(data: bytes, start: int, end: int, base: int, where: str, *args: object) -> dict[str, Box]:
-    """The first child box of each type in ``data[start:end]``."""
-    return first_of_each(scan(data, start, end, base, where, *args))
+    """The first child box of each type in ``data[start:end]``; a bad header raises (as
+    :func:`scan` does), whatever boxes come before it."""
+    found: dict[str, Box] = {}
+    unpack, pos = _HEAD.unpack_from, start
+    while pos < end:
+        if end - pos >= 8:
+            size, raw = unpack(data, pos)
+            header = 8
+            if size < 8 or pos + size > end or raw == b"uuid":  # not the plain 32-bit header
+                odd = _odd_header(data, pos, end, size, raw)
+                size, header = odd or (0, 8)  # size 0 < header: refused below
+            if size >= header:
+                kind = raw.decode("latin-1")
+                if kind not in found:
+                    found[kind] = _new_box(Box, (kind, pos, pos + header, pos + size))
+                pos += size
+                continue
+        raise _bad_child(data, pos, end, base, where.format(*args) if args else where)
+    return found
 
 
 def full_box(data: bytes, box: Box, base: int, min_payload: int) -> tuple[int, int, int]:

@@ -23,7 +23,7 @@ from itertools import accumulate
 from workers.probe.bmff_runs import Runs
 
 MAX_SPREAD = 4096  # frames between the least and the greatest offset
-MIN_SAMPLES = 512  # below, building and sorting every PTS (all in C) is the cheaper way
+MIN_SAMPLES = 64  # below, building and sorting every PTS (all in C) is the cheaper way
 _EDGE = 4096  # samples from either end located by walking the runs; beyond, a prefix sum
 
 
@@ -76,6 +76,29 @@ class _Offsets:
             take = min(left, self.counts[r])
 
 
+def _first(runs: Runs, size: int) -> list[int]:
+    """The offsets of the first ``size`` samples."""
+    out: list[int] = []
+    for count, value in zip(runs.counts, runs.values, strict=True):
+        out += [value] * count
+        if len(out) >= size:
+            break
+    del out[size:]
+    return out
+
+
+def _last(runs: Runs, size: int) -> list[int]:
+    """The offsets of the last ``size`` samples."""
+    out: list[int] = []
+    for count, value in zip(reversed(runs.counts), reversed(runs.values), strict=True):
+        out += [value] * count
+        if len(out) >= size:
+            break
+    del out[size:]
+    out.reverse()
+    return out
+
+
 def cto_timing(stts: Runs, ctts: Runs) -> tuple[int, int, Callable[[int, int], int]] | None:
     """``(first PTS, media end, count(lo, hi))`` for one stts run of ``delta > 0`` whose
     ctts covers exactly its samples; ``None`` for a short track or offsets spread too far."""
@@ -83,18 +106,23 @@ def cto_timing(stts: Runs, ctts: Runs) -> tuple[int, int, Callable[[int, int], i
     if n < MIN_SAMPLES:
         return None
     low, high = min(ctts.values), max(ctts.values)
-    if (high - low) // delta > MAX_SPREAD:
+    spread = (high - low) // delta
+    if spread > MAX_SPREAD:
         return None
     offsets = _Offsets(ctts, n)
+    # The first PTS is at most sample 0's, so only samples with DTS + low below it, the first
+    # ``spread + 1``, compete; likewise for the last PTS at the other end.
+    window = min(n, spread + 2)
+    tail_from = n - window
+    head = [k * delta + off for k, off in enumerate(_first(ctts, window))]
+    tail = [(tail_from + k) * delta + off for k, off in enumerate(_last(ctts, window))]
 
     def presented(start: int, stop: int) -> list[int]:
+        if stop <= window:
+            return head[start:stop]
+        if start >= tail_from:
+            return tail[start - tail_from : stop - tail_from]
         return [(start + k) * delta + off for k, off in enumerate(offsets.between(start, stop))]
-
-    # the first PTS is at most sample 0's; only samples whose DTS + low is below it compete
-    first = presented(0, 1)[0]
-    first = min(presented(0, min(n, (first - low) // delta + 1)))
-    last = presented(n - 1, n)[0]
-    last = max(presented(max(0, _ceil_div(last - high, delta)), n))
 
     def clip(i: int) -> int:
         return 0 if i < 0 else n if i > n else i
@@ -107,7 +135,8 @@ def cto_timing(stts: Runs, ctts: Runs) -> tuple[int, int, Callable[[int, int], i
         edges = [(out_below, in_from), (in_to, out_from)] if in_from < in_to else [(out_below, out_from)]
         inside = max(0, in_to - in_from)
         for start, stop in edges:
-            inside += sum(1 for pts in presented(start, stop) if lo <= pts < hi)
+            if start < stop:
+                inside += sum(1 for pts in presented(start, stop) if lo <= pts < hi)
         return inside
 
-    return first, last + delta, count
+    return min(head), max(tail) + delta, count
