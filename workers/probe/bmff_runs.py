@@ -66,6 +66,8 @@ def all_equal(values: Sequence[int]) -> bool:
 
 def samples_in(counts: Sequence[int]) -> int:
     """``sum(counts)``; a column of ones (a ``ctts`` of B-frames) is counted by its length."""
+    if len(counts) == 1:
+        return counts[0]
     return len(counts) if counts and _same(counts, 1) else sum(counts)
 
 
