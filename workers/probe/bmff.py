@@ -25,7 +25,7 @@ from fractions import Fraction
 from math import gcd
 from operator import itemgetter
 
-from workers.probe.bmff_boxes import Box, first_of_each, scan, top_level_header
+from workers.probe.bmff_boxes import Box, first_of_each, known_top_level_header, scan, top_level_header
 from workers.probe.bmff_fragments import Fragments, parse_mvex, walk_fragments
 from workers.probe.bmff_runs import Runs
 from workers.probe.bmff_timing import Ratio, Timing, runs_timing
@@ -62,8 +62,9 @@ def _float(value: Fraction | Ratio | None) -> float | None:
 def _find_moov(buf: Sparse) -> tuple[Box, bytes | None]:
     """The ``moov`` box and the ``ftyp`` major brand (``None`` without ``ftyp``)."""
     offset, after_media, brand, seen = 0, False, None, []
+    head = buf.prefix()
     while offset < buf.size:
-        box = top_level_header(buf, offset, after_media)
+        box = known_top_level_header(head, offset, buf.size) or top_level_header(buf, offset, after_media)
         assert box is not None  # junk_ok is False: bad headers raise
         if box.type == "ftyp" and box.start == 0:
             brand = buf.get(box.payload, 4) if box.end - box.payload >= 4 else b""

@@ -115,9 +115,24 @@ def top_level_header(
         raise ProbeError(
             f"top-level box header at offset {offset} truncated: {remainder} bytes left in the file"
         )
-    if not is_plausible_type(head[4:8]):
-        raise ProbeError(f"top-level box at offset {offset}: type {head[4:8].hex()} is not a box type")
-    return _decode_header(head, offset, buf.size, "file")
+    return _top_level_box(head, 0, offset, buf.size)
+
+
+def _top_level_box(head: bytes, at: int, offset: int, size: int) -> Box:
+    """The top-level box at file ``offset`` whose whole header is ``head[at:]``."""
+    if not is_plausible_type(head[at + 4 : at + 8]):
+        raise ProbeError(
+            f"top-level box at offset {offset}: type {head[at + 4 : at + 8].hex()} is not a box type"
+        )
+    return _decode_header(head[at : at + 32] if at else head, offset, size, "file")
+
+
+def known_top_level_header(head: bytes, offset: int, size: int) -> Box | None:
+    """:func:`top_level_header` (``junk_ok`` false) for a box at ``offset`` inside ``head``, the
+    known bytes from the start of the file; ``None`` when its header may not all be there."""
+    if offset + 32 > len(head):  # the longest header: 64-bit size and a uuid
+        return None
+    return _top_level_box(head, offset, offset, size)
 
 
 def _bad_child(data: bytes, pos: int, end: int, base: int, where: str) -> ProbeError:
