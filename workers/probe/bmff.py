@@ -101,7 +101,7 @@ def _timing(track: Track, fragments: Fragments | None, movie_ts: int) -> Timing:
         media_duration = 0  # mdhd covers the samples in moov only: sum every sample's delta
         runs = fragments.tracks[track.track_id]
         if not ctts.counts and runs.has_cto:
-            ctts = Runs([sum(stts.counts)], [0]) if stts.counts else ctts
+            ctts = Runs([stts.samples], [0], stts.samples) if stts.counts else ctts
         stts = _joined(stts, runs.stts)
         if ctts.counts or runs.has_cto:
             ctts = _joined(ctts, runs.ctts)
@@ -117,7 +117,8 @@ def _timing(track: Track, fragments: Fragments | None, movie_ts: int) -> Timing:
 
 def _joined(runs: Runs, more: list[tuple[int, int]]) -> Runs:
     """``runs`` followed by a fragment's ``(count, value)`` pairs."""
-    return Runs([*runs.counts, *map(itemgetter(0), more)], [*runs.values, *map(itemgetter(1), more)])
+    counts = [*runs.counts, *map(itemgetter(0), more)]
+    return Runs(counts, [*runs.values, *map(itemgetter(1), more)], sum(counts))
 
 
 def _audio_info(track: Track, fragments: Fragments | None, movie_ts: int) -> AudioInfo:

@@ -20,7 +20,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from itertools import accumulate
 
-from workers.probe.bmff_runs import Runs
+from workers.probe.bmff_runs import Runs, bounds
 
 MAX_SPREAD = 4096  # frames between the least and the greatest offset
 MIN_SAMPLES = 64  # below, building and sorting every PTS (all in C) is the cheaper way
@@ -35,7 +35,7 @@ class _Offsets:
     """The offsets of given samples, located in the runs (which cover exactly ``n`` samples)."""
 
     def __init__(self, runs: Runs, n: int) -> None:
-        self.counts, self.values = runs
+        self.counts, self.values = runs.counts, runs.values
         self.n = n
         self._starts: list[int] = []
 
@@ -105,7 +105,7 @@ def cto_timing(stts: Runs, ctts: Runs) -> tuple[int, int, Callable[[int, int], i
     n, delta = stts.counts[0], stts.values[0]
     if n < MIN_SAMPLES:
         return None
-    low, high = min(ctts.values), max(ctts.values)
+    low, high = bounds(ctts.values)
     spread = (high - low) // delta
     if spread > MAX_SPREAD:
         return None

@@ -20,13 +20,16 @@ _BLOCK = 64  # entries compared at once when looking for the runs that are not o
 
 
 class Runs(NamedTuple):
-    """A run-length table as two columns: ``counts[i]`` samples of ``values[i]``."""
+    """A run-length table as two columns: ``counts[i]`` samples of ``values[i]``, and the
+    number of samples (the sum of ``counts``)."""
 
     counts: Sequence[int]
     values: Sequence[int]
+    samples: int
 
 
-NO_RUNS = Runs((), ())
+NO_RUNS = Runs((), (), 0)
+_FOLD_FROM = 256  # entries from which bounds are folded over the buffer instead of min()/max()
 
 
 def u32_array(data: bytes, at: int, count: int) -> Sequence[int]:
@@ -47,7 +50,8 @@ def read_runs(data: bytes, at: int, count: int, signed: bool) -> Runs:
         values = array("i", values.tobytes())  # the same 32 bits, read as two's complement
     elif signed:  # pragma: no cover - no mainstream platform
         values = [v - (1 << 32) if v >= 1 << 31 else v for v in values]
-    return Runs(table[0::2], values)
+    counts = table[0::2]
+    return Runs(counts, values, samples_in(counts))
 
 
 def _same(values: Sequence[int], value: int) -> bool:
@@ -71,6 +75,33 @@ def samples_in(counts: Sequence[int]) -> int:
     return len(counts) if counts and _same(counts, 1) else sum(counts)
 
 
+def bounds(values: Sequence[int]) -> tuple[int, int]:
+    """``(low, high)`` with ``low <= v <= high`` for every value (at least one), close to the
+    least and the greatest value.
+
+    A long column of non-negative 32-bit values is folded over its buffer instead of being
+    read value by value: the AND of all values is at most the least, the OR at least the
+    greatest (a few bits above it at worst).
+    """
+    if len(values) < _FOLD_FROM or not isinstance(values, array) or values.itemsize != 4:
+        return min(values), max(values)
+    words = len(values)
+    ones = int.from_bytes(values.tobytes(), "little")
+    zeros = ones
+    while words > 1:
+        low = (words + 1) // 2  # the low words keep the odd one out
+        shift = 32 * low
+        mask = (1 << shift) - 1
+        top = (words - low) * 32
+        pad = mask ^ ((1 << top) - 1)  # the high half lacks a word when words is odd: AND with ones
+        ones = (ones & mask) | (ones >> shift)
+        zeros = (zeros & mask) & ((zeros >> shift) | pad)
+        words = low
+    if ones >> 31:  # a negative value (or an unsigned one past 2**31): compare one by one
+        return min(values), max(values)
+    return zeros, ones
+
+
 def not_one(counts: Sequence[int]) -> list[int]:
     """Indexes of the runs whose count is not 1, comparing ``_BLOCK`` entries at a time."""
     if not isinstance(counts, array):
@@ -90,7 +121,7 @@ def expand(runs: Runs) -> list[int]:
     Composition-offset tables are mostly runs of one sample: their values are taken whole
     and only the other runs are expanded one by one.
     """
-    counts, values = runs
+    counts, values = runs.counts, runs.values
     others = not_one(counts)
     if not others:
         return list(values)

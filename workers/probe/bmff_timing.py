@@ -32,7 +32,7 @@ from typing import NamedTuple
 import msgspec
 
 from workers.probe.bmff_cto import cto_timing
-from workers.probe.bmff_runs import Runs, all_equal, expand, samples_in
+from workers.probe.bmff_runs import Runs, all_equal, expand
 from workers.probe.bmff_track import Edit
 from workers.probe.media import ProbeError
 
@@ -80,7 +80,8 @@ class Timing(msgspec.Struct, kw_only=True):
 
 def pair_runs(runs: Sequence[tuple[int, int]]) -> Runs:
     """``(count, value)`` pairs as :class:`Runs`."""
-    return Runs(list(map(itemgetter(0), runs)), list(map(itemgetter(1), runs)))
+    counts = list(map(itemgetter(0), runs))
+    return Runs(counts, list(map(itemgetter(1), runs)), sum(counts))
 
 
 def _count_runs_in(stts: list[tuple[int, int]], lo: int, hi: int) -> int:
@@ -104,7 +105,7 @@ def _run_counter(stts: Runs, frames: int, total: int) -> Callable[[int, int], in
     With no negative delta the decode times rise from 0 to the last sample's, so a range
     holding both ends holds every sample: answered without a pass over the runs.
     """
-    counts, values = stts
+    counts, values = stts.counts, stts.values
     last_dts = None
     if frames and min(values) >= 0:
         last = len(counts) - 1
@@ -126,7 +127,7 @@ def _unsorted_pts(stts: Runs, ctts: Runs) -> tuple[list[int], int]:
     One ``stts`` run (constant frame rate, the common case) needs no per-sample delta list:
     the decode times are a ``range`` and the end is the largest PTS plus the one delta.
     """
-    counts, values = stts
+    counts, values = stts.counts, stts.values
     if len(counts) == 1 and values[0] != 0:
         n, delta = counts[0], values[0]
         offsets = expand(ctts)
@@ -157,7 +158,7 @@ def _deltas(stts: Runs) -> tuple[int, bool]:
     VFR: more than one distinct delta among the samples but the last (runs of count 0 hold
     no sample).
     """
-    counts, values = stts
+    counts, values = stts.counts, stts.values
     if not counts:
         return 0, False
     distinct = set(values)
@@ -207,7 +208,7 @@ def runs_timing(
     movie_timescale: int,
 ) -> Timing:
     """Timing of a track from its (possibly fragment-extended) run tables."""
-    frames = samples_in(stts.counts)
+    frames = stts.samples
     offsets = ctts.values
     count: Callable[[int, int], int]
     if not all_equal(offsets):
@@ -217,7 +218,7 @@ def runs_timing(
                 f"at most {MAX_EXPANDED_SAMPLES}"
             )
         cto = None
-        if frames and len(stts.counts) == 1 and stts.values[0] > 0 and samples_in(ctts.counts) == frames:
+        if frames and len(stts.counts) == 1 and stts.values[0] > 0 and ctts.samples == frames:
             cto = cto_timing(stts, ctts)
         if cto is not None:
             first_pts, media_end, count = cto

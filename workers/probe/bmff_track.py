@@ -17,7 +17,7 @@ import msgspec
 
 from workers.probe.bmff_boxes import Box, find, full_box, need_bytes
 from workers.probe.bmff_entry import SampleEntry, parse_stsd
-from workers.probe.bmff_runs import NO_RUNS, Runs, read_runs, samples_in, u32_array
+from workers.probe.bmff_runs import NO_RUNS, Runs, read_runs, u32_array
 from workers.probe.media import ProbeError
 
 _U32 = struct.Struct(">I")
@@ -239,12 +239,12 @@ def parse_trak(data: bytes, trak: Box, base: int) -> Track:
         track.ctts = _runs(data, stbl["ctts"], base, signed=True)
     count, const, last_sizes = _sample_sizes(data, stbl, base)
     track.sample_count = count
-    stts_total = samples_in(track.stts.counts)
+    stts_total = track.stts.samples
     if stts_total != count and (track.stts.counts or count):
         raise ProbeError(
             f"trak at offset {at}: stts covers {stts_total} samples but the size table has {count}"
         )
-    ctts_total = samples_in(track.ctts.counts)
+    ctts_total = track.ctts.samples
     if track.ctts.counts and ctts_total != count:
         raise ProbeError(
             f"trak at offset {at}: ctts covers {ctts_total} samples but the size table has {count}"

@@ -21,8 +21,8 @@ from unittest.mock import patch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.probe import bmff_cto
-from workers.probe.bmff_runs import Runs, all_equal, expand, not_one, samples_in
+from workers.probe import bmff_cto, bmff_runs
+from workers.probe.bmff_runs import Runs, all_equal, bounds, expand, not_one, samples_in
 from workers.probe.bmff_timing import track_timing
 from workers.probe.bmff_track import Edit
 
@@ -142,7 +142,10 @@ def test_timing_matches_the_per_sample_reference(case: tuple[object, ...]) -> No
     assert fast(*args) == expected  # type: ignore[arg-type]
     with patch.object(bmff_cto, "MIN_SAMPLES", 1):  # the arithmetic, on short tables too
         assert fast(*args) == expected  # type: ignore[arg-type]
-    with patch.multiple(bmff_cto, MIN_SAMPLES=1, _EDGE=2):  # middle samples located by the prefix sum
+    with (
+        patch.multiple(bmff_cto, MIN_SAMPLES=1, _EDGE=2),
+        patch.object(bmff_runs, "_FOLD_FROM", 1),
+    ):  # middle samples located by the prefix sum
         assert fast(*args) == expected  # type: ignore[arg-type]
     with patch.multiple(bmff_cto, MIN_SAMPLES=1, MAX_SPREAD=1):  # wide offsets: the arithmetic declines
         assert fast(*args) == expected  # type: ignore[arg-type]
@@ -156,7 +159,7 @@ _COUNTS = st.lists(st.sampled_from([0, 1, 1, 1, 2, 5]), max_size=300)
 def test_run_columns_match_plain_lists(counts: list[int], as_array: bool) -> None:
     values = list(range(len(counts)))
     column = array("I", counts) if as_array else counts
-    runs = Runs(column, array("i", values) if as_array else values)
+    runs = Runs(column, array("i", values) if as_array else values, sum(counts))
     assert expand(runs) == [v for n, v in zip(counts, values, strict=True) for _ in range(n)]
     assert not_one(column) == [i for i, n in enumerate(counts) if n != 1]
     assert samples_in(column) == sum(counts)
@@ -165,3 +168,15 @@ def test_run_columns_match_plain_lists(counts: list[int], as_array: bool) -> Non
 
 def test_ceil_matches_the_definition() -> None:
     assert [bmff_cto._ceil_div(a, 3) for a in range(-4, 5)] == [ceil(a / 3) for a in range(-4, 5)]
+
+
+@SETTINGS
+@given(st.lists(st.integers(-(1 << 31), (1 << 31) - 1) | st.integers(0, 3000), min_size=1, max_size=600))
+def test_bounds_hold_every_value(values: list[int]) -> None:
+    column = array("i", values)
+    low, high = bounds(column)
+    assert low <= min(values) and max(values) <= high
+    if len(values) < bmff_runs._FOLD_FROM or min(values) < 0:
+        assert (low, high) == (min(values), max(values))
+    else:  # folded: the AND and the OR of the values
+        assert high < 2 * max(values) + 1 and (low & min(values)) == low
