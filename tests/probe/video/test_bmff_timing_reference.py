@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from workers.probe import bmff_cto, bmff_runs
 from workers.probe.bmff_runs import Runs, all_equal, bounds, expand, not_one, samples_in
-from workers.probe.bmff_timing import track_timing
+from workers.probe.bmff_timing import runs_timing, track_timing
 from workers.probe.bmff_track import Edit
 
 SETTINGS = settings(max_examples=250, deadline=None)
@@ -80,9 +80,23 @@ def fast(
     edits: list[Edit] | None,
     movie_timescale: int,
 ) -> tuple[object, ...]:
+    """``track_timing`` on lists, and ``runs_timing`` on array columns (as read from a file)."""
     t = track_timing(
         stts=stts,
         ctts=ctts,
+        timescale=timescale,
+        media_duration=media_duration,
+        edits=edits,
+        movie_timescale=movie_timescale,
+    )
+
+    def columns(runs: list[tuple[int, int]]) -> Runs:
+        counts = array("I", [n for n, _ in runs])
+        return Runs(counts, array("i", [v for _, v in runs]), sum(counts))
+
+    assert t == runs_timing(
+        columns(stts),
+        columns(ctts),
         timescale=timescale,
         media_duration=media_duration,
         edits=edits,
@@ -145,7 +159,7 @@ def test_timing_matches_the_per_sample_reference(case: tuple[object, ...]) -> No
     with (
         patch.multiple(bmff_cto, MIN_SAMPLES=1, _EDGE=2),
         patch.object(bmff_runs, "_FOLD_FROM", 1),
-    ):  # middle samples located by the prefix sum
+    ):  # middle samples located by the prefix sum, offset bounds folded over the column
         assert fast(*args) == expected  # type: ignore[arg-type]
     with patch.multiple(bmff_cto, MIN_SAMPLES=1, MAX_SPREAD=1):  # wide offsets: the arithmetic declines
         assert fast(*args) == expected  # type: ignore[arg-type]
