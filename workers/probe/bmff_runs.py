@@ -29,6 +29,7 @@ class Runs(NamedTuple):
 
 
 NO_RUNS = Runs((), (), 0)
+_ZERO_WORD = bytes(4)
 _FOLD_FROM = 256  # entries from which bounds are folded over the buffer instead of min()/max()
 
 
@@ -100,6 +101,19 @@ def bounds(values: Sequence[int]) -> tuple[int, int]:
     if ones >> 31:  # a negative value (or an unsigned one past 2**31): compare one by one
         return min(values), max(values)
     return zeros, ones
+
+
+def has_zero(counts: Sequence[int]) -> bool:
+    """True when some count is 0 (a long array is searched as bytes for a zero word)."""
+    if not isinstance(counts, array) or counts.itemsize != 4:
+        return 0 in counts
+    raw = counts.tobytes()
+    at = raw.find(_ZERO_WORD)
+    while at >= 0:  # a hit across two words (a count that is a multiple of 256) is skipped
+        if at % 4 == 0:
+            return True
+        at = raw.find(_ZERO_WORD, at + 1)
+    return False
 
 
 def not_one(counts: Sequence[int]) -> list[int]:

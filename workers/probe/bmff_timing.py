@@ -32,7 +32,7 @@ from typing import NamedTuple
 import msgspec
 
 from workers.probe.bmff_cto import cto_timing
-from workers.probe.bmff_runs import Runs, all_equal, expand
+from workers.probe.bmff_runs import Runs, all_equal, expand, has_zero
 from workers.probe.bmff_track import Edit
 from workers.probe.media import ProbeError
 
@@ -161,21 +161,29 @@ def _deltas(stts: Runs) -> tuple[int, bool]:
     counts, values = stts.counts, stts.values
     if not counts:
         return 0, False
-    distinct = set(values)
-    if len(distinct) == 1:
+    if all_equal(values):
         return max(values[0], 0), False
+    distinct = set(values)
     weights: dict[int, int] = {}
-    if len(distinct) <= _FEW_DELTAS:
+    if len(distinct) == 2:  # n_a + n_b = samples, a n_a + b n_b = the decode total: solved
+        a, b = distinct
+        weights[a] = (sum(map(mul, counts, values)) - b * stts.samples) // (a - b)
+        weights[b] = stts.samples - weights[a]
+    elif len(distinct) <= _FEW_DELTAS:
         for d in distinct:
             weights[d] = sum(compress(counts, map(d.__eq__, values)))
     else:
         for n, d in zip(counts, values, strict=True):
             weights[d] = weights.get(d, 0) + n
     delta = min(weights, key=lambda d: (-weights[d], d))
-    seen = set(compress(values[:-1], map(_positive, counts[:-1])))
-    if counts[-1] > 1:
-        seen.add(values[-1])
-    return max(delta, 0), len(seen) > 1
+    if has_zero(counts):
+        seen = set(compress(values[:-1], map(_positive, counts[:-1])))
+        if counts[-1] > 1:
+            seen.add(values[-1])
+        vfr = len(seen) > 1
+    else:  # every run but the last is a delta some sample has
+        vfr = not all_equal(values[:-1]) or (counts[-1] > 1 and values[-1] != values[0])
+    return max(delta, 0), vfr
 
 
 def track_timing(

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workers.probe import bmff_cto, bmff_runs
-from workers.probe.bmff_runs import Runs, all_equal, bounds, expand, not_one, samples_in
+from workers.probe.bmff_runs import Runs, all_equal, bounds, expand, has_zero, not_one, samples_in
 from workers.probe.bmff_timing import runs_timing, track_timing
 from workers.probe.bmff_track import Edit
 
@@ -198,3 +198,10 @@ def test_bounds_hold_every_value(values: list[int]) -> None:
     else:  # folded: the AND and the OR of the values
         assert (low, high) == (reduce(and_, values), reduce(or_, values))
     assert low <= min(values) and max(values) <= high
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from([0, 1, 3, 256, 512, 1 << 16, 1 << 24, 0xFFFFFFFF]), max_size=60))
+def test_zero_counts_are_found_as_whole_words(counts: list[int]) -> None:
+    """Counts that are multiples of 256 make zero bytes straddle two words: not a zero count."""
+    assert has_zero(array("I", counts)) == (0 in counts)
