@@ -15,7 +15,7 @@ import msgspec
 
 from workers.probe.bmff_boxes import Box, children, find, fourcc, full_box, need_bytes, walk
 from workers.probe.h26x import hevc_sps_sar
-from workers.probe.h264_sar import h264_sps_sar
+from workers.probe.h26x_sar import h264_sps_sar
 from workers.probe.media import ProbeError
 
 VIDEO_CODECS = {

@@ -1,7 +1,7 @@
 """The one-pass H.264 SAR reader answers what the reference SPS parser answers, errors included.
 
 The reference (:func:`workers.probe.h26x.h264_sps`) reads every field by name; the fast reader
-(:mod:`workers.probe.h264_sar`) hands anything unusual back to it. Inputs: real SPS NAL units
+(:mod:`workers.probe.h26x_sar`) hands anything unusual back to it. Inputs: real SPS NAL units
 written by x264 (profiles baseline, main, high, high 4:2:2/4:4:4, interlaced, cropped, with
 scaling matrices, with and without VUI and emulation-prevention bytes), the same with bits
 flipped, bytes replaced, cut short or emulation bytes inserted, and arbitrary bytes.
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workers.probe import h26x
-from workers.probe.h264_sar import h264_sps_sar
+from workers.probe.h26x_sar import h264_sps_sar
 from workers.probe.media import ProbeError
 
 SETTINGS = settings(max_examples=400, deadline=None)
