@@ -30,6 +30,8 @@ class Runs(NamedTuple):
 
 NO_RUNS = Runs((), (), 0)
 _ZERO_WORD = bytes(4)
+_RUN = struct.Struct(">II")
+_SIGNED_RUN = struct.Struct(">Ii")
 _FOLD_FROM = 256  # entries from which bounds are folded over the buffer instead of min()/max()
 
 
@@ -45,6 +47,9 @@ def u32_array(data: bytes, at: int, count: int) -> Sequence[int]:
 
 def read_runs(data: bytes, at: int, count: int, signed: bool) -> Runs:
     """``count`` (u32 count, u32 or i32 value) entries at ``at``."""
+    if count == 1:  # one run: the usual stts of a constant frame rate
+        n, value = (_SIGNED_RUN if signed else _RUN).unpack_from(data, at)
+        return Runs((n,), (value,), n)
     table = u32_array(data, at, 2 * count)
     values = table[1::2]
     if signed and isinstance(values, array):

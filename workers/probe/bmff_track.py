@@ -182,7 +182,12 @@ def _media_end(
         return 0
     width = 8 if box.type == "co64" else 4
     need_bytes(box, base, p + 4, count * width, "{} with {} offsets", box.type, count)
-    offsets = u32_array(data, p + 4, count) if width == 4 else struct.unpack_from(f">{count}Q", data, p + 4)
+    if count == 1:
+        offsets: Sequence[int] = ((_U64 if width == 8 else _U32).unpack_from(data, p + 4)[0],)
+    elif width == 4:
+        offsets = u32_array(data, p + 4, count)
+    else:
+        offsets = struct.unpack_from(f">{count}Q", data, p + 4)
     end = max(offsets)
     stsc = stbl.get("stsc")
     if stsc is not None:
