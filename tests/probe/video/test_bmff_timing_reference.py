@@ -11,6 +11,7 @@ lowered, so its prefix-sum lookup and its decline (offsets spread too far) are e
 
 from __future__ import annotations
 
+import struct
 from array import array
 from collections import Counter
 from fractions import Fraction
@@ -24,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workers.probe import bmff_cto, bmff_runs
-from workers.probe.bmff_runs import Runs, all_equal, bounds, expand, has_zero, not_one, samples_in
+from workers.probe.bmff_runs import Runs, all_equal, bounds, expand, has_zero, not_one, read_runs, samples_in
 from workers.probe.bmff_timing import runs_timing, track_timing
 from workers.probe.bmff_track import Edit
 
@@ -205,3 +206,24 @@ def test_bounds_hold_every_value(values: list[int]) -> None:
 def test_zero_counts_are_found_as_whole_words(counts: list[int]) -> None:
     """Counts that are multiples of 256 make zero bytes straddle two words: not a zero count."""
     assert has_zero(array("I", counts)) == (0 in counts)
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(st.integers(0, (1 << 32) - 1), st.integers(0, (1 << 32) - 1)), max_size=20),
+    st.binary(max_size=7),
+    st.binary(max_size=7),
+    st.booleans(),
+)
+def test_read_runs_takes_its_entries_only(
+    entries: list[tuple[int, int]], before: bytes, after: bytes, signed: bool
+) -> None:
+    """A table read at any offset, with bytes around it, gives its (count, value) entries."""
+    data = before + b"".join(struct.pack(">II", n, v) for n, v in entries) + after
+    runs = read_runs(data, len(before), len(entries), signed)
+    values = [v - (1 << 32) if signed and v >= 1 << 31 else v for _, v in entries]
+    assert (list(runs.counts), list(runs.values), runs.samples) == (
+        [n for n, _ in entries],
+        values,
+        sum(n for n, _ in entries),
+    )

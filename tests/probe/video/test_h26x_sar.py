@@ -92,3 +92,10 @@ def test_arbitrary_bytes(data: bytes, head: bytes) -> None:
 def test_replace_is_unescape(parts: list[bytes]) -> None:
     data = b"".join(parts)
     assert data.replace(b"\x00\x00\x03", b"\x00\x00") == h26x.unescape(data)
+
+
+@SETTINGS
+@given(st.sampled_from(X264_SPS), st.binary(max_size=12))
+def test_trailing_bytes(nal: bytes, tail: bytes) -> None:
+    """Bytes after the SPS (rbsp trailing bits, padding, junk) change nothing the reference sees."""
+    assert fast(nal + tail) == reference(nal + tail)
