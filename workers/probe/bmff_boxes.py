@@ -186,19 +186,23 @@ def walk(
     """
     boxes: list[Box] = []
     add, unpack, pos = boxes.append, _HEAD.unpack_from, start
-    while pos < end:
-        if end - pos >= 8:
+    try:
+        while pos < end:  # fewer than 8 bytes left: size < 8 or past the end, or no bytes at all
             size, raw = unpack(data, pos)
-            header = 8
             if size < 8 or pos + size > end or raw == b"uuid":  # not the plain 32-bit header
                 odd = _odd_header(data, pos, end, size, raw)
-                size, header = odd or (0, 8)  # size 0 < header: refused below
-            if size >= header:
-                add(_new_box(Box, (raw.decode("latin-1"), pos, pos + header, pos + size)))
-                pos += size
-                continue
-        return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
-    return boxes, None
+                if odd is None:
+                    break
+                size, header = odd
+            else:
+                header = 8
+            add(_new_box(Box, (raw.decode("latin-1"), pos, pos + header, pos + size)))
+            pos += size
+        else:
+            return boxes, None
+    except struct.error:  # the data itself ends within the header
+        pass
+    return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
 
 
 def children(data: bytes, start: int, end: int, base: int, where: str, *args: object) -> Iterator[Box]:
@@ -227,21 +231,25 @@ def find(data: bytes, start: int, end: int, base: int, where: str, *args: object
     :func:`scan` does), whatever boxes come before it."""
     found: dict[str, Box] = {}
     unpack, pos = _HEAD.unpack_from, start
-    while pos < end:
-        if end - pos >= 8:
+    try:
+        while pos < end:  # fewer than 8 bytes left: size < 8 or past the end, or no bytes at all
             size, raw = unpack(data, pos)
-            header = 8
             if size < 8 or pos + size > end or raw == b"uuid":  # not the plain 32-bit header
                 odd = _odd_header(data, pos, end, size, raw)
-                size, header = odd or (0, 8)  # size 0 < header: refused below
-            if size >= header:
-                kind = raw.decode("latin-1")
-                if kind not in found:
-                    found[kind] = _new_box(Box, (kind, pos, pos + header, pos + size))
-                pos += size
-                continue
-        raise _bad_child(data, pos, end, base, where.format(*args) if args else where)
-    return found
+                if odd is None:
+                    break
+                size, header = odd
+            else:
+                header = 8
+            kind = raw.decode("latin-1")
+            if kind not in found:
+                found[kind] = _new_box(Box, (kind, pos, pos + header, pos + size))
+            pos += size
+        else:
+            return found
+    except struct.error:  # the data itself ends within the header
+        pass
+    raise _bad_child(data, pos, end, base, where.format(*args) if args else where)
 
 
 def full_box(data: bytes, box: Box, base: int, min_payload: int) -> tuple[int, int, int]:
