@@ -109,7 +109,6 @@ def cto_timing(stts: Runs, ctts: Runs) -> tuple[int, int, Callable[[int, int], i
     spread = (high - low) // delta
     if spread > MAX_SPREAD:
         return None
-    offsets = _Offsets(ctts, n)
     # The first PTS is at most sample 0's, so only samples with DTS + low below it, the first
     # ``spread + 1``, compete; likewise for the last PTS at the other end.
     window = min(n, spread + 2)
@@ -117,12 +116,16 @@ def cto_timing(stts: Runs, ctts: Runs) -> tuple[int, int, Callable[[int, int], i
     head = [k * delta + off for k, off in enumerate(_first(ctts, window))]
     tail = [(tail_from + k) * delta + off for k, off in enumerate(_last(ctts, window))]
 
+    middle: list[_Offsets] = []
+
     def presented(start: int, stop: int) -> list[int]:
         if stop <= window:
             return head[start:stop]
         if start >= tail_from:
             return tail[start - tail_from : stop - tail_from]
-        return [(start + k) * delta + off for k, off in enumerate(offsets.between(start, stop))]
+        if not middle:  # a range in the middle (an edit starts or ends there): runs located once
+            middle.append(_Offsets(ctts, n))
+        return [(start + k) * delta + off for k, off in enumerate(middle[0].between(start, stop))]
 
     def clip(i: int) -> int:
         return 0 if i < 0 else n if i > n else i

@@ -90,7 +90,8 @@ def bounds(values: Sequence[int]) -> tuple[int, int]:
     greatest (a few bits above it at worst).
     """
     if len(values) < _FOLD_FROM or not isinstance(values, array) or values.itemsize != 4:
-        return min(values), max(values)
+        distinct = set(values)  # B-frame offsets take a few values: each read once
+        return min(distinct), max(distinct)
     words = len(values)
     ones = int.from_bytes(values.tobytes(), "little")
     zeros = ones
