@@ -39,7 +39,8 @@ def u32_array(data: bytes, at: int, count: int) -> Sequence[int]:
     """``count`` big-endian u32 values at ``at`` (``array`` is ~10x faster than ``struct``)."""
     if not _NATIVE_U32:  # pragma: no cover - no mainstream platform
         return struct.unpack_from(f">{count}I", data, at)
-    arr = array("I", data[at : at + 4 * count])
+    arr = array("I")
+    arr.frombytes(memoryview(data)[at : at + 4 * count])  # one copy, straight from the moov
     if sys.byteorder == "little":
         arr.byteswap()
     return arr
@@ -53,7 +54,9 @@ def read_runs(data: bytes, at: int, count: int, signed: bool) -> Runs:
     table = u32_array(data, at, 2 * count)
     values = table[1::2]
     if signed and isinstance(values, array):
-        values = array("i", values.tobytes())  # the same 32 bits, read as two's complement
+        signed_values = array("i")
+        signed_values.frombytes(memoryview(values).cast("B"))  # the same bits, as two's complement
+        values = signed_values
     elif signed:  # pragma: no cover - no mainstream platform
         values = [v - (1 << 32) if v >= 1 << 31 else v for v in values]
     counts = table[0::2]
