@@ -177,3 +177,13 @@ class TestRunParser:
 
         with pytest.raises(KeyError):
             run_parser(parse, Sparse(1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.binary(min_size=1, max_size=20)), max_size=5))
+def test_prefix_is_what_is_known_from_the_start(chunks: list[tuple[int, bytes]]) -> None:
+    """``prefix()``: the longest run of known bytes from offset 0, nothing when 0 is unknown."""
+    buf = Sparse(80, chunks)
+    prefix = buf.prefix()
+    assert buf.has(0, len(prefix)) and prefix == buf.get(0, len(prefix))
+    assert len(prefix) == 80 or not buf.has(len(prefix), 1)

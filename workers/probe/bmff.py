@@ -25,9 +25,10 @@ from fractions import Fraction
 from math import gcd
 from operator import itemgetter
 
-from workers.probe.bmff_boxes import Box, first_of_each, scan, top_level_header
+from workers.probe.bmff_boxes import Box, first_of_each, known_top_level_header, scan, top_level_header
 from workers.probe.bmff_fragments import Fragments, parse_mvex, walk_fragments
-from workers.probe.bmff_timing import Timing, track_timing
+from workers.probe.bmff_runs import Runs
+from workers.probe.bmff_timing import Ratio, Timing, runs_timing
 from workers.probe.bmff_track import MEDIA_HANDLERS, Track, mdhd_or_mvhd_times, parse_trak
 from workers.probe.media import AudioInfo, Kind, MediaInfo, ProbeError
 from workers.probe.sparse import Sparse
@@ -50,19 +51,20 @@ def _ratio(sar: tuple[int, int] | None) -> str | None:
     return f"{sar[0] // g}:{sar[1] // g}"
 
 
-def _rational(value: Fraction | None) -> str | None:
-    return None if value is None else f"{value.numerator}/{value.denominator}"
+def _rational(value: Ratio | None) -> str | None:
+    return None if value is None else str(value)
 
 
-def _float(value: Fraction | None) -> float | None:
+def _float(value: Fraction | Ratio | None) -> float | None:
     return None if value is None else float(value)
 
 
 def _find_moov(buf: Sparse) -> tuple[Box, bytes | None]:
     """The ``moov`` box and the ``ftyp`` major brand (``None`` without ``ftyp``)."""
     offset, after_media, brand, seen = 0, False, None, []
+    head = buf.prefix()
     while offset < buf.size:
-        box = top_level_header(buf, offset, after_media)
+        box = known_top_level_header(head, offset, buf.size) or top_level_header(buf, offset, after_media)
         assert box is not None  # junk_ok is False: bad headers raise
         if box.type == "ftyp" and box.start == 0:
             brand = buf.get(box.payload, 4) if box.end - box.payload >= 4 else b""
@@ -93,24 +95,30 @@ def _pick(tracks: list[Track], handler: str) -> Track | None:
 
 
 def _timing(track: Track, fragments: Fragments | None, movie_ts: int) -> Timing:
-    stts, ctts = list(track.stts), list(track.ctts)
+    stts, ctts = track.stts, track.ctts
     media_duration = track.media_duration
     if fragments is not None and track.track_id in fragments.tracks:
         media_duration = 0  # mdhd covers the samples in moov only: sum every sample's delta
         runs = fragments.tracks[track.track_id]
-        if not ctts and runs.has_cto:
-            ctts = [(sum(map(itemgetter(0), stts)), 0)] if stts else []
-        stts += runs.stts
-        if ctts or runs.has_cto:
-            ctts += runs.ctts
-    return track_timing(
-        stts=stts,
-        ctts=ctts,
+        if not ctts.counts and runs.has_cto:
+            ctts = Runs([stts.samples], [0], stts.samples) if stts.counts else ctts
+        stts = _joined(stts, runs.stts)
+        if ctts.counts or runs.has_cto:
+            ctts = _joined(ctts, runs.ctts)
+    return runs_timing(
+        stts,
+        ctts,
         timescale=track.timescale,
         media_duration=media_duration,
         edits=track.edits,
         movie_timescale=movie_ts,
     )
+
+
+def _joined(runs: Runs, more: list[tuple[int, int]]) -> Runs:
+    """``runs`` followed by a fragment's ``(count, value)`` pairs."""
+    counts = [*runs.counts, *map(itemgetter(0), more)]
+    return Runs(counts, [*runs.values, *map(itemgetter(1), more)], sum(counts))
 
 
 def _audio_info(track: Track, fragments: Fragments | None, movie_ts: int) -> AudioInfo:

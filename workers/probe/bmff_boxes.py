@@ -115,9 +115,24 @@ def top_level_header(
         raise ProbeError(
             f"top-level box header at offset {offset} truncated: {remainder} bytes left in the file"
         )
-    if not is_plausible_type(head[4:8]):
-        raise ProbeError(f"top-level box at offset {offset}: type {head[4:8].hex()} is not a box type")
-    return _decode_header(head, offset, buf.size, "file")
+    return _top_level_box(head, 0, offset, buf.size)
+
+
+def _top_level_box(head: bytes, at: int, offset: int, size: int) -> Box:
+    """The top-level box at file ``offset`` whose whole header is ``head[at:]``."""
+    if not is_plausible_type(head[at + 4 : at + 8]):
+        raise ProbeError(
+            f"top-level box at offset {offset}: type {head[at + 4 : at + 8].hex()} is not a box type"
+        )
+    return _decode_header(head[at : at + 32] if at else head, offset, size, "file")
+
+
+def known_top_level_header(head: bytes, offset: int, size: int) -> Box | None:
+    """:func:`top_level_header` (``junk_ok`` false) for a box at ``offset`` inside ``head``, the
+    known bytes from the start of the file; ``None`` when its header may not all be there."""
+    if offset + 32 > len(head):  # the longest header: 64-bit size and a uuid
+        return None
+    return _top_level_box(head, offset, offset, size)
 
 
 def _bad_child(data: bytes, pos: int, end: int, base: int, where: str) -> ProbeError:
@@ -141,6 +156,23 @@ def _bad_child(data: bytes, pos: int, end: int, base: int, where: str) -> ProbeE
     )
 
 
+def _odd_header(data: bytes, pos: int, end: int, size: int, raw: bytes) -> tuple[int, int] | None:
+    """``(size, header size)`` of a child header that is not the plain 32-bit one, or ``None``
+    when it is bad (64-bit size cut off, size below the header, past the parent's end)."""
+    header = 8
+    if size == 1:
+        if end - pos < 16:
+            return None
+        size, header = _U64.unpack_from(data, pos + 8)[0], 16
+    elif size == 0:
+        size = end - pos
+    if raw == b"uuid":
+        header += 16
+    if size < header or pos + size > end:
+        return None
+    return size, header
+
+
 def walk(
     data: bytes, start: int, end: int, base: int, where: str, *args: object
 ) -> tuple[list[Box], ProbeError | None]:
@@ -154,25 +186,23 @@ def walk(
     """
     boxes: list[Box] = []
     add, unpack, pos = boxes.append, _HEAD.unpack_from, start
-    while pos < end:
-        if end - pos < 8:
-            return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
-        size, raw = unpack(data, pos)
-        header = 8
-        if size < 8 or pos + size > end or raw == b"uuid":  # not the plain 32-bit header
-            if size == 1:
-                if end - pos < 16:
-                    return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
-                size, header = _U64.unpack_from(data, pos + 8)[0], 16
-            elif size == 0:
-                size = end - pos
-            if raw == b"uuid":
-                header += 16
-            if size < header or pos + size > end:
-                return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
-        add(_new_box(Box, (raw.decode("latin-1"), pos, pos + header, pos + size)))
-        pos += size
-    return boxes, None
+    try:
+        while pos < end:  # fewer than 8 bytes left: size < 8 or past the end, or no bytes at all
+            size, raw = unpack(data, pos)
+            if size < 8 or pos + size > end or raw == b"uuid":  # not the plain 32-bit header
+                odd = _odd_header(data, pos, end, size, raw)
+                if odd is None:
+                    break
+                size, header = odd
+            else:
+                header = 8
+            add(_new_box(Box, (raw.decode("latin-1"), pos, pos + header, pos + size)))
+            pos += size
+        else:
+            return boxes, None
+    except struct.error:  # the data itself ends within the header
+        pass
+    return boxes, _bad_child(data, pos, end, base, where.format(*args) if args else where)
 
 
 def children(data: bytes, start: int, end: int, base: int, where: str, *args: object) -> Iterator[Box]:
@@ -197,8 +227,29 @@ def first_of_each(boxes: list[Box]) -> dict[str, Box]:
 
 
 def find(data: bytes, start: int, end: int, base: int, where: str, *args: object) -> dict[str, Box]:
-    """The first child box of each type in ``data[start:end]``."""
-    return first_of_each(scan(data, start, end, base, where, *args))
+    """The first child box of each type in ``data[start:end]``; a bad header raises (as
+    :func:`scan` does), whatever boxes come before it."""
+    found: dict[str, Box] = {}
+    unpack, pos = _HEAD.unpack_from, start
+    try:
+        while pos < end:  # fewer than 8 bytes left: size < 8 or past the end, or no bytes at all
+            size, raw = unpack(data, pos)
+            if size < 8 or pos + size > end or raw == b"uuid":  # not the plain 32-bit header
+                odd = _odd_header(data, pos, end, size, raw)
+                if odd is None:
+                    break
+                size, header = odd
+            else:
+                header = 8
+            kind = raw.decode("latin-1")
+            if kind not in found:
+                found[kind] = _new_box(Box, (kind, pos, pos + header, pos + size))
+            pos += size
+        else:
+            return found
+    except struct.error:  # the data itself ends within the header
+        pass
+    raise _bad_child(data, pos, end, base, where.format(*args) if args else where)
 
 
 def full_box(data: bytes, box: Box, base: int, min_payload: int) -> tuple[int, int, int]:

@@ -13,8 +13,9 @@ import struct
 
 import msgspec
 
-from workers.probe.bmff_boxes import Box, children, find, fourcc, full_box, need_bytes
-from workers.probe.h26x import h264_sps_sar, hevc_sps_sar
+from workers.probe.bmff_boxes import Box, children, find, fourcc, full_box, need_bytes, walk
+from workers.probe.h26x import hevc_sps_sar
+from workers.probe.h26x_sar import h264_sps_sar
 from workers.probe.media import ProbeError
 
 VIDEO_CODECS = {
@@ -36,6 +37,7 @@ _AAC_CHANNELS = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 8}
 _VISUAL_FIXED = 78
 _AUDIO_FIXED = 28
 _U16 = struct.Struct(">H")
+_SIZE = struct.Struct(">HH")
 _U32 = struct.Struct(">I")
 
 
@@ -140,12 +142,13 @@ def _esds(data: bytes, box: Box) -> tuple[str | None, int | None]:
 
 def _visual(data: bytes, box: Box, base: int, kind: str) -> SampleEntry:
     need_bytes(box, base, box.payload, _VISUAL_FIXED, "visual sample entry fields")
-    width, height = _U16.unpack_from(data, box.payload + 24)[0], _U16.unpack_from(data, box.payload + 26)[0]
+    width, height = _SIZE.unpack_from(data, box.payload + 24)
     body = box.payload + _VISUAL_FIXED
     if kind in ("encv", "resv"):
         kind = _original_format(data, box, body, base) or kind
     entry = SampleEntry(fourcc=kind, codec=VIDEO_CODECS.get(kind, kind.strip()), width=width, height=height)
-    for child in children(data, body, box.end, base, "{} sample entry", box.type):
+    boxes, error = walk(data, body, box.end, base, "{} sample entry", box.type)
+    for child in boxes:
         if child.type == "pasp":
             need_bytes(child, base, child.payload, 8, "pasp spacing")
             h, v = _U32.unpack_from(data, child.payload)[0], _U32.unpack_from(data, child.payload + 4)[0]
@@ -156,6 +159,8 @@ def _visual(data: bytes, box: Box, base: int, kind: str) -> SampleEntry:
             entry.sar_vui = _avcc_sar(data, child, base)
         elif child.type == "hvcC" and entry.codec == "hevc":
             entry.sar_vui = _hvcc_sar(data, child, base)
+    if error is not None:
+        raise error
     return entry
 
 
@@ -200,7 +205,11 @@ def parse_stsd(data: bytes, stsd: Box, base: int, handler: str) -> SampleEntry |
         return None
     if body + 4 >= stsd.end:
         raise ProbeError(f"stsd at offset {base + stsd.start}: entry count > 0 but no entry")
-    entry = next(children(data, body + 4, stsd.end, base, "stsd"))
+    entries, error = walk(data, body + 4, stsd.end, base, "stsd")
+    if not entries:
+        assert error is not None  # a non-empty span holds a box or a bad header
+        raise error
+    entry = entries[0]
     if handler == "vide":
         return _visual(data, entry, base, entry.type)
     if handler == "soun":

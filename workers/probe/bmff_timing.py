@@ -23,13 +23,16 @@ Definitions (see :mod:`workers.probe.media`), in the track's media timescale:
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter
-from fractions import Fraction
-from itertools import accumulate, starmap
+from collections.abc import Callable, Sequence
+from itertools import accumulate, compress
+from math import gcd
 from operator import add, itemgetter, mul
+from typing import NamedTuple
 
 import msgspec
 
+from workers.probe.bmff_cto import cto_timing
+from workers.probe.bmff_runs import Runs, all_equal, expand, has_zero
 from workers.probe.bmff_track import Edit
 from workers.probe.media import ProbeError
 
@@ -37,6 +40,30 @@ from workers.probe.media import ProbeError
 # that claims more samples than any real movie (24 h at 60 fps is 5.2 million) is refused
 # rather than expanded into gigabytes.
 MAX_EXPANDED_SAMPLES = 20_000_000
+# Weights of distinct deltas are summed one C-level pass per distinct delta up to this many.
+_FEW_DELTAS = 8
+_positive = (0).__lt__
+
+
+class Ratio(NamedTuple):
+    """An exact ratio in lowest terms, denominator > 0 (what ``Fraction`` would hold)."""
+
+    num: int
+    den: int
+
+    @classmethod
+    def of(cls, num: int, den: int) -> Ratio:
+        """``num / den`` reduced; ``den`` must not be 0."""
+        g = gcd(num, den)
+        if den < 0:
+            g = -g
+        return cls(num // g, den // g)
+
+    def __float__(self) -> float:
+        return self.num / self.den  # int / int is correctly rounded, as float(Fraction) is
+
+    def __str__(self) -> str:
+        return f"{self.num}/{self.den}"
 
 
 class Timing(msgspec.Struct, kw_only=True):
@@ -44,11 +71,17 @@ class Timing(msgspec.Struct, kw_only=True):
 
     frames: int
     presented: int
-    duration: Fraction | None  # seconds
-    fps: Fraction | None
-    nominal_fps: Fraction | None
+    duration: Ratio | None  # seconds
+    fps: Ratio | None
+    nominal_fps: Ratio | None
     vfr: bool
     negative_pts: bool
+
+
+def pair_runs(runs: Sequence[tuple[int, int]]) -> Runs:
+    """``(count, value)`` pairs as :class:`Runs`."""
+    counts = list(map(itemgetter(0), runs))
+    return Runs(counts, list(map(itemgetter(1), runs)), sum(counts))
 
 
 def _count_runs_in(stts: list[tuple[int, int]], lo: int, hi: int) -> int:
@@ -66,48 +99,90 @@ def _count_runs_in(stts: list[tuple[int, int]], lo: int, hi: int) -> int:
     return total
 
 
-def _expand(runs: list[tuple[int, int]]) -> list[int]:
-    out: list[int] = []
-    for n, value in runs:
-        out += [value] * n
-    return out
+def _run_counter(stts: Runs, frames: int, total: int) -> Callable[[int, int], int]:
+    """``count(lo, hi)``: samples with decode time in ``[lo, hi)``.
+
+    With no negative delta the decode times rise from 0 to the last sample's, so a range
+    holding both ends holds every sample: answered without a pass over the runs.
+    """
+    counts, values = stts.counts, stts.values
+    last_dts = None
+    if frames and min(values) >= 0:
+        last = len(counts) - 1
+        while counts[last] <= 0:
+            last -= 1
+        last_dts = total - values[last]
+
+    def count(lo: int, hi: int) -> int:
+        if last_dts is not None and lo <= 0 and last_dts < hi:
+            return frames
+        return _count_runs_in(list(zip(counts, values, strict=True)), lo, hi)
+
+    return count
 
 
-def _pts_list(stts: list[tuple[int, int]], ctts: list[tuple[int, int]]) -> tuple[list[int], int]:
-    """Every sample's PTS, sorted, and the media end (max PTS + the sample's delta).
+def _unsorted_pts(stts: Runs, ctts: Runs) -> tuple[list[int], int]:
+    """Every sample's PTS in decode order, and the media end (max PTS + the sample's delta).
 
     One ``stts`` run (constant frame rate, the common case) needs no per-sample delta list:
     the decode times are a ``range`` and the end is the largest PTS plus the one delta.
     """
-    if len(stts) == 1 and stts[0][1] != 0:
-        n, delta = stts[0]
-        offsets = _expand(ctts)
+    counts, values = stts.counts, stts.values
+    if len(counts) == 1 and values[0] != 0:
+        n, delta = counts[0], values[0]
+        offsets = expand(ctts)
         if len(offsets) < n:
             offsets += [0] * (n - len(offsets))
         pts = list(map(add, range(0, n * delta, delta), offsets))
-        pts.sort()
-        return pts, (pts[-1] + delta if pts else 0)
-    deltas = _expand(stts)
-    offsets = _expand(ctts)
+        return pts, (max(pts) + delta if pts else 0)
+    deltas = expand(stts)
+    offsets = expand(ctts)
     if len(offsets) < len(deltas):  # fragments without offsets after a moov with them
         offsets += [0] * (len(deltas) - len(offsets))
-    dts = accumulate(deltas, initial=0)
-    pts = list(map(add, dts, offsets[: len(deltas)]))
-    end = max(map(add, pts, deltas), default=0)
+    elif len(offsets) > len(deltas):
+        del offsets[len(deltas) :]
+    pts = list(map(add, accumulate(deltas, initial=0), offsets))
+    return pts, max(map(add, pts, deltas), default=0)
+
+
+def _pts_list(stts: list[tuple[int, int]], ctts: list[tuple[int, int]]) -> tuple[list[int], int]:
+    """Every sample's PTS, sorted, and the media end (max PTS + the sample's delta)."""
+    pts, end = _unsorted_pts(pair_runs(stts), pair_runs(ctts))
     pts.sort()
     return pts, end
 
 
-def _deltas(stts: list[tuple[int, int]]) -> tuple[int, bool]:
-    """``(most common delta, vfr)``; delta 0 when there is none."""
-    weights: Counter[int] = Counter()
-    for n, d in stts:
-        weights[d] += n
-    if not weights:
+def _deltas(stts: Runs) -> tuple[int, bool]:
+    """``(most common delta, vfr)``; delta 0 when there is none.
+
+    VFR: more than one distinct delta among the samples but the last (runs of count 0 hold
+    no sample).
+    """
+    counts, values = stts.counts, stts.values
+    if not counts:
         return 0, False
+    if all_equal(values):
+        return max(values[0], 0), False
+    distinct = set(values)
+    weights: dict[int, int] = {}
+    if len(distinct) == 2:  # n_a + n_b = samples, a n_a + b n_b = the decode total: solved
+        a, b = distinct
+        weights[a] = (sum(map(mul, counts, values)) - b * stts.samples) // (a - b)
+        weights[b] = stts.samples - weights[a]
+    elif len(distinct) <= _FEW_DELTAS:
+        for d in distinct:
+            weights[d] = sum(compress(counts, map(d.__eq__, values)))
+    else:
+        for n, d in zip(counts, values, strict=True):
+            weights[d] = weights.get(d, 0) + n
     delta = min(weights, key=lambda d: (-weights[d], d))
-    head = [(n, d) for n, d in stts[:-1]] + [(stts[-1][0] - 1, stts[-1][1])]
-    vfr = len({d for n, d in head if n > 0}) > 1
+    if has_zero(counts):
+        seen = set(compress(values[:-1], map(_positive, counts[:-1])))
+        if counts[-1] > 1:
+            seen.add(values[-1])
+        vfr = len(seen) > 1
+    else:  # every run but the last is a delta some sample has
+        vfr = not all_equal(values[:-1]) or (counts[-1] > 1 and values[-1] != values[0])
     return max(delta, 0), vfr
 
 
@@ -120,27 +195,57 @@ def track_timing(
     edits: list[Edit] | None,
     movie_timescale: int,
 ) -> Timing:
-    """Timing of a track from its (possibly fragment-extended) tables."""
-    frames = sum(map(itemgetter(0), stts))
-    shifts = set(map(itemgetter(1), ctts))
-    if len(shifts) > 1:
+    """Timing of a track from ``(count, value)`` tables (see :func:`runs_timing`)."""
+    return runs_timing(
+        pair_runs(stts),
+        pair_runs(ctts),
+        timescale=timescale,
+        media_duration=media_duration,
+        edits=edits,
+        movie_timescale=movie_timescale,
+    )
+
+
+def runs_timing(
+    stts: Runs,
+    ctts: Runs,
+    *,
+    timescale: int,
+    media_duration: int,
+    edits: list[Edit] | None,
+    movie_timescale: int,
+) -> Timing:
+    """Timing of a track from its (possibly fragment-extended) run tables."""
+    frames = stts.samples
+    offsets = ctts.values
+    count: Callable[[int, int], int]
+    if not all_equal(offsets):
         if frames > MAX_EXPANDED_SAMPLES:
             raise ProbeError(
                 f"track has {frames} samples with varying composition offsets; the probe expands "
                 f"at most {MAX_EXPANDED_SAMPLES}"
             )
-        pts, media_end = _pts_list(stts, ctts)
-        first_pts = pts[0] if pts else 0
+        cto = None
+        if frames and len(stts.counts) == 1 and stts.values[0] > 0 and ctts.samples == frames:
+            cto = cto_timing(stts, ctts)
+        if cto is not None:
+            first_pts, media_end, count = cto
+        else:
+            pts, media_end = _unsorted_pts(stts, ctts)
+            pts.sort()
+            first_pts = pts[0] if pts else 0
 
-        def count(lo: int, hi: int) -> int:
-            return bisect_left(pts, hi) - bisect_left(pts, lo)
+            def count(lo: int, hi: int) -> int:
+                return bisect_left(pts, hi) - bisect_left(pts, lo)
     else:  # PTS = DTS + one constant offset: count by arithmetic over the stts runs
-        shift = shifts.pop() if shifts else 0
-        media_end = sum(starmap(mul, stts)) + shift
+        shift = offsets[0] if offsets else 0
+        decode_end = sum(map(mul, stts.counts, stts.values))
+        media_end = decode_end + shift
         first_pts = shift if frames else 0
+        by_dts = _run_counter(stts, frames, decode_end)
 
         def count(lo: int, hi: int) -> int:
-            return _count_runs_in(stts, lo - shift, hi - shift)
+            return by_dts(lo - shift, hi - shift)
 
     # Edit arithmetic in integers of 1 / (timescale * movie_timescale) s: media time t is
     # t * movie_timescale, an edit duration d (movie timescale) is d * timescale.
@@ -161,15 +266,14 @@ def track_timing(
         scale = 1
         presented = count(0, 1 << 62)
         negative = frames > 0 and first_pts < 0
-        total = media_duration or sum(starmap(mul, stts))
-    duration = Fraction(total, timescale * scale) if total else None
+        total = media_duration or sum(map(mul, stts.counts, stts.values))
     delta, vfr = _deltas(stts)
     return Timing(
         frames=frames,
         presented=presented,
-        duration=duration,
-        fps=Fraction(presented * timescale * scale, total) if total else None,
-        nominal_fps=Fraction(timescale, delta) if delta else None,
+        duration=Ratio.of(total, timescale * scale) if total else None,
+        fps=Ratio.of(presented * timescale * scale, total) if total else None,
+        nominal_fps=Ratio.of(timescale, delta) if delta else None,
         vfr=vfr,
         negative_pts=negative,
     )

@@ -11,22 +11,30 @@ from __future__ import annotations
 
 import math
 import struct
-import sys
-from array import array
-from collections.abc import Sequence
-from operator import itemgetter
+from collections.abc import Callable, Sequence
 
 import msgspec
 
 from workers.probe.bmff_boxes import Box, find, full_box, need_bytes
 from workers.probe.bmff_entry import SampleEntry, parse_stsd
+from workers.probe.bmff_runs import NO_RUNS, Runs, read_runs, u32_array
 from workers.probe.media import ProbeError
 
 _U32 = struct.Struct(">I")
 _I32 = struct.Struct(">i")
 _U64 = struct.Struct(">Q")
 _I64 = struct.Struct(">q")
+_STSZ = struct.Struct(">II")
+_MATRIX = struct.Struct(">iiiii")  # a, b, u, c, d of the tkhd matrix (16.16, u 2.30)
+_ONE = 0x10000
 _FIXED = 65536.0
+# (a, b, u, c, d) of the exact quarter turns (u = 0): rotation_from_matrix's answers, looked up
+_RIGHT_ANGLES = {
+    (_ONE, 0, 0, 0, _ONE): 0,
+    (0, _ONE, 0, -_ONE, 0): 90,
+    (-_ONE, 0, 0, 0, -_ONE): 180,
+    (0, -_ONE, 0, _ONE, 0): 270,
+}
 MEDIA_HANDLERS = frozenset({"vide", "soun"})
 
 
@@ -47,8 +55,8 @@ class Track(msgspec.Struct, kw_only=True):
     timescale: int
     media_duration: int
     edits: list[Edit] | None = None
-    stts: list[tuple[int, int]] = []  # (count, delta)
-    ctts: list[tuple[int, int]] = []  # (count, offset)
+    stts: Runs = NO_RUNS  # (count, delta)
+    ctts: Runs = NO_RUNS  # (count, offset)
     sample_count: int = 0
     entry: SampleEntry | None = None
     media_end: int = 0  # one past the last byte of sample data the tables point at
@@ -76,8 +84,12 @@ def _tkhd(data: bytes, box: Box, base: int) -> tuple[int, bool, int]:
     else:
         track_id = _U32.unpack_from(data, p + 8)[0]
         p += 20
-    a, b, _u, c, d = struct.unpack_from(">iiiii", data, p + 16)
-    return track_id, bool(flags & 1), rotation_from_matrix(a / _FIXED, b / _FIXED, c / _FIXED, d / _FIXED)
+    matrix = _MATRIX.unpack_from(data, p + 16)
+    rotation = _RIGHT_ANGLES.get(matrix)
+    if rotation is None:
+        a, b, _u, c, d = matrix
+        rotation = rotation_from_matrix(a / _FIXED, b / _FIXED, c / _FIXED, d / _FIXED)
+    return track_id, bool(flags & 1), rotation
 
 
 def mdhd_or_mvhd_times(data: bytes, box: Box, base: int) -> tuple[int, int]:
@@ -112,33 +124,29 @@ def _elst(data: bytes, box: Box, base: int) -> list[Edit]:
     return edits
 
 
-def _runs(data: bytes, box: Box, base: int, signed: bool) -> list[tuple[int, int]]:
+def _runs(data: bytes, box: Box, base: int, signed: bool) -> Runs:
     _, _, p = full_box(data, box, base, 4)
     count = _U32.unpack_from(data, p)[0]
     need_bytes(box, base, p + 4, count * 8, "{} with {} entries", box.type, count)
-    return list(struct.iter_unpack(">Ii" if signed else ">II", data[p + 4 : p + 4 + count * 8]))
+    return read_runs(data, p + 4, count, signed)
 
 
-def _u32_array(data: bytes, at: int, count: int) -> Sequence[int]:
-    """``count`` big-endian u32 values at ``at`` (``array`` is ~10x faster than ``struct``)."""
-    if array("I").itemsize != 4:  # pragma: no cover - no mainstream platform
-        return struct.unpack_from(f">{count}I", data, at)
-    arr = array("I", data[at : at + 4 * count])
-    if sys.byteorder == "little":
-        arr.byteswap()
-    return arr
-
-
-def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, int, Sequence[int]]:
-    """``(count, constant_size, last sizes)``: the sample count and enough sizes for the end."""
+def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, int, Callable[[int], int]]:
+    """``(count, constant_size, sum_of_last)``: the sample count, the constant size (0 when
+    sizes vary) and a function summing the last ``k`` sizes (the last chunk's bytes)."""
     if "stsz" in stbl:
         box = stbl["stsz"]
         _, _, p = full_box(data, box, base, 8)
-        const, count = _U32.unpack_from(data, p)[0], _U32.unpack_from(data, p + 4)[0]
+        const, count = _STSZ.unpack_from(data, p)
         if const:
-            return count, const, []
+            return count, const, _no_sizes
         need_bytes(box, base, p + 8, count * 4, "stsz with {} sizes", count)
-        return count, 0, _u32_array(data, p + 8, count)
+
+        def last_sizes(k: int) -> int:
+            k = min(k, count)
+            return sum(u32_array(data, p + 8 + 4 * (count - k), k))
+
+        return count, 0, last_sizes
     if "stz2" in stbl:
         box = stbl["stz2"]
         _, _, p = full_box(data, box, base, 8)
@@ -148,14 +156,22 @@ def _sample_sizes(data: bytes, stbl: dict[str, Box], base: int) -> tuple[int, in
         need_bytes(box, base, p + 8, (count * field + 7) // 8, "stz2 with {} sizes", count)
         raw = data[p + 8 : p + 8 + (count * field + 7) // 8]
         if field == 16:
-            return count, 0, list(struct.unpack(f">{count}H", raw))
-        if field == 8:
-            return count, 0, list(raw)
-        return count, 0, [(raw[i // 2] >> (4 if i % 2 == 0 else 0)) & 15 for i in range(count)]
-    return 0, 0, []
+            sizes: Sequence[int] = struct.unpack(f">{count}H", raw)
+        elif field == 8:
+            sizes = raw
+        else:
+            sizes = [(raw[i // 2] >> (4 if i % 2 == 0 else 0)) & 15 for i in range(count)]
+        return count, 0, lambda k: sum(sizes[-k:])
+    return 0, 0, _no_sizes
 
 
-def _media_end(data: bytes, stbl: dict[str, Box], base: int, const: int, sizes: Sequence[int]) -> int:
+def _no_sizes(k: int) -> int:
+    return 0
+
+
+def _media_end(
+    data: bytes, stbl: dict[str, Box], base: int, const: int, last_sizes: Callable[[int], int]
+) -> int:
     """End of the last chunk's sample data (0 without a chunk table)."""
     box = stbl.get("stco") or stbl.get("co64")
     if box is None:
@@ -166,7 +182,12 @@ def _media_end(data: bytes, stbl: dict[str, Box], base: int, const: int, sizes: 
         return 0
     width = 8 if box.type == "co64" else 4
     need_bytes(box, base, p + 4, count * width, "{} with {} offsets", box.type, count)
-    offsets = struct.unpack_from(f">{count}{'Q' if width == 8 else 'I'}", data, p + 4)
+    if count == 1:
+        offsets: Sequence[int] = ((_U64 if width == 8 else _U32).unpack_from(data, p + 4)[0],)
+    elif width == 4:
+        offsets = u32_array(data, p + 4, count)
+    else:
+        offsets = struct.unpack_from(f">{count}Q", data, p + 4)
     end = max(offsets)
     stsc = stbl.get("stsc")
     if stsc is not None:
@@ -175,7 +196,7 @@ def _media_end(data: bytes, stbl: dict[str, Box], base: int, const: int, sizes: 
         need_bytes(stsc, base, q + 4, n * 12, "stsc with {} entries", n)
         if n:
             per_chunk = _U32.unpack_from(data, q + 4 + (n - 1) * 12 + 4)[0]
-            last = offsets[-1] + (const * per_chunk if const else sum(sizes[-per_chunk:]) if per_chunk else 0)
+            last = offsets[-1] + (const * per_chunk if const else last_sizes(per_chunk) if per_chunk else 0)
             end = max(end, last)
     return int(end)
 
@@ -221,17 +242,17 @@ def parse_trak(data: bytes, trak: Box, base: int) -> Track:
         track.stts = _runs(data, stbl["stts"], base, signed=False)
     if "ctts" in stbl:
         track.ctts = _runs(data, stbl["ctts"], base, signed=True)
-    count, const, sizes = _sample_sizes(data, stbl, base)
+    count, const, last_sizes = _sample_sizes(data, stbl, base)
     track.sample_count = count
-    stts_total = sum(map(itemgetter(0), track.stts))
-    if stts_total != count and (track.stts or count):
+    stts_total = track.stts.samples
+    if stts_total != count and (track.stts.counts or count):
         raise ProbeError(
             f"trak at offset {at}: stts covers {stts_total} samples but the size table has {count}"
         )
-    ctts_total = sum(map(itemgetter(0), track.ctts))
-    if track.ctts and ctts_total != count:
+    ctts_total = track.ctts.samples
+    if track.ctts.counts and ctts_total != count:
         raise ProbeError(
             f"trak at offset {at}: ctts covers {ctts_total} samples but the size table has {count}"
         )
-    track.media_end = _media_end(data, stbl, base, const, sizes)
+    track.media_end = _media_end(data, stbl, base, const, last_sizes)
     return track

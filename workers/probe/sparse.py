@@ -116,6 +116,10 @@ class Sparse:
         nxt = self._starts[i + 1] if i + 1 < len(self._starts) else end
         raise Missing(offset, min(nxt, end) - offset)
 
+    def prefix(self) -> bytes:
+        """The known bytes from offset 0 (``b""`` when the start is not known)."""
+        return self._data[0] if self._starts and self._starts[0] == 0 else b""
+
     @property
     def known(self) -> int:
         """Number of known bytes."""
