@@ -34,7 +34,7 @@ from daemon.pipeline.build import Builder
 from daemon.pipeline.held import HeldBatches
 from daemon.pipeline.intake import Intake
 from daemon.pipeline.pause import IntakePause
-from daemon.pipeline.stages import END_BATCH, END_JOB, KeyMaker, Prober, Settings, Stages
+from daemon.pipeline.stages import END_BATCH, END_JOB, KeyMaker, Prober, Settings, Stages, batching_advice
 from daemon.pipeline.tracker import Counters, Tracker
 from daemon.pipeline.waiting import WaitingRoom
 from daemon.sinks.base import Deliverer, ItemResult
@@ -160,6 +160,8 @@ class Pipeline(Stages):
         await self.held.recover()
 
     async def run(self) -> Counters:
+        if (advice := batching_advice(self.s)) is not None:
+            log.warning("batches cannot fill", reason=advice)
         await self.recover()
         async with asyncio.TaskGroup() as tg:
             self._intake_task = tg.create_task(self.intake.run())

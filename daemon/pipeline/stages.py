@@ -78,6 +78,19 @@ class Settings:
     recheck: tuple[float, float] = (1.0, 60.0)  # credentials re-check backoff: base, cap (pipeline.pause)
 
 
+def batching_advice(s: Settings) -> str | None:
+    """Why batches can never fill with these settings (each then waits the linger), or None. A
+    batch holds at most ``max_in_flight`` objects: below ``max_items`` it is legal and slow (at
+    most max_in_flight objects per linger). The labelbox sink refuses such a config outright."""
+    if s.max_in_flight >= s.max_items:
+        return None
+    return (
+        f"pipeline.max_in_flight ({s.max_in_flight}) is below sink.max_items ({s.max_items}): no batch can"
+        f" fill, so each waits sink.linger_ms ({s.linger * 1000:g} ms) and at most {s.max_in_flight}"
+        " objects are delivered per linger; raise max_in_flight or lower max_items"
+    )
+
+
 class Stages:
     """The stage loops; the attributes are set up by the pipeline."""
 

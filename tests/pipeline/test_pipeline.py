@@ -421,3 +421,25 @@ class TestRecovery:
 @pytest.fixture(autouse=True)
 def _quiet_logs() -> None:
     configure("error")
+
+
+class TestBatchingAdvice:
+    async def test_a_batch_that_can_never_fill_is_said_once_with_both_values(self, tmp_path: Path) -> None:
+        """max_in_flight below max_items: every batch would wait the whole linger (a run still
+        delivers everything); the operator is told why, naming both settings and their values."""
+        p, _ = make(tmp_path, ListSource(msgs(["img1.jpg", "img2.jpg"], [])), Script(), max_in_flight=4)
+        configure("info")  # this module quiets logs below errors
+        with capture_logs() as logs:
+            c = await p.run()
+        assert c.delivered == 2
+        said = [e for e in logs if e["event"] == "batches cannot fill"]
+        assert len(said) == 1 and said[0]["log_level"] == "warning"
+        reason = said[0]["reason"]
+        assert "pipeline.max_in_flight (4)" in reason and "sink.max_items (10)" in reason
+
+    async def test_nothing_is_said_when_batches_can_fill(self, tmp_path: Path) -> None:
+        p, _ = make(tmp_path, ListSource(msgs(["img1.jpg"], [])), Script())
+        configure("info")
+        with capture_logs() as logs:
+            await p.run()
+        assert not [e for e in logs if e["event"] == "batches cannot fill"]
