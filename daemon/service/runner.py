@@ -42,6 +42,8 @@ from daemon.sinks.base import CredentialsError
 
 log = structlog.get_logger()
 
+GC_YOUNG_THRESHOLD = 20_000
+
 
 def version() -> str:
     try:
@@ -149,6 +151,10 @@ class Service:
             )
             self.pipeline = p
             gc.freeze()  # what start-up made lives as long as the process: cyclic GC skips it (perf.md)
+            # most per-object containers die young: a collection every 20,000 allocations instead of
+            # 700 leaves them freed by refcount before any scan (e2e rig: the GC's time per run
+            # 0.23 -> 0.03 s, ~5 µs per object; at most a few MB more of short-lived garbage)
+            gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
             self.metrics.on_read = self._observe  # gauges read at scrape time, watchdog or not
             self.readiness.ledger_open = True
             if self.cfg.http.listen:
