@@ -82,7 +82,8 @@ class Conn(asyncio.Protocol):
         return self.waiter
 
 
-async def _drive(n: int, one: Callable[[], Awaitable[int]]) -> None:
+async def drive(n: int, one: Callable[[], Awaitable[int]], concurrency: int = CONCURRENCY) -> None:
+    """``n`` calls of ``one`` (each a 206) by ``concurrency`` workers."""
     left = n
 
     async def worker() -> None:
@@ -92,7 +93,30 @@ async def _drive(n: int, one: Callable[[], Awaitable[int]]) -> None:
             if await one() != 206:
                 raise RuntimeError("not a 206")
 
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def bare_gets(host_port: str, req: bytes, n: int, concurrency: int = CONCURRENCY) -> None:
+    """The reference: ``n`` sends of the prepared request ``req`` over ``concurrency`` kept-alive
+    connections of the minimal protocol client (:class:`Conn`)."""
+    host, port = host_port.split(":")
+    loop = asyncio.get_running_loop()
+    pool: asyncio.Queue[Conn] = asyncio.Queue()
+    for _ in range(concurrency):
+        _, proto = await loop.create_connection(Conn, host, int(port))
+        pool.put_nowait(proto)
+
+    async def one() -> int:
+        conn = await pool.get()
+        status, _ = await conn.request(req)
+        pool.put_nowait(conn)
+        return status
+
+    await drive(n, one, concurrency)
+    while not pool.empty():
+        c = pool.get_nowait()
+        assert c.transport is not None
+        c.transport.close()
 
 
 async def with_ingestd_session(url: str, n: int) -> None:
@@ -104,7 +128,7 @@ async def with_ingestd_session(url: str, n: int) -> None:
                 await r.read()
                 return r.status
 
-        await _drive(n, one)
+        await drive(n, one)
 
 
 async def with_tuned(url: str, n: int) -> None:
@@ -122,31 +146,14 @@ async def with_tuned(url: str, n: int) -> None:
                 await r.read()
                 return r.status
 
-        await _drive(n, one)
+        await drive(n, one)
 
 
 async def with_minimal(url: str, n: int) -> None:
     host_port = url.split("/")[2]
-    host, port = host_port.split(":")
     path = "/" + url.split("/", 3)[3]
     req = f"GET {path} HTTP/1.1\r\nHost: {host_port}\r\nRange: bytes=0-{RANGE - 1}\r\n\r\n".encode()
-    loop = asyncio.get_running_loop()
-    pool: asyncio.Queue[Conn] = asyncio.Queue()
-    for _ in range(CONCURRENCY):
-        _, proto = await loop.create_connection(Conn, host, int(port))
-        pool.put_nowait(proto)
-
-    async def one() -> int:
-        conn = await pool.get()
-        status, _ = await conn.request(req)
-        pool.put_nowait(conn)
-        return status
-
-    await _drive(n, one)
-    while not pool.empty():
-        c = pool.get_nowait()
-        assert c.transport is not None
-        c.transport.close()
+    await bare_gets(host_port, req, n)
 
 
 async def with_range_client(url: str, n: int) -> None:
@@ -156,7 +163,7 @@ async def with_range_client(url: str, n: int) -> None:
         async def one() -> int:
             return (await client.get(url, headers, cap=RANGE)).status
 
-        await _drive(n, one)
+        await drive(n, one)
 
 
 def _measure(fn: Callable[[str, int], Awaitable[None]], url: str, n: int) -> tuple[float, float]:

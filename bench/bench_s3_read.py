@@ -26,7 +26,6 @@ drown the differences measured here. glibc's defaults are put back when the benc
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 import datetime
@@ -42,7 +41,7 @@ from typing import Any
 import uvloop
 from aiobotocore.credentials import AioCredentials, AioRefreshableCredentials
 
-from bench.bench_range_client import Conn
+from bench.bench_range_client import bare_gets, drive
 from bench.harness import Figure
 from bench.nginx import nginx
 from daemon.core import allocator
@@ -79,43 +78,13 @@ class _Session:
         return AioRefreshableCredentials.create_from_metadata(metadata, refresh, "bench")
 
 
-async def _drive(n: int, concurrency: int, one: Callable[[], Awaitable[int]]) -> None:
-    left = n
-
-    async def worker() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            if await one() != 206:
-                raise RuntimeError("not a 206")
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-
 async def bare(base: str, etag: str, n: int, c: int) -> None:
     host_port = base.split("/")[2]
-    host, port = host_port.split(":")
     path = "/" + BUCKET + "/" + KEY.replace(" ", "%20")
     req = (
         f"GET {path} HTTP/1.1\r\nHost: {host_port}\r\nRange: bytes=0-{RANGE - 1}\r\nIf-Match: {etag}\r\n\r\n"
     ).encode()
-    loop = asyncio.get_running_loop()
-    pool: asyncio.Queue[Conn] = asyncio.Queue()
-    for _ in range(c):
-        _, proto = await loop.create_connection(Conn, host, int(port))
-        pool.put_nowait(proto)
-
-    async def one() -> int:
-        conn = await pool.get()
-        status, _ = await conn.request(req)
-        pool.put_nowait(conn)
-        return status
-
-    await _drive(n, c, one)
-    while not pool.empty():
-        conn = pool.get_nowait()
-        assert conn.transport is not None
-        conn.transport.close()
+    await bare_gets(host_port, req, n, c)
 
 
 async def client_only(base: str, etag: str, n: int, c: int) -> None:
@@ -126,7 +95,7 @@ async def client_only(base: str, etag: str, n: int, c: int) -> None:
         async def one() -> int:
             return (await client.get(url, headers, cap=RANGE)).status
 
-        await _drive(n, c, one)
+        await drive(n, one, c)
 
 
 async def s3_read(base: str, etag: str, n: int, c: int, *, static: bool = False) -> None:
@@ -138,7 +107,7 @@ async def s3_read(base: str, etag: str, n: int, c: int, *, static: bool = False)
             head = await reads.reader(BUCKET, KEY, size=SIZE, etag=etag).read(0, RANGE)
             return 206 if len(head) == RANGE else 0
 
-        await _drive(n, c, one)
+        await drive(n, one, c)
 
 
 async def s3_read_static(base: str, etag: str, n: int, c: int) -> None:

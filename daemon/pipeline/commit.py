@@ -17,6 +17,9 @@ from daemon.sinks.base import ItemResult
 
 log = structlog.get_logger()
 
+# what a sink's per-item status makes of the object (``retryable`` and no answer: "retry")
+STATUS_OUTCOME: dict[str, Outcome] = {"accepted": "delivered", "duplicate": "duplicate", "rejected": "dead"}
+
 
 def sort_results(
     jobs: list[Job], results: list[ItemResult]
@@ -26,12 +29,11 @@ def sort_results(
     dead: list[DeadLetter] = []
     for job in jobs:
         r = by_key.get(job.global_key)
-        if r is None or r.status == "retryable":
+        outcome = "retry" if r is None else STATUS_OUTCOME.get(r.status, "retry")
+        if r is None or outcome == "retry":
             outcomes.append((job, "retry", None if r is None else r.retry_after))
-        elif r.status == "accepted":
-            outcomes.append((job, "delivered", None))
-        elif r.status == "duplicate":
-            outcomes.append((job, "duplicate", None))
+        elif outcome != "dead":
+            outcomes.append((job, outcome, None))
         else:
             job.rejection = Rejection(  # an annotation refused by the platform: stage "annotation"
                 stage="annotation" if job.kind == "ANNOTATIONS" else "deliver",

@@ -31,10 +31,20 @@ from daemon.ops.metrics import Metrics
 from daemon.ops.watchdog import ProgressMonitor
 from daemon.pipeline.annotate import Annotator
 from daemon.pipeline.build import Builder
+from daemon.pipeline.commit import STATUS_OUTCOME
 from daemon.pipeline.held import HeldBatches
 from daemon.pipeline.intake import Intake
 from daemon.pipeline.pause import IntakePause
-from daemon.pipeline.stages import END_BATCH, END_JOB, KeyMaker, Prober, Settings, Stages, batching_advice
+from daemon.pipeline.stages import (
+    END_BATCH,
+    END_JOB,
+    OUTCOME_METRIC,
+    KeyMaker,
+    Prober,
+    Settings,
+    Stages,
+    batching_advice,
+)
 from daemon.pipeline.tracker import Counters, Tracker
 from daemon.pipeline.waiting import WaitingRoom
 from daemon.sinks.base import Deliverer, ItemResult
@@ -122,16 +132,17 @@ class Pipeline(Stages):
         when it was held, come again as duplicates). ``ours``: held in this run, so a duplicate
         is what our own first attempt delivered (daemon.pipeline.held)."""
         for r in results:
-            if r.status == "accepted" or (r.status == "duplicate" and ours):
-                self.counters.count("delivered", fold(r.key))
-                self.metrics.object_done("deliver", "ok")
-            elif r.status == "duplicate":
-                self.counters.count("duplicate", fold(r.key))
-                self.metrics.object_done("deliver", "duplicate")
-            elif r.status == "rejected":
-                self.counters.count("dead", fold(r.key))
+            outcome = STATUS_OUTCOME.get(r.status)
+            if outcome is None:  # retryable: released by the held batch, travels again
+                continue
+            if outcome == "duplicate" and ours:
+                outcome = "delivered"
+            self.counters.count(outcome, fold(r.key))
+            if outcome == "dead":
                 self.metrics.object_done("deliver", "dead_lettered")
                 self.metrics.dead_letter("deliver", "sink.rejected")
+            else:
+                self.metrics.object_done(*OUTCOME_METRIC[outcome])
 
     # -- lifecycle ------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -43,7 +43,7 @@ END_JOB = Job(ref=ObjectRef(origin="file", key="<end>"), message_id="<end>")
 END_BATCH: list[Job] = []
 
 # Where an outcome is counted in the metrics, and how a rejection's stage maps onto them.
-_OUTCOME_METRIC: dict[str, tuple[Stage, MetricOutcome]] = {
+OUTCOME_METRIC: dict[str, tuple[Stage, MetricOutcome]] = {
     "delivered": ("deliver", "ok"),
     "duplicate": ("intake", "duplicate"),
     "gone": ("probe", "skipped"),
@@ -360,5 +360,5 @@ class Stages:
             self.metrics.object_done(stage, "dead_lettered")
             self.metrics.dead_letter(stage, rej.rule if rej is not None else "unknown")
         else:
-            stage, result = _OUTCOME_METRIC[outcome]
+            stage, result = OUTCOME_METRIC[outcome]
             self.metrics.object_done(stage, result)
