@@ -293,8 +293,9 @@ class Stages:
             self.intake.note_errors(retried, results)
         if retried and not held:
             await self.ledger.release(retried)
+        blog = log.bind()  # one bound logger per batch: the lazy proxy would bind one per call
         for job, outcome, delay in outcomes:
-            log.debug(
+            blog.debug(
                 "object settled",
                 key=job.ref.key,
                 global_key=job.global_key,
@@ -302,7 +303,7 @@ class Stages:
                 batch_id=batch.id,
             )
             if outcome == "dead" and job.rejection is not None:
-                log.warning(
+                blog.warning(
                     "object rejected by sink",
                     key=job.ref.key,
                     global_key=job.global_key,

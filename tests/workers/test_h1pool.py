@@ -305,19 +305,7 @@ async def test_only_the_unanswered_request_times_out(raw_server) -> None:  # typ
     """One sweep per client checks the deadlines: the request never answered fails with a
     timeout, the ones answered meanwhile on other connections are not disturbed."""
 
-    async def answer_unless_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                head = await _read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            if head.startswith(b"GET /silent "):
-                await reader.read()  # until the client gives up
-                return
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-
-    url = await raw_server(answer_unless_silent)
+    url = await raw_server(_answer_unless_silent)
     async with RangeClient(timeout=0.5, limit=4) as c:
         silent = asyncio.create_task(c.get(f"{url}/silent"))
         for _ in range(5):
@@ -325,3 +313,39 @@ async def test_only_the_unanswered_request_times_out(raw_server) -> None:  # typ
         with pytest.raises(TimeoutError):
             await silent
         assert (await c.get(f"{url}/fine")).body == b"ok"  # the client goes on
+
+
+async def test_waiting_for_a_slot_times_out_and_gives_none_away(raw_server) -> None:  # type: ignore[no-untyped-def]
+    """At the limit a request waits for a slot within its own timeout; one that gave up (timed
+    out or cancelled) takes no slot with it: the next requests still get through."""
+
+    url = await raw_server(_answer_unless_silent)
+    async with RangeClient(timeout=0.5, limit=1) as c:
+        silent = asyncio.create_task(c.get(f"{url}/silent"))
+        await asyncio.sleep(0)  # the silent request takes the only slot
+        cancelled = asyncio.create_task(c.get(f"{url}/fine"))
+        waiting = asyncio.create_task(c.get(f"{url}/fine"))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        with pytest.raises(TimeoutError):
+            await silent
+        with pytest.raises(TimeoutError):
+            await waiting  # its deadline (the silent one's) passed while it waited for the slot
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        answers = await asyncio.gather(*(c.get(f"{url}/fine") for _ in range(3)))
+        assert [a.body for a in answers] == [b"ok"] * 3  # the slot came back, handed on in turn
+
+
+async def _answer_unless_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """``GET /silent`` is never answered (until the client gives up); anything else gets ``ok``."""
+    while True:
+        try:
+            head = await _read_request(reader)
+        except asyncio.IncompleteReadError:
+            return
+        if head.startswith(b"GET /silent "):
+            await reader.read()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()

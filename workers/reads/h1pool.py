@@ -38,6 +38,7 @@ import ipaddress
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -76,6 +77,7 @@ class _Conn(asyncio.Protocol):
     """One connection; one request at a time."""
 
     def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()  # once per connection (each lookup is a getpid())
         self.transport: asyncio.Transport | None = None
         self.parser: ResponseParser | None = None
         self.waiter: asyncio.Future[Response] | None = None
@@ -129,7 +131,7 @@ class _Conn(asyncio.Protocol):
         assert self.transport is not None
         self.parser = parser
         self.got_bytes = False
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.waiter = self.loop.create_future()
         self.transport.write(data)
         return self.waiter
 
@@ -166,7 +168,8 @@ class RangeClient:
         self._dns_ttl = dns_ttl
         self._agent = user_agent
         self._clock = clock
-        self._slots = asyncio.Semaphore(self.limit)
+        self._free = self.limit  # requests that may start now (a Semaphore's locked() costs a genexpr)
+        self._queue: deque[asyncio.Future[None]] = deque()  # requests waiting for one, first first
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._dns: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
         self._origins: dict[str, Origin] = {}
@@ -174,6 +177,7 @@ class RangeClient:
         self._sweep_every = min(1.0, timeout / 10)
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> RangeClient:
         return self
@@ -263,13 +267,14 @@ class RangeClient:
         fixed = origin.bare if headers and "User-Agent" in headers else origin.fields
         data = request_with(fixed, target, headers, method, body)
         key = origin.key
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:  # looked up once: each lookup is a getpid() (CPython 3.11)
+            loop = self._loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout  # one total timeout: slot wait, connect, answer
-        if self._slots.locked():
-            async with asyncio.timeout_at(deadline):
-                await self._slots.acquire()
+        if self._free > 0:
+            self._free -= 1  # no waiter can be queued then (a release hands its slot to one)
         else:
-            await self._slots.acquire()  # free: returns at once, no timer needed
+            await self._wait_slot(loop, deadline)
         try:
             for attempt in (0, 1):
                 conn, reused = await self._take(key, deadline)
@@ -286,15 +291,38 @@ class RangeClient:
                     conn.close()
                 return answer
         finally:
-            self._slots.release()
+            self._release_slot()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _wait_slot(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Until a finished request hands over its slot (in the order of asking), or the deadline."""
+        handed: asyncio.Future[None] = loop.create_future()
+        self._queue.append(handed)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await handed
+        except BaseException:
+            if handed.done() and not handed.cancelled():
+                self._release_slot()  # handed over as this one gave up: to the next
+            else:
+                handed.cancel()  # dropped from the queue by the next release
+            raise
+
+    def _release_slot(self) -> None:
+        queue = self._queue
+        while queue:
+            handed = queue.popleft()
+            if not handed.done():
+                handed.set_result(None)
+                return
+        self._free += 1
 
     async def _exchange(self, conn: _Conn, data: bytes, cap: Cap, head: bool, deadline: float) -> Response:
         conn.deadline = deadline
         busy = self._busy
         busy.add(conn)
         if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
+            self._sweeper = conn.loop.call_later(self._sweep_every, self._sweep)
         try:
             return await conn.send(data, ResponseParser(cap, head=head))
         except BaseException:

@@ -162,6 +162,7 @@ class S3Reader:
         self._key = key
         self._size = size
         self._etag = etag
+        self._if_match = f'"{etag.strip(chr(34))}"' if etag else None  # the read's If-Match, made once
         self.requests = 0
 
     @property
@@ -178,30 +179,31 @@ class S3Reader:
         if length <= 0 or (self._size is not None and offset >= self._size):
             return b""
         r = self._reads
+        http = r.http
         creds, now = await r.credentials.get(), r.clock()
-        if isinstance(r.http, RangeClient):  # signed in two parts: no URL for the client to parse
+        if isinstance(http, RangeClient):  # signed in two parts: no URL for the client to parse
             origin, target = r.signer.presign_target(
                 creds, self._bucket, self._key, expires=r.expires, now=now
             )
         else:
             url = r.signer.presign_get(creds, self._bucket, self._key, expires=r.expires, now=now)
         headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
-        if self._etag:
-            headers["If-Match"] = f'"{self._etag.strip(chr(34))}"'
+        if self._if_match is not None:
+            headers["If-Match"] = self._if_match
         self.requests += 1
 
         def cap(status: int) -> int:  # never more than asked for (an error's body: enough for its <Code>)
             return length if status == 206 else offset + length if status == 200 else _ERROR_BODY
 
         try:
-            if isinstance(r.http, RangeClient):
-                answer = await r.http.fetch(r.http.origin(origin), target, headers, cap=cap)
+            if isinstance(http, RangeClient):
+                answer = await http.fetch(http.origin(origin), target, headers, cap=cap)
                 status, body = answer.status, answer.body
                 content_range = answer.headers.get("content-range", "")
                 cl = answer.headers.get("content-length", "")
                 total = int(cl) if cl.isdigit() and cl.isascii() else None
             else:
-                async with r.http.get(url, headers=headers, allow_redirects=False) as resp:
+                async with http.get(url, headers=headers, allow_redirects=False) as resp:
                     status = resp.status
                     body = await read_capped(resp, cap(status))
                     content_range = resp.headers.get("Content-Range", "")
