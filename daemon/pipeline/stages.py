@@ -289,7 +289,7 @@ class Stages:
         retried = [job.global_key for job, outcome, _ in outcomes if outcome == "retry"]
         if self.pause.paused:  # the sink refuses our credentials: released, not the objects' failure
             outcomes = released(outcomes)
-        else:
+        elif retried:
             self.intake.note_errors(retried, results)
         if retried and not held:
             await self.ledger.release(retried)
