@@ -1,10 +1,11 @@
 """End to end, one machine: objects/s and CPU per object of ingestd against a same-run baseline.
 
 The rig (issue #15): an SQS stand-in answering at once (``bench.fake_sqs``, S3 events for 100 KiB
-MP4s), nginx serving that one object for every key as S3 (path-style, ranges, ETag) and proxying
-``POST /`` to the SQS stand-in (one endpoint, as ``[aws] endpoint_url`` is one), the files sink.
-ingestd runs as a subprocess (``python -m daemon run``) with its defaults; the baseline is
-``bench.e2e_baseline`` (aiobotocore SQS + aiohttp ranged GET + msgspec + the same parser).
+MP4s), nginx serving that one object for every key as S3 (path-style, ranges, ETag), the files
+sink. Each service at its own endpoint (``[aws] endpoints = { s3 = nginx, sqs = the stand-in }``;
+no proxy hop taking CPU from the same cores). ingestd runs as a subprocess (``python -m daemon
+run``) with its defaults; the baseline is ``bench.e2e_baseline`` (aiobotocore SQS at the
+stand-in + aiohttp ranged GETs at nginx + msgspec + the same parser).
 Repetitions alternate; each measures a window after a warm-up: objects = messages deleted at the
 stand-in in the window, CPU = the process's user+system time in the window (/proc). Medians, and
 the ratios per repetition. Each window also says where the machine's cores went: the measured
@@ -62,6 +63,8 @@ def make_object(folder: Path) -> Path:
 class Sqs:
     """One SQS stand-in process with ``n`` events for the object."""
 
+    url: str  # its endpoint
+
     def __init__(self, n: int, size: int, etag: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.fake_sqs", "--port", "0", "--messages", str(n),
@@ -75,11 +78,11 @@ class Sqs:
         if not line.startswith("PORT "):
             self.proc.kill()
             raise RuntimeError(f"fake_sqs did not start: {line!r}")
-        self.port = int(line.split()[1])
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
 
     def deleted(self) -> int:
         req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/",
+            f"{self.url}/",
             data=b"{}",
             headers={"X-Amz-Target": "AmazonSQS.BenchStats", "Content-Type": "application/x-amz-json-1.0"},
         )
@@ -126,8 +129,17 @@ class Window(NamedTuple):
     others_cores: float
 
 
-def ingestd_config(base: str, work: Path, i: int, head_bytes: int | None = None) -> Path:
-    """The config of ingestd number ``i``: its defaults, the stand-ins' endpoint, its own folder."""
+class Endpoints(NamedTuple):
+    s3: str  # nginx
+    sqs: str  # the SQS stand-in
+
+    @property
+    def queue_url(self) -> str:
+        return f"{self.sqs}/123456789012/bench"
+
+
+def ingestd_config(at: Endpoints, work: Path, i: int, head_bytes: int | None = None) -> Path:
+    """The config of ingestd number ``i``: its defaults, the stand-ins' endpoints, its own folder."""
     folder = work / f"ingestd{i}"
     folder.mkdir()
     probe = f"[probe]\nhead_bytes = {head_bytes}\n" if head_bytes else ""
@@ -135,17 +147,17 @@ def ingestd_config(base: str, work: Path, i: int, head_bytes: int | None = None)
     path.write_text(f"""
 [source]
 type = "sqs"
-queue_url = "{base}/123456789012/bench"
+queue_url = "{at.queue_url}"
 [aws]
 region = "us-east-1"
-endpoint_url = "{base}"
+endpoints = {{ s3 = "{at.s3}", sqs = "{at.sqs}" }}
 addressing_style = "path"
 {probe}""")
     return path
 
 
-def ingestd(base: str, work: Path, i: int, head_bytes: int | None = None) -> subprocess.Popen[bytes]:
-    cfg = ingestd_config(base, work, i, head_bytes)
+def ingestd(at: Endpoints, work: Path, i: int, head_bytes: int | None = None) -> subprocess.Popen[bytes]:
+    cfg = ingestd_config(at, work, i, head_bytes)
     return subprocess.Popen(
         [sys.executable, "-m", "daemon", "run", "-c", str(cfg)],
         cwd=cfg.parent,
@@ -155,9 +167,9 @@ def ingestd(base: str, work: Path, i: int, head_bytes: int | None = None) -> sub
     )
 
 
-def baseline(base: str, work: Path, i: int) -> subprocess.Popen[bytes]:
+def baseline(at: Endpoints, work: Path, i: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.e2e_baseline", base, f"{base}/123456789012/bench",
+        [sys.executable, "-m", "bench.e2e_baseline", at.s3, at.sqs, at.queue_url,
          str(work / f"base{i}.ndjson")],
         cwd=ROOT,
         env={**os.environ, **ENV},
@@ -165,7 +177,7 @@ def baseline(base: str, work: Path, i: int) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-Starter = Callable[[str, Path, int], "subprocess.Popen[bytes]"]
+Starter = Callable[[Endpoints, Path, int], "subprocess.Popen[bytes]"]
 
 
 class Rig(NamedTuple):
@@ -182,13 +194,9 @@ def measure(rig: Rig, start: Starter, procs: int, n: int) -> Window:
         obj = rig.obj
         sqs = Sqs(n, obj.stat().st_size, rig.etag)
         stack.callback(sqs.close)
-        locations = f"""
-            location = / {{ proxy_pass http://sqs; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-            location / {{ rewrite ^ /{obj.name} break; }}
-        """
-        upstream = f"upstream sqs {{ server 127.0.0.1:{sqs.port}; keepalive 64; }}"
-        base = stack.enter_context(nginx(obj.parent, extra_http=upstream, locations=locations))
-        running = [start(base, work, i) for i in range(procs)]
+        locations = f"location / {{ rewrite ^ /{obj.name} break; }}"
+        at = Endpoints(s3=stack.enter_context(nginx(obj.parent, locations=locations)), sqs=sqs.url)
+        running = [start(at, work, i) for i in range(procs)]
         for p in running:
             stack.callback(_stop, p)
         deadline = time.monotonic() + 60

@@ -5,7 +5,7 @@ our stdlib presigner, one aiohttp ranged GET of the head per object, the same me
 NDJSON row per object appended to a file. No ledger, no batching stages, no tracking: what a
 straightforward build of the same work costs. Runs until SIGTERM.
 
-    python -m bench.e2e_baseline ENDPOINT QUEUE_URL OUT [--receivers 8] [--head 65536]
+    python -m bench.e2e_baseline S3_ENDPOINT SQS_ENDPOINT QUEUE_URL OUT [--receivers 8] [--head 65536]
 """
 
 from __future__ import annotations
@@ -68,12 +68,12 @@ _rows = msgspec.json.Encoder()
 async def main(a: argparse.Namespace) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    signer = S3UrlSigner(region="us-east-1", endpoint_url=a.endpoint, addressing_style="path")
+    signer = S3UrlSigner(region="us-east-1", endpoint_url=a.s3_endpoint, addressing_style="path")
     session = get_session()
     out = open(a.out, "ab", buffering=1 << 20)  # noqa: SIM115 - closed below
     cfg = AioConfig(max_pool_connections=a.receivers + 8, parameter_validation=False, read_timeout=30)
     async with (
-        session.create_client("sqs", region_name="us-east-1", endpoint_url=a.endpoint, config=cfg) as sqs,
+        session.create_client("sqs", region_name="us-east-1", endpoint_url=a.sqs_endpoint, config=cfg) as sqs,
         aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=64),
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -133,7 +133,8 @@ async def main(a: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("endpoint")
+    ap.add_argument("s3_endpoint")
+    ap.add_argument("sqs_endpoint")
     ap.add_argument("queue_url")
     ap.add_argument("out")
     ap.add_argument("--receivers", type=int, default=8)

@@ -90,6 +90,16 @@ def quote_key(key: str) -> str:
     return "".join(map(_PATH_BYTE.__getitem__, key.encode()))
 
 
+def endpoint_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an AWS endpoint (``http(s)://host[:port][/path]``), or None."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # a port out of range, a bad IPv6 literal
+        ok = False
+    return None if ok else f"must be http(s)://host[:port][/path], got {url!r}"
+
+
 class S3UrlSigner:
     """Presigns GET URLs for one region/endpoint/addressing style. No I/O, time is injected."""
 
@@ -106,9 +116,10 @@ class S3UrlSigner:
         self._creds_key: tuple[str, str, str | None, str] | None = None
         self._creds_query = ("", "", "")
         if endpoint_url:
+            if (problem := endpoint_problem(endpoint_url)) is not None:
+                raise UrlError(f"endpoint_url {problem}")
             parts = urlsplit(endpoint_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise UrlError(f"endpoint_url must be http(s)://host[:port][/path], got {endpoint_url!r}")
+            assert parts.hostname is not None  # endpoint_problem says so
             self._scheme = parts.scheme
             self._authority = parts.netloc
             self._base = parts.path.rstrip("/")

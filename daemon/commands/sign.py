@@ -5,9 +5,9 @@
 
 Credentials come from the standard AWS chain (environment, config/credentials files, SSO,
 container or instance role). Region, endpoint and addressing style come from the options, else
-the config's ``[aws]`` table, else the URL / ``AWS_REGION`` and ``AWS_ENDPOINT_URL_S3`` /
-``AWS_ENDPOINT_URL`` as botocore reads them. Errors say what is missing; the secret is never
-printed.
+the config's ``[aws]`` table (``endpoints.s3``, else ``endpoint_url``), else the URL /
+``AWS_REGION`` and ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` as botocore reads them.
+Errors say what is missing; the secret is never printed.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     )
     endpoint = (
         args.endpoint_url
-        or (aws.endpoint_url if aws else "")
+        or (aws.endpoint("s3") if aws else "")
         or os.environ.get("AWS_ENDPOINT_URL_S3", "")
         or os.environ.get("AWS_ENDPOINT_URL", "")
     )

@@ -1,6 +1,7 @@
-"""The daemon's aiobotocore clients, made one way from ``[aws]``: region, endpoint, S3 addressing
-style and botocore's own retries, entered on the caller's ``AsyncExitStack`` (one long-lived client
-per service, closed with it). Opening a client reads botocore's service model; it sends nothing.
+"""The daemon's aiobotocore clients, made one way from ``[aws]``: region, the service's endpoint
+(``endpoints.<service>``, else ``endpoint_url``, else AWS's default), S3 addressing style and
+botocore's own retries, entered on the caller's ``AsyncExitStack`` (one long-lived client per
+service, closed with it). Opening a client reads botocore's service model; it sends nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from daemon.core.config import AwsConfig
+from daemon.core.aws_config import AwsConfig
 
 
 async def aws_client(
@@ -33,7 +34,7 @@ async def aws_client(
         (session or get_session()).create_client(
             service,
             region_name=aws.region,
-            endpoint_url=aws.endpoint_url or None,
+            endpoint_url=aws.endpoint(service) or None,
             config=AioConfig(**options),
         )
     )

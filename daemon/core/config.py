@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from daemon.core.aws_config import AwsConfig as AwsConfig  # noqa: PLC0414 - re-exported: [aws]
 from daemon.core.guard_config import ProbeFence, SinkRecheck
 from daemon.core.project_config import ProjectTarget
 from workers.payloads.keys import template_problem
@@ -56,12 +57,6 @@ class SourceConfig(_Base):
     stream: str = ""
     group: str = "ingestd"
     consumer: str = ""
-
-
-class AwsConfig(_Base):
-    region: str = "us-east-1"
-    endpoint_url: str = ""
-    addressing_style: Literal["virtual", "path"] = "virtual"
 
 
 class TargetConfig(ProjectTarget):  # + project, priority, consensus
@@ -202,6 +197,8 @@ def _key_path(err: msgspec.ValidationError) -> tuple[str, str]:
     if unknown:
         path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
         reason = "unknown key"
+    if path and reason.startswith(path + "."):  # a check of the section that names its own key
+        path, _, reason = reason.partition(": ")
     return path, reason
 
 

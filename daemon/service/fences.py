@@ -28,7 +28,8 @@ def probe_fence(cfg: Config) -> Fence:
     buckets = cfg.probe.allowed_buckets
     if buckets is None:
         buckets = [s.bucket] if s.bucket else ["*"]
-    endpoint = urlsplit(cfg.aws.endpoint_url).hostname if cfg.aws.endpoint_url else None
+    s3 = cfg.aws.endpoint("s3")  # where S3 reads go: the host the operator named is trusted
+    endpoint = urlsplit(s3).hostname if s3 else None
     return Fence(hosts=hosts, buckets=buckets, trusted=[endpoint] if endpoint else [])
 
 

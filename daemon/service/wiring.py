@@ -218,7 +218,7 @@ class Readers:
         if self._s3 is None:
             a, p = self.cfg.aws, self.cfg.probe
             signer = S3UrlSigner(
-                region=a.region, endpoint_url=a.endpoint_url, addressing_style=a.addressing_style
+                region=a.region, endpoint_url=a.endpoint("s3"), addressing_style=a.addressing_style
             )
             client = range_client(p.concurrency, timeout=p.timeout, fence=self.fence, dns=self.dns)
             self._s3 = S3Reads(await self.stack.enter_async_context(client), signer, self.credentials)

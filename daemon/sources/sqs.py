@@ -356,7 +356,8 @@ async def open_sqs_source(
     cfg: Config, stack: AsyncExitStack, *, once: bool = False, session: Any = None
 ) -> SqsSource:
     """Build the ``sqs`` source from config: one aiobotocore client entered on ``stack`` and, for
-    the hot calls, a thin client at the same endpoint with the same credential chain."""
+    the hot calls, a thin client at the same endpoint (``[aws] endpoints.sqs``, else
+    ``endpoint_url``) with the same credential chain."""
 
     s = cfg.source
     session = session or get_session()

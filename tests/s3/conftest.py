@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
+@contextmanager
+def _moto_server() -> Iterator[str]:
+    """One moto_server process (its own state) on a free port; its URL once it answers."""
     port = _free_port()
     exe = Path(sys.executable).with_name("moto_server")
     proc = subprocess.Popen(
@@ -41,26 +43,40 @@ def moto_endpoint() -> Iterator[str]:
                 proc.kill()
                 raise RuntimeError(f"moto_server did not start on {url}") from None
             time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
     env = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL": url,
         "AWS_CONFIG_FILE": "/nonexistent/aws-config",
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
+    with _moto_server() as url, pytest.MonkeyPatch.context() as mp:
+        for k, v in {**env, "AWS_ENDPOINT_URL": url}.items():
             mp.setenv(k, v)
         mp.delenv("AWS_SESSION_TOKEN", raising=False)
         mp.delenv("AWS_PROFILE", raising=False)
         yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_other(moto_endpoint: str) -> Iterator[str]:
+    """A second moto_server with state of its own: what is made there cannot be reached through
+    ``moto_endpoint`` (per-service endpoints: S3 in one, SQS in the other)."""
+    with _moto_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,18 @@ def test_config_and_env_endpoint(moto_endpoint: str, capsys: Any, tmp_path: Any)
     assert url.startswith(f"{moto_endpoint}/media-bucket/k.mp4?") and "%2Feu-central-1%2Fs3%2F" in url
 
 
+def test_config_s3_endpoint_wins(moto_endpoint: str, capsys: Any, tmp_path: Any) -> None:
+    """[aws] endpoints.s3 is where S3 URLs point, not endpoint_url (another service's place)."""
+    conf = tmp_path / "ingestd.toml"
+    conf.write_text(
+        '[source]\ntype = "sqs"\nqueue_url = "https://sqs.example/q"\n[aws]\nregion = "eu-central-1"\n'
+        'endpoint_url = "http://127.0.0.1:9324"\naddressing_style = "path"\n'
+        'endpoints = { s3 = "https://minio.example.com:9000" }\n'
+    )
+    assert cli("-c", str(conf), "s3://media-bucket/k.mp4") == 0
+    assert capsys.readouterr().out.startswith("https://minio.example.com:9000/media-bucket/k.mp4?")
+
+
 def test_region_from_aws_region(capsys: Any, monkeypatch: Any) -> None:
     """AWS_REGION (which the error message names) is honoured, not only AWS_DEFAULT_REGION."""
     monkeypatch.setattr(sign, "_clock", AT.timestamp)
