@@ -7,7 +7,11 @@ Where each AWS service is reached, first set wins (as ``AWS_ENDPOINT_URL_<SERVIC
 1. ``endpoints.<service>``: one service's endpoint (``endpoints = { s3 = "http://minio:9000",
    sqs = "http://elasticmq:9324" }``; VPC interface endpoints differ per service too);
 2. ``endpoint_url``: every service's;
-3. AWS's default for the region.
+3. the AWS SDKs' variables, read once when the config is loaded (:func:`with_sdk_environment`):
+   ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL_SQS``, then ``AWS_ENDPOINT_URL``, unless
+   ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` is true; so S3 reads and signed URLs go where
+   botocore's own clients (listing, SQS) would, never to AWS while the listing goes to MinIO;
+4. AWS's default for the region.
 
 Services are those ingestd calls (:data:`SERVICES`); another name, or a URL that is not
 ``http(s)://host[:port][/path]``, is refused when the config is loaded.
@@ -15,6 +19,7 @@ Services are those ingestd calls (:data:`SERVICES`); another name, or a URL that
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import msgspec
@@ -47,3 +52,24 @@ class AwsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         if service not in SERVICES:
             raise ValueError(f"no [aws] endpoint for service {service!r}")
         return self.endpoints.get(service) or self.endpoint_url
+
+
+def with_sdk_environment(aws: AwsConfig, environ: Mapping[str, str]) -> AwsConfig:
+    """``aws`` with the AWS SDKs' endpoint variables applied to each service ``[aws]`` gives no
+    endpoint (neither ``endpoints.<service>`` nor ``endpoint_url``). Raises ``ValueError`` naming
+    the variable when its URL is not an endpoint."""
+    if aws.endpoint_url or environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+        return aws
+    found: dict[str, str] = {}
+    for service in SERVICES:
+        if aws.endpoints.get(service):
+            continue
+        for name in (f"AWS_ENDPOINT_URL_{service.upper()}", "AWS_ENDPOINT_URL"):
+            if url := environ.get(name, ""):
+                if (problem := endpoint_problem(url)) is not None:
+                    raise ValueError(f"{name} (the AWS SDKs' endpoint for {service}): {problem}")
+                found[service] = url
+                break
+    if not found:
+        return aws
+    return msgspec.structs.replace(aws, endpoints={**aws.endpoints, **found})

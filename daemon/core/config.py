@@ -19,6 +19,7 @@ from typing import Any, Literal
 import msgspec
 
 from daemon.core.aws_config import AwsConfig as AwsConfig  # noqa: PLC0414 - re-exported: [aws]
+from daemon.core.aws_config import with_sdk_environment as _sdk_env
 from daemon.core.guard_config import ProbeFence, SinkRecheck
 from daemon.core.project_config import ProjectTarget
 from workers.payloads.keys import template_problem
@@ -28,8 +29,7 @@ class ConfigError(Exception):
     """A bad configuration: the message names the key path and the reason."""
 
 
-class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
+class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True): ...
 
 
 class SourceConfig(_Base):
@@ -249,6 +249,10 @@ def from_dict(raw: dict[str, Any], *, environ: dict[str, str] | None = None, bas
         path, reason = _key_path(e)
         raise ConfigError(f"{path or '<top>'}: {reason}") from None
     cfg.base_dir = base_dir
+    try:
+        cfg.aws = _sdk_env(cfg.aws, environ or {})  # AWS_ENDPOINT_URL_<SERVICE>, as botocore reads them
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     _check(cfg)
     return cfg
 

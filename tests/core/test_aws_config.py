@@ -76,3 +76,31 @@ class TestRefused:
 
     def test_a_url_must_be_a_string(self) -> None:
         assert refused({"endpoints": {"sqs": 9324}}).startswith("aws.endpoints")
+
+
+class TestSdkEnvironment:
+    """Where ``[aws]`` names no endpoint for a service, the AWS SDKs' variables decide, read at
+    load, so S3 reads and signed URLs go where botocore's listing and SQS clients go."""
+
+    def test_service_variable_then_the_general_one(self) -> None:
+        a = aws(
+            {}, environ={"AWS_ENDPOINT_URL_S3": "http://minio:9000", "AWS_ENDPOINT_URL": "http://ls:4566"}
+        )
+        assert (a.endpoint("s3"), a.endpoint("sqs")) == ("http://minio:9000", "http://ls:4566")
+
+    def test_the_config_wins_over_the_environment(self) -> None:
+        env = {"AWS_ENDPOINT_URL_S3": "http://minio:9000", "AWS_ENDPOINT_URL_SQS": "http://mq:9324"}
+        a = aws({"endpoints": {"s3": "http://s3.internal"}}, environ=env)
+        assert (a.endpoint("s3"), a.endpoint("sqs")) == ("http://s3.internal", "http://mq:9324")
+        b = aws({"endpoint_url": "http://ls:4566"}, environ=env)
+        assert (b.endpoint("s3"), b.endpoint("sqs")) == ("http://ls:4566", "http://ls:4566")
+
+    def test_ignored_when_the_sdk_is_told_to(self) -> None:
+        env = {"AWS_ENDPOINT_URL": "http://ls:4566", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}
+        assert aws({}, environ=env).endpoint("s3") == ""
+
+    def test_a_bad_variable_is_named(self) -> None:
+        with pytest.raises(
+            ConfigError, match=r"^AWS_ENDPOINT_URL_SQS \(the AWS SDKs' endpoint for sqs\): must be"
+        ):
+            aws({}, environ={"AWS_ENDPOINT_URL_SQS": "mq:9324"})
