@@ -26,6 +26,7 @@ from math import gcd
 from operator import itemgetter
 
 from workers.probe.bmff_boxes import Box, first_of_each, known_top_level_header, scan, top_level_header
+from workers.probe.bmff_fast import fast_trak
 from workers.probe.bmff_fragments import Fragments, parse_mvex, walk_fragments
 from workers.probe.bmff_runs import Runs
 from workers.probe.bmff_timing import Ratio, Timing, runs_timing
@@ -149,7 +150,9 @@ def parse(buf: Sparse) -> MediaInfo:
     if "mvex" in top:  # first, so the re-runs after each fragment read skip the track parsing
         trex, fragment_duration = parse_mvex(data, top["mvex"], base)
         fragments = walk_fragments(buf, moov.end, trex)
-    tracks = [parse_trak(data, b, base) for b in kids if b.type == "trak"]
+    tracks = [
+        fast_trak(data, b.payload, b.end, base) or parse_trak(data, b, base) for b in kids if b.type == "trak"
+    ]
     if fragments is None:
         for t in tracks:
             if t.media_end > buf.size:
