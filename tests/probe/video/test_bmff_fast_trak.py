@@ -1,4 +1,5 @@
-"""The one-pass ``trak`` reader (``bmff_fast``) gives what the reference ``parse_trak`` gives.
+"""The one-pass ``trak`` reader (``bmff_fast``) gives what the reference ``parse_trak`` gives,
+and the plain top-level walk over the head bytes finds what the reference walk finds.
 
 For every ``trak`` of every corpus file, and of corpus files whose ``trak`` bytes are mutated
 (random bytes anywhere; box trees edited and written back with consistent sizes: boxes cut
@@ -16,13 +17,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from workers.probe import bmff
 from workers.probe.bmff_boxes import Box
 from workers.probe.bmff_fast import fast_trak
 from workers.probe.bmff_track import Track, parse_trak
 from workers.probe.media import ProbeError
+from workers.probe.sparse import Sparse
 
 SETTINGS = settings(
     max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -210,3 +213,60 @@ def test_fast_trak_equals_reference_on_edited_trees(
         how, arg = data.draw(st.sampled_from(_single_edits(node)))
         _edit(node, parent, how, arg)
     _check(trak.write())
+
+
+def _find_moov_outcome(data: bytes) -> object:
+    try:
+        return bmff.walk_top_level(Sparse.whole(data))
+    except ProbeError as e:
+        return f"error: {e}"
+
+
+@SETTINGS
+@given(data=st.data())
+def test_moov_in_head_equals_find_moov(corpus: dict[str, Any], data: st.DataObject) -> None:
+    """The plain top-level walk over the head bytes finds what ``_find_moov`` finds."""
+    raw = bytearray(corpus[data.draw(st.sampled_from(MOOV_CLIPS))].data)
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, 40))
+        if data.draw(st.booleans()):
+            struct.pack_into(">I", raw, at, data.draw(st.sampled_from(EDGE_VALUES)))
+        else:
+            raw[at] = data.draw(st.sampled_from(EDGE_BYTES))
+    cut = data.draw(st.sampled_from([len(raw), 64 * 1024, 100, 40]))
+    found = bmff._moov_in_head(bytes(raw[:cut]), len(raw))
+    if found is not None:
+        assert found == _find_moov_outcome(bytes(raw))
+
+
+TOP_KINDS = (b"ftyp", b"free", b"mdat", b"moov", b"uuid", b"\x00\x01ab")
+SIZE_FIELDS = st.sampled_from((0, 1, 8))  # 0: to the end, 1: a 64-bit size follows, else plain
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(TOP_KINDS), st.integers(0, 30), SIZE_FIELDS), max_size=4),
+    st.integers(0, 300),
+    st.integers(0, 64),
+)
+@example([(b"ftyp", 2, 8), (b"moov", 30, 8)], 300, 0)  # ftyp too short for a brand
+@example([(b"uuid", 4, 8), (b"moov", 30, 8)], 300, 0)  # uuid shorter than its header
+@example([(b"\x00\x01ab", 4, 8), (b"moov", 30, 8)], 300, 0)  # not a box type
+@example([(b"moov", 30, 8)], 300, 3)  # past the end of the file
+def test_moov_in_head_equals_find_moov_on_generated_files(
+    spec: list[tuple[bytes, int, int]], cut: int, past: int
+) -> None:
+    """Top-level boxes of every size, 64-bit and size-0 headers, junk types, short heads."""
+    out = b""
+    for kind, length, size_field in spec:
+        payload = bytes(range(length))
+        if size_field == 1:
+            out += struct.pack(">I4sQ", 1, kind, 16 + length) + payload
+        elif size_field == 0:
+            out += struct.pack(">I4s", 0, kind) + payload
+        else:
+            out += struct.pack(">I4s", 8 + length, kind) + payload
+    data = out[: max(0, len(out) - past)] if past < 8 else out + bytes(past)  # cut short or padded
+    found = bmff._moov_in_head(data[:cut], len(data))
+    if found is not None:
+        assert found == _find_moov_outcome(data)
