@@ -4,7 +4,9 @@
 checking its own sizes and naming what is wrong. Most tracks are plain: 32-bit box headers
 that nest properly, version 0 headers, a ``stco`` chunk table. :func:`fast_trak` reads
 exactly those with one walk per container (offsets collected into a dict, no ``Box`` per
-child) and one ``struct`` call per header box, and returns ``None`` at the first thing it does
+child) and one ``struct`` call per header box, reads a video track's first sample entry and
+its children (``pasp``, ``avcC``/``hvcC``) the same way (audio and encrypted entries go to
+``parse_stsd``), and returns ``None`` at the first thing it does
 not handle or that the reference would refuse: the caller then runs the reference, which
 gives the answer or its own, identical, error. What the fast reader does hand over equals the
 reference's ``Track`` field for field (the tests compare the two on real and mutated files).
@@ -34,7 +36,7 @@ _EDIT0 = struct.Struct(">Ii")
 _HEAD_COUNT = struct.Struct(">I8xI")  # size, entry count of a full box
 _SIZE = struct.Struct(">HH")
 _PAIR = struct.Struct(">II")
-_new_box = tuple.__new__
+_new_box = tuple.__new__  # a Box without the NamedTuple's Python-level ``__new__``
 
 
 def _kids(data: bytes, pos: int, end: int) -> dict[bytes, int] | None:
