@@ -21,11 +21,20 @@ layout) is ``mov``; ``3gp*``/``3g2*`` is ``3gp``; an audio-only MP4 is ``m4a``; 
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from math import gcd
 from operator import itemgetter
 
-from workers.probe.bmff_boxes import Box, first_of_each, known_top_level_header, scan, top_level_header
+from workers.probe.bmff_boxes import (
+    Box,
+    first_of_each,
+    is_plausible_type,
+    known_top_level_header,
+    scan,
+    top_level_header,
+)
+from workers.probe.bmff_fast import fast_trak
 from workers.probe.bmff_fragments import Fragments, parse_mvex, walk_fragments
 from workers.probe.bmff_runs import Runs
 from workers.probe.bmff_timing import Ratio, Timing, runs_timing
@@ -42,6 +51,9 @@ _MIME = {
     ("3gp", "audio"): "audio/3gpp",
 }
 _MAX_TOP_LEVEL = 10_000
+_FAST_TOP_LEVEL = 16  # top-level boxes the plain walk looks at before leaving it to the careful one
+_HEAD = struct.Struct(">I4s")
+_new_box = tuple.__new__  # a Box without the NamedTuple's Python-level ``__new__``
 
 
 def _ratio(sar: tuple[int, int] | None) -> str | None:
@@ -59,8 +71,32 @@ def _float(value: Fraction | Ratio | None) -> float | None:
     return None if value is None else float(value)
 
 
+def _moov_in_head(head: bytes, size: int) -> tuple[Box, bytes | None] | None:
+    """What :func:`_find_moov` gives when ``head`` (the bytes from offset 0) holds every
+    top-level header up to ``moov``'s, all plain 32-bit ones of plausible types that fit in
+    the file; ``None`` (ask :func:`_find_moov`) for anything else."""
+    offset, brand, unpack = 0, None, _HEAD.unpack_from
+    for _ in range(_FAST_TOP_LEVEL):
+        if offset + 32 > len(head):  # the longest header, as known_top_level_header asks
+            return None
+        length, raw = unpack(head, offset)
+        if length < 8 or offset + length > size or raw == b"uuid" or not is_plausible_type(raw):
+            return None
+        if raw == b"moov":
+            return _new_box(Box, ("moov", offset, offset + 8, offset + length)), brand
+        if raw == b"ftyp" and offset == 0:
+            brand = head[8:12] if length >= 12 else b""
+        offset += length
+    return None
+
+
 def _find_moov(buf: Sparse) -> tuple[Box, bytes | None]:
     """The ``moov`` box and the ``ftyp`` major brand (``None`` without ``ftyp``)."""
+    return _moov_in_head(buf.prefix(), buf.size) or walk_top_level(buf)
+
+
+def walk_top_level(buf: Sparse) -> tuple[Box, bytes | None]:
+    """:func:`_find_moov` box by box, asking for bytes as it goes (the reference)."""
     offset, after_media, brand, seen = 0, False, None, []
     head = buf.prefix()
     while offset < buf.size:
@@ -149,7 +185,9 @@ def parse(buf: Sparse) -> MediaInfo:
     if "mvex" in top:  # first, so the re-runs after each fragment read skip the track parsing
         trex, fragment_duration = parse_mvex(data, top["mvex"], base)
         fragments = walk_fragments(buf, moov.end, trex)
-    tracks = [parse_trak(data, b, base) for b in kids if b.type == "trak"]
+    tracks = [
+        fast_trak(data, b.payload, b.end, base) or parse_trak(data, b, base) for b in kids if b.type == "trak"
+    ]
     if fragments is None:
         for t in tracks:
             if t.media_end > buf.size:

@@ -78,6 +78,8 @@ class _Offsets:
 
 def _first(runs: Runs, size: int) -> list[int]:
     """The offsets of the first ``size`` samples."""
+    if 0 < size <= len(runs.counts) and runs.counts[:size].count(1) == size:  # runs of one sample
+        return list(runs.values[:size])
     out: list[int] = []
     for count, value in zip(runs.counts, runs.values, strict=True):
         out += [value] * count
@@ -89,6 +91,8 @@ def _first(runs: Runs, size: int) -> list[int]:
 
 def _last(runs: Runs, size: int) -> list[int]:
     """The offsets of the last ``size`` samples."""
+    if 0 < size <= len(runs.counts) and runs.counts[-size:].count(1) == size:  # runs of one sample
+        return list(runs.values[-size:])
     out: list[int] = []
     for count, value in zip(reversed(runs.counts), reversed(runs.values), strict=True):
         out += [value] * count

@@ -82,14 +82,14 @@ def _nal_list(data: bytes, at: int, count: int, box: Box, base: int) -> tuple[li
     return nals, at
 
 
-def _avcc_sar(data: bytes, box: Box, base: int) -> tuple[int, int] | None:
+def avcc_sar(data: bytes, box: Box, base: int) -> tuple[int, int] | None:
     need_bytes(box, base, box.payload, 6, "avcC header")
     count = data[box.payload + 5] & 0x1F
     sps, _ = _nal_list(data, box.payload + 6, count, box, base)
     return h264_sps_sar(sps[0]) if sps else None
 
 
-def _hvcc_sar(data: bytes, box: Box, base: int) -> tuple[int, int] | None:
+def hvcc_sar(data: bytes, box: Box, base: int) -> tuple[int, int] | None:
     need_bytes(box, base, box.payload, 23, "hvcC header")
     at, arrays = box.payload + 23, data[box.payload + 22]
     for _ in range(arrays):
@@ -156,9 +156,9 @@ def _visual(data: bytes, box: Box, base: int, kind: str) -> SampleEntry:
                 raise ProbeError(f"pasp at offset {base + child.start}: spacing {h}:{v} has a zero")
             entry.sar_pasp = (h, v)
         elif child.type == "avcC" and entry.codec == "h264":
-            entry.sar_vui = _avcc_sar(data, child, base)
+            entry.sar_vui = avcc_sar(data, child, base)
         elif child.type == "hvcC" and entry.codec == "hevc":
-            entry.sar_vui = _hvcc_sar(data, child, base)
+            entry.sar_vui = hvcc_sar(data, child, base)
     if error is not None:
         raise error
     return entry

@@ -84,12 +84,16 @@ def _tkhd(data: bytes, box: Box, base: int) -> tuple[int, bool, int]:
     else:
         track_id = _U32.unpack_from(data, p + 8)[0]
         p += 20
-    matrix = _MATRIX.unpack_from(data, p + 16)
+    return track_id, bool(flags & 1), tkhd_rotation(_MATRIX.unpack_from(data, p + 16))
+
+
+def tkhd_rotation(matrix: tuple[int, int, int, int, int]) -> int:
+    """The rotation of the tkhd matrix's raw ``(a, b, u, c, d)``."""
     rotation = _RIGHT_ANGLES.get(matrix)
     if rotation is None:
         a, b, _u, c, d = matrix
         rotation = rotation_from_matrix(a / _FIXED, b / _FIXED, c / _FIXED, d / _FIXED)
-    return track_id, bool(flags & 1), rotation
+    return rotation
 
 
 def mdhd_or_mvhd_times(data: bytes, box: Box, base: int) -> tuple[int, int]:

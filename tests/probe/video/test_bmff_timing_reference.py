@@ -181,6 +181,11 @@ def test_run_columns_match_plain_lists(counts: list[int], as_array: bool) -> Non
     assert not_one(column) == [i for i, n in enumerate(counts) if n != 1]
     assert samples_in(column) == sum(counts)
     assert all_equal(column) == (len(set(counts)) <= 1)
+    every = expand(runs)
+    for size in (1, 2, 7, len(every) // 2, len(every)):  # the first and last offsets cto reads
+        if 0 < size <= len(every):
+            assert bmff_cto._first(runs, size) == every[:size]
+            assert bmff_cto._last(runs, size) == every[len(every) - size :]
 
 
 def test_ceil_matches_the_definition() -> None:

@@ -1,0 +1,254 @@
+"""One ``trak`` read in a single pass for the common, well-formed layout.
+
+:func:`workers.probe.bmff_track.parse_trak` is the reference: one function per box, each
+checking its own sizes and naming what is wrong. Most tracks are plain: 32-bit box headers
+that nest properly, version 0 headers, a ``stco`` chunk table. :func:`fast_trak` reads
+exactly those with one walk per container (offsets collected into a dict, no ``Box`` per
+child) and one ``struct`` call per header box, reads a video track's first sample entry and
+its children (``pasp``, ``avcC``/``hvcC``) the same way (audio and encrypted entries go to
+``parse_stsd``), and returns ``None`` at the first thing it does
+not handle or that the reference would refuse: the caller then runs the reference, which
+gives the answer or its own, identical, error. What the fast reader does hand over equals the
+reference's ``Track`` field for field (the tests compare the two on real and mutated files).
+
+Order matters for errors: where the fast reader calls a reference helper that may raise
+(``parse_stsd``), every check the reference makes before that call has already passed here,
+so the error is the one the reference would raise.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Literal
+
+from workers.probe.bmff_boxes import Box
+from workers.probe.bmff_entry import VIDEO_CODECS, SampleEntry, avcc_sar, hvcc_sar, parse_stsd
+from workers.probe.bmff_runs import read_runs, u32_array
+from workers.probe.bmff_track import MEDIA_HANDLERS, Edit, Track, tkhd_rotation
+
+_HEAD = struct.Struct(">I4s")
+_U32 = struct.Struct(">I")
+_TKHD0 = struct.Struct(">I4sI8xI24x5i")  # size, type, version/flags, track_id, matrix a b u c d
+_MDHD0 = struct.Struct(">I4sI8xII")  # size, type, version/flags, timescale, duration
+_STSZ = struct.Struct(">I8xII")  # size, constant size, count
+_ELST = struct.Struct(">I4xII")  # size, version/flags, count
+_EDIT0 = struct.Struct(">Ii")
+_HEAD_COUNT = struct.Struct(">I8xI")  # size, entry count of a full box
+_SIZE = struct.Struct(">HH")
+_PAIR = struct.Struct(">II")
+_new_box = tuple.__new__  # a Box without the NamedTuple's Python-level ``__new__``
+
+
+def _kids(data: bytes, pos: int, end: int) -> dict[bytes, int] | None:
+    """Offset of the first child of each type in ``data[pos:end]``; ``None`` for any header
+    but the plain 32-bit one that fits (64-bit sizes, ``uuid``, size 0, stray bytes ...)."""
+    found: dict[bytes, int] = {}
+    unpack = _HEAD.unpack_from
+    try:
+        while pos < end:
+            size, raw = unpack(data, pos)
+            if size < 8 or pos + size > end or raw == b"uuid":
+                return None
+            if raw not in found:
+                found[raw] = pos
+            pos += size
+    except struct.error:
+        return None
+    return found
+
+
+def _descend(data: bytes, kids: dict[bytes, int], path: tuple[bytes, ...]) -> dict[bytes, int] | bool:
+    """The children of the box at ``path`` below ``kids``: ``True`` when a box on the path is
+    missing, ``False`` to ask the reference."""
+    for kind in path:
+        at = kids.get(kind, -1)
+        if at < 0:
+            return True
+        inner = _kids(data, at + 8, _end(data, at))
+        if inner is None:
+            return False
+        kids = inner
+    return kids
+
+
+def _end(data: bytes, pos: int) -> int:
+    size: int = _U32.unpack_from(data, pos)[0]
+    return pos + size
+
+
+def _edits(data: bytes, edts: int) -> list[Edit] | bool:
+    """The first ``elst`` of the ``edts`` at ``edts``: its edits, ``True`` without one, ``False``
+    to ask the reference."""
+    kids = _kids(data, edts + 8, _end(data, edts))
+    if kids is None:
+        return False
+    at = kids.get(b"elst")
+    if at is None:
+        return True
+    size, vf, count = _ELST.unpack_from(data, at)
+    if size < 16 or vf >> 24 == 1 or 16 + count * 12 > size:
+        return False
+    if count == 1:
+        return [Edit(*_EDIT0.unpack_from(data, at + 16))]
+    return [Edit(*_EDIT0.unpack_from(data, at + 16 + 12 * i)) for i in range(count)]
+
+
+def _table(data: bytes, at: int, width: int) -> int | None:
+    """Entry count of a full box holding a table of ``width``-byte entries after the count, or
+    ``None`` when the box is too short for its count."""
+    size, count = _HEAD_COUNT.unpack_from(data, at)
+    if 16 + count * width > size:  # a size below 16 fails this too
+        return None
+    return int(count)
+
+
+def _video_entry(data: bytes, at: int, end: int, base: int) -> SampleEntry | Literal[False] | None:
+    """What ``parse_stsd`` gives for the ``stsd`` at ``at`` of a video track; ``False`` to ask
+    it (an encrypted entry, an odd header among the entry's children, anything it refuses)."""
+    size, count = _HEAD_COUNT.unpack_from(data, at)
+    if size < 16:
+        return False
+    if count == 0:
+        return None
+    at += 16
+    size, raw = _HEAD.unpack_from(data, at)
+    if size < 86 or at + size > end or raw in (b"uuid", b"encv", b"resv"):
+        return False
+    kind = raw.decode("latin-1")
+    width, height = _SIZE.unpack_from(data, at + 32)
+    entry = SampleEntry(fourcc=kind, codec=VIDEO_CODECS.get(kind, kind.strip()), width=width, height=height)
+    end, at = at + size, at + 86
+    unpack = _HEAD.unpack_from
+    while at < end:  # the children in order, as the reference handles them
+        size, raw = unpack(data, at)
+        if size < 8 or at + size > end or raw == b"uuid":
+            return False
+        if raw == b"pasp":
+            h, v = _PAIR.unpack_from(data, at + 8)
+            if size < 16 or not h or not v:
+                return False
+            entry.sar_pasp = (h, v)
+        elif raw == b"avcC" and entry.codec == "h264":
+            entry.sar_vui = avcc_sar(data, _new_box(Box, ("avcC", at, at + 8, at + size)), base)
+        elif raw == b"hvcC" and entry.codec == "hevc":
+            entry.sar_vui = hvcc_sar(data, _new_box(Box, ("hvcC", at, at + 8, at + size)), base)
+        at += size
+    return entry
+
+
+def fast_trak(data: bytes, start: int, end: int, base: int) -> Track | None:
+    """The ``trak`` whose children span ``data[start:end]``, or ``None`` to ask the reference.
+
+    ``base`` is the file offset of ``data[0]`` (for the errors ``parse_stsd`` may raise)."""
+    try:
+        return _trak(data, start, end, base)
+    except struct.error:  # bytes past the moov copy: the reference names what is wrong
+        return None
+
+
+def _trak(data: bytes, start: int, end: int, base: int) -> Track | None:
+    trak = _kids(data, start, end)
+    if trak is None or b"tkhd" not in trak or b"mdia" not in trak:
+        return None
+    size, _, tkhd_vf, track_id, a, b, u, c, d = _TKHD0.unpack_from(data, trak[b"tkhd"])
+    if size < 92 or tkhd_vf >> 24 == 1:
+        return None
+    at = trak[b"mdia"]
+    mdia = _kids(data, at + 8, _end(data, at))
+    if mdia is None or b"mdhd" not in mdia or b"hdlr" not in mdia:
+        return None
+    size, _, vf, timescale, duration = _MDHD0.unpack_from(data, mdia[b"mdhd"])
+    if size < 28 or vf >> 24 == 1 or timescale == 0:
+        return None
+    at = mdia[b"hdlr"]
+    if _U32.unpack_from(data, at)[0] < 20:
+        return None
+    handler = data[at + 16 : at + 20].decode("latin-1")
+    track = Track(
+        track_id=track_id,
+        enabled=bool(tkhd_vf & 1),
+        handler=handler,
+        rotation=tkhd_rotation((a, b, u, c, d)),
+        timescale=timescale,
+        media_duration=0 if duration == 0xFFFFFFFF else duration,
+    )
+    if handler not in MEDIA_HANDLERS:
+        return track
+    if b"edts" in trak:
+        edits = _edits(data, trak[b"edts"])
+        if edits is False:
+            return None
+        if edits is not True:
+            track.edits = edits
+    stbl = _descend(data, mdia, (b"minf", b"stbl"))
+    if stbl is False:
+        return None
+    if stbl is True:
+        return track
+    if b"stsd" in stbl:
+        at = stbl[b"stsd"]
+        entry = _video_entry(data, at, _end(data, at), base) if handler == "vide" else False
+        if entry is False:
+            entry = parse_stsd(data, _new_box(Box, ("stsd", at, at + 8, _end(data, at))), base, handler)
+        track.entry = entry
+    for kind, signed in ((b"stts", False), (b"ctts", True)):
+        if kind in stbl:
+            at = stbl[kind]
+            n = _table(data, at, 8)
+            if n is None:
+                return None
+            runs = read_runs(data, at + 16, n, signed)
+            if signed:
+                track.ctts = runs
+            else:
+                track.stts = runs
+    count = const = 0
+    sizes_at = -1
+    if b"stsz" in stbl:
+        at = stbl[b"stsz"]
+        size, const, count = _STSZ.unpack_from(data, at)
+        if size < 20 or (not const and 20 + count * 4 > size):
+            return None
+        sizes_at = -1 if const else at + 20
+    elif b"stz2" in stbl:
+        return None
+    track.sample_count = count
+    if track.stts.samples != count and (track.stts.counts or count):
+        return None
+    if track.ctts.counts and track.ctts.samples != count:
+        return None
+    media_end = _media_end(data, stbl, const, count, sizes_at)
+    if media_end is None:
+        return None
+    track.media_end = media_end
+    return track
+
+
+def _media_end(data: bytes, stbl: dict[bytes, int], const: int, count: int, sizes_at: int) -> int | None:
+    """What ``bmff_track._media_end`` gives, for a ``stco`` table (``None``: ask the reference)."""
+    at = stbl.get(b"stco", -1)
+    if at < 0:
+        return None if b"co64" in stbl else 0
+    n = _table(data, at, 4)
+    if n is None:
+        return None
+    if n == 0:
+        return 0
+    offsets = (_U32.unpack_from(data, at + 16)[0],) if n == 1 else u32_array(data, at + 16, n)
+    end = max(offsets)
+    at = stbl.get(b"stsc", -1)
+    if at >= 0:
+        m = _table(data, at, 12)
+        if m is None:
+            return None
+        if m:
+            per_chunk = _U32.unpack_from(data, at + 16 + (m - 1) * 12 + 4)[0]
+            if const:
+                last = offsets[-1] + const * per_chunk
+            elif per_chunk and sizes_at >= 0:
+                k = min(per_chunk, count)
+                last = offsets[-1] + sum(u32_array(data, sizes_at + 4 * (count - k), k))
+            else:
+                last = offsets[-1]
+            end = max(end, last)
+    return int(end)
