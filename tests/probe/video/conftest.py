@@ -111,6 +111,8 @@ def boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[str
             size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
         elif size == 0:
             size = end - pos
+        if size < header:  # malformed (a 64-bit size of 0, say): stop rather than loop on it
+            break
         out.append((kind.decode("latin-1"), pos, header, pos + size))
         pos += size
     return out
