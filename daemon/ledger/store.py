@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
-from daemon.core.config import Config, load_secret, resolve
+from daemon.core.config import Config, resolve
+from daemon.core.secrets import load_secret
 from daemon.ledger.records import Claimed, DeadLetter, DeadLetterFilter, FinalState, UrlExpiry
 from daemon.ledger.sqlite import Ledger
 from daemon.sinks.base import Batch, ItemResult

@@ -5,7 +5,7 @@ Request::
     POST <url>
     Content-Type: application/x-ndjson
     Idempotency-Key: <batch.id>          (a pure function of the item keys: a repeat is recognisable)
-    <[sink] headers> <[sink] secret_headers, values read with config.load_secret>
+    <[sink] headers> <[sink] secret_headers, values read with secrets.load_secret>
 
     <item body>\\n<item body>\\n...
 
@@ -43,7 +43,8 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from daemon.core.config import SinkConfig, load_secret
+from daemon.core.config import SinkConfig
+from daemon.core.secrets import load_secret
 from daemon.sinks.base import Batch, CredentialsError, ItemResult, PermanentError, TransientError
 from daemon.sinks.delivery import Deliverer, DeliveryLimits
 from daemon.sinks.endpoint import Endpoint

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from daemon.core.config import ConfigError, SecretMissing, from_dict, load, load_secret, resolve
+from daemon.core.config import ConfigError, from_dict, load, resolve
+from daemon.core.secrets import SecretMissing, load_secret
 
 MINIMAL: dict[str, Any] = {"source": {"type": "spool", "path": "media"}}
 

@@ -31,7 +31,8 @@ from urllib.parse import quote
 import aiohttp
 import structlog
 
-from daemon.core.config import Config, ConfigError, load_secret
+from daemon.core.config import Config, ConfigError
+from daemon.core.secrets import load_secret
 from daemon.sinks.base import Batch, CredentialsError, ItemResult, PermanentError, TransientError
 from daemon.sinks.delivery import Deliverer, DeliveryLimits
 from daemon.sinks.encord.client import EncordClient, NotFound, Unanswered

@@ -19,7 +19,8 @@ import aiohttp
 from aiobotocore.session import get_session
 
 from daemon.core.aws import aws_client
-from daemon.core.config import AnnotationsConfig, AwsConfig, SinkConfig, TargetConfig, load_secret
+from daemon.core.config import AnnotationsConfig, AwsConfig, SinkConfig, TargetConfig
+from daemon.core.secrets import load_secret
 from daemon.sinks.delivery import Deliverer, DeliveryLimits
 from daemon.sinks.labelbox.client import LabelboxClient
 from daemon.sinks.labelbox.imports import Importer, ImportSettings
