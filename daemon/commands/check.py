@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from daemon.commands.access import writable_dir
 from daemon.core import config as config_mod
 from daemon.core.config import Config, ConfigError
+from daemon.core.secrets import load_secret
 
 Result = tuple[str, str | None]  # (what was checked, why it failed or None)
 Probe = Callable[[Config], Awaitable[list[Result]]]
@@ -46,7 +47,7 @@ def local_checks(cfg: Config, environ: dict[str, str] | None = None) -> list[Res
         out.append(("source.path", problem))
     for header, name in sorted(cfg.sink.secret_headers.items()):
         try:
-            config_mod.load_secret(name, environ)
+            load_secret(name, environ)
             out.append((f"sink.secret_headers.{header}", None))
         except ConfigError as e:
             out.append((f"sink.secret_headers.{header}", str(e)))
