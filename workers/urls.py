@@ -97,6 +97,8 @@ def endpoint_problem(url: str) -> str | None:
         ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
     except ValueError:  # a port out of range, a bad IPv6 literal
         ok = False
+    if ok and "@" in parts.netloc:  # user:password@host: never echoed (it may be a secret)
+        return "must not carry credentials (user:password@): the AWS credential chain signs"
     return None if ok else f"must be http(s)://host[:port][/path], got {url!r}"
 
 

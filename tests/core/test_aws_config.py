@@ -74,6 +74,12 @@ class TestRefused:
             "aws.endpoint_url: must be http(s)://host[:port][/path], got 'localhost:4566'"
         )
 
+    def test_credentials_in_an_endpoint_are_refused_and_never_echoed(self) -> None:
+        with pytest.raises(ConfigError) as e:
+            from_dict({"aws": {"endpoints": {"sqs": "http://me:hunter2@elasticmq:9324"}}})
+        assert "aws.endpoints.sqs: must not carry credentials" in str(e.value)
+        assert "hunter2" not in str(e.value)
+
     def test_a_url_must_be_a_string(self) -> None:
         assert refused({"endpoints": {"sqs": 9324}}).startswith("aws.endpoints")
 
