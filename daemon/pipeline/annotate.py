@@ -73,11 +73,14 @@ class Sidecars:
 
     def __init__(self, suffixes: Sequence[str]) -> None:
         self.suffixes = sorted(suffixes, key=len, reverse=True)
+        self._lower = tuple(s.lower() for s in self.suffixes)  # once, not per object
 
     def suffix_of(self, key: str) -> str | None:
         low = key.lower()
-        for s in self.suffixes:
-            if low.endswith(s.lower()) and len(key) > len(s):
+        if not low.endswith(self._lower):  # media (nearly every object): one C call
+            return None
+        for s, s_low in zip(self.suffixes, self._lower, strict=True):
+            if low.endswith(s_low) and len(key) > len(s):
                 return s
         return None
 
