@@ -8,6 +8,7 @@ queues they share, starts them in one TaskGroup and drains them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -294,14 +295,11 @@ class Stages:
         if retried and not held:
             await self.ledger.release(retried)
         blog = log.bind()  # one bound logger per batch: the lazy proxy would bind one per call
+        # the level checked once per batch, not a no-op debug call per object
+        settled = log.bind(batch_id=batch.id).debug if blog.is_enabled_for(logging.DEBUG) else None
         for job, outcome, delay in outcomes:
-            blog.debug(
-                "object settled",
-                key=job.ref.key,
-                global_key=job.global_key,
-                outcome=outcome,
-                batch_id=batch.id,
-            )
+            if settled is not None:
+                settled("object settled", key=job.ref.key, global_key=job.global_key, outcome=outcome)
             if outcome == "dead" and job.rejection is not None:
                 blog.warning(
                     "object rejected by sink",
