@@ -132,11 +132,14 @@ class SqsSource:
 
     async def batches(self) -> AsyncIterator[list[Message]]:
         await self.start()
-        while True:
-            batch = await self._ready.get()
-            if batch is None:
-                return
+        while (batch := await self._ready.get()) is not None:
             self._slots.release()
+            while not self._ready.empty():  # receives answered meanwhile: one intake round for all
+                if (more := self._ready.get_nowait()) is None:
+                    self._ready.put_nowait(None)  # the end, after these
+                    break
+                self._slots.release()
+                batch = batch + more
             live: list[Message] = []
             for m in batch:
                 if m.state == "held":
