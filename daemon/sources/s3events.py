@@ -87,7 +87,9 @@ _EB_DELETED = "Object Deleted"
 
 
 def _form_decode(key: str) -> str:
-    return unquote_plus(key) if ("%" in key or "+" in key) else key
+    if "%" in key:
+        return unquote_plus(key)
+    return key.replace("+", " ") if "+" in key else key  # unquote_plus without escapes, in C
 
 
 def _records(records: list[_Record], skip_removed: bool) -> Decoded:
