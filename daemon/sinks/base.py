@@ -48,12 +48,10 @@ class Batch(msgspec.Struct, frozen=True, gc=False):
 
 
 def batch_id(keys: list[str]) -> str:
-    """A pure function of the item keys (order-sensitive): 32 hex chars of SHA-256."""
-    h = hashlib.sha256()
-    for k in keys:
-        h.update(k.encode())
-        h.update(b"\n")
-    return h.hexdigest()[:32]
+    """A pure function of the item keys (order-sensitive): 32 hex chars of SHA-256 of each key
+    followed by a newline (one hash update for them all)."""
+    text = "\n".join(keys) + "\n" if keys else ""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class ItemResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
