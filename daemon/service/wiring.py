@@ -36,7 +36,7 @@ from daemon.sources.spool import SpoolSource
 from daemon.sources.sqs import open_sqs_source
 from workers.annotations.ontology import load_ontology
 from workers.batching import JSON_ARRAY, NDJSON
-from workers.payloads.keys import check_key, make_key
+from workers.payloads.keys import check_key, key_from, make_key
 from workers.probe.engine import probe
 from workers.probe.media import MediaInfo
 from workers.reads import RangeReader, ReadError, UrlFenced
@@ -53,6 +53,7 @@ class WiringError(Exception):
 def key_maker(cfg: Config):  # type: ignore[no-untyped-def]
     template = cfg.target.global_key_template
     labelbox = cfg.target.platform == "labelbox"
+    only_key = template == "{key}"  # the default: the object key is the rendered template
 
     def key_for(ref: ObjectRef) -> str:
         given = (ref.metadata or {}).get("global_key")
@@ -60,6 +61,8 @@ def key_maker(cfg: Config):  # type: ignore[no-untyped-def]
             if labelbox and (v := check_key(given)) is not None:
                 raise ValueError(f"{v.message}: {v.actual!r}")
             return str(given)
+        if only_key:
+            return key_from(ref.key, template)
         fields = {
             "bucket": ref.bucket or "",
             "key": ref.key,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from workers.payloads.keys import MAX_LEN, check_key, make_key, render
+from workers.payloads.keys import MAX_LEN, check_key, key_from, make_key, render
 
 FIELDS = ("bucket", "key", "version", "etag", "origin", "path", "url")
 ALLOWED = string.ascii_letters + string.digits + "!_.*'()&$@=;/:+ ,?-"
@@ -78,6 +78,16 @@ class TestMakeKeyProperties:
         ka, kb = key_of(a), key_of(b)
         assert ka != kb
         assert check_key(ka) is None and check_key(kb) is None
+
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(raw=st.text(max_size=240))
+    def test_key_from_a_rendered_key_template_is_make_key(self, raw: str) -> None:
+        """The default template's shortcut (the object key is the rendering) gives make_key's key."""
+        if not raw.strip():
+            with pytest.raises(ValueError, match="renders empty"):
+                key_from(raw, "{key}")
+            return
+        assert key_from(raw, "{key}") == key_of(raw)
 
     def test_keys_keep_their_case(self) -> None:
         """Keys keep the object's spelling; case-only collisions are caught at intake (see

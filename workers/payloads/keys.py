@@ -39,7 +39,11 @@ def _digest(raw: str) -> str:
 
 def make_key(template: str, fields: dict[str, str]) -> str:
     """The global key for an object (see module docstring). Raises ValueError if it is empty."""
-    raw = render(template, fields)
+    return key_from(render(template, fields), template)
+
+
+def key_from(raw: str, template: str) -> str:
+    """:func:`make_key` of a template already rendered to ``raw``."""
     key = raw.strip()
     if not key:
         raise ValueError(f"global key template {template!r} renders empty for this object")
