@@ -63,10 +63,6 @@ def _ratio(sar: tuple[int, int] | None) -> str | None:
     return f"{sar[0] // g}:{sar[1] // g}"
 
 
-def _rational(value: Ratio | None) -> str | None:
-    return None if value is None else str(value)
-
-
 def _float(value: Fraction | Ratio | None) -> float | None:
     return None if value is None else float(value)
 
@@ -239,12 +235,17 @@ def _fill_video(info: MediaInfo, video: Track, timing: Timing, fragments: Fragme
     assert entry is not None
     info.codec, info.width, info.height = entry.codec, entry.width, entry.height
     info.rotation = video.rotation
-    info.sar_pasp, info.sar_vui = _ratio(entry.sar_pasp), _ratio(entry.sar_vui)
+    info.sar_pasp = _ratio(entry.sar_pasp)
+    info.sar_vui = info.sar_pasp if entry.sar_vui == entry.sar_pasp else _ratio(entry.sar_vui)
     info.sar = info.sar_pasp or info.sar_vui
     if fragments is not None and not fragments.complete:
         return  # frames, duration and rates need every fragment: unknown, never guessed
     info.frames, info.presented_frames = timing.frames, timing.presented
-    info.duration = _float(timing.duration)
-    info.fps, info.fps_rational = _float(timing.fps), _rational(timing.fps)
-    info.nominal_fps, info.nominal_fps_rational = _float(timing.nominal_fps), _rational(timing.nominal_fps)
     info.vfr, info.negative_pts = timing.vfr, timing.negative_pts
+    duration, fps, nominal = timing.duration, timing.fps, timing.nominal_fps
+    if duration is not None:  # int / int is correctly rounded, as float(Ratio) is
+        info.duration = duration[0] / duration[1]
+    if fps is not None:
+        info.fps, info.fps_rational = fps[0] / fps[1], f"{fps[0]}/{fps[1]}"
+    if nominal is not None:
+        info.nominal_fps, info.nominal_fps_rational = nominal[0] / nominal[1], f"{nominal[0]}/{nominal[1]}"
