@@ -39,12 +39,16 @@ _PAIR = struct.Struct(">II")
 _new_box = tuple.__new__  # a Box without the NamedTuple's Python-level ``__new__``
 
 
-def _kids(data: bytes, pos: int, end: int) -> dict[bytes, int] | None:
+def _kids(data: bytes, pos: int, end: int = -1) -> dict[bytes, int] | None:
     """Offset of the first child of each type in ``data[pos:end]``; ``None`` for any header
-    but the plain 32-bit one that fits (64-bit sizes, ``uuid``, size 0, stray bytes ...)."""
+    but the plain 32-bit one that fits (64-bit sizes, ``uuid``, size 0, stray bytes ...).
+    Without ``end``, the children of the box whose (checked, plain) header is at ``pos``."""
     found: dict[bytes, int] = {}
     unpack = _HEAD.unpack_from
     try:
+        if end < 0:
+            end = pos + unpack(data, pos)[0]
+            pos += 8
         while pos < end:
             size, raw = unpack(data, pos)
             if size < 8 or pos + size > end or raw == b"uuid":
@@ -64,7 +68,7 @@ def _descend(data: bytes, kids: dict[bytes, int], path: tuple[bytes, ...]) -> di
         at = kids.get(kind, -1)
         if at < 0:
             return True
-        inner = _kids(data, at + 8, _end(data, at))
+        inner = _kids(data, at)
         if inner is None:
             return False
         kids = inner
@@ -79,7 +83,7 @@ def _end(data: bytes, pos: int) -> int:
 def _edits(data: bytes, edts: int) -> list[Edit] | bool:
     """The first ``elst`` of the ``edts`` at ``edts``: its edits, ``True`` without one, ``False``
     to ask the reference."""
-    kids = _kids(data, edts + 8, _end(data, edts))
+    kids = _kids(data, edts)
     if kids is None:
         return False
     at = kids.get(b"elst")
@@ -153,8 +157,7 @@ def _trak(data: bytes, start: int, end: int, base: int) -> Track | None:
     size, _, tkhd_vf, track_id, a, b, u, c, d = _TKHD0.unpack_from(data, trak[b"tkhd"])
     if size < 92 or tkhd_vf >> 24 == 1:
         return None
-    at = trak[b"mdia"]
-    mdia = _kids(data, at + 8, _end(data, at))
+    mdia = _kids(data, trak[b"mdia"])
     if mdia is None or b"mdhd" not in mdia or b"hdlr" not in mdia:
         return None
     size, _, vf, timescale, duration = _MDHD0.unpack_from(data, mdia[b"mdhd"])
