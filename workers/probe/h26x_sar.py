@@ -24,6 +24,7 @@ from workers.probe.h26x import EXTENDED_SAR, SAR_TABLE, h264_sps
 
 _HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
 _MAX_ZEROS = 31
+_MATCHED_ZEROS = 15  # longer codes (values past 65,534: no real SPS) go field by field
 
 
 class _Decline(Exception):
@@ -31,9 +32,9 @@ class _Decline(Exception):
 
 
 def _ue_pattern() -> str:
-    """One exp-Golomb code of at most ``_MAX_ZEROS`` leading zeros. The codes are prefix-free:
+    """One exp-Golomb code of at most ``_MATCHED_ZEROS`` leading zeros. The codes are prefix-free:
     at most one alternative matches at a position, so a match is the one way to read the bits."""
-    return "(?:" + "|".join(f"{'0' * zeros}1[01]{{{zeros}}}" for zeros in range(_MAX_ZEROS + 1)) + ")"
+    return "(?:" + "|".join(f"{'0' * zeros}1[01]{{{zeros}}}" for zeros in range(_MATCHED_ZEROS + 1)) + ")"
 
 
 _UE = _ue_pattern()
