@@ -120,6 +120,9 @@ def _container(brand: bytes | None, has_video: bool) -> str:
 
 
 def _pick(tracks: list[Track], handler: str) -> Track | None:
+    if len(tracks) == 1:  # the usual video-only file: no lists to build
+        track = tracks[0]
+        return track if track.handler == handler and track.entry is not None else None
     candidates = [t for t in tracks if t.handler == handler and t.entry is not None]
     enabled = [t for t in candidates if t.enabled]
     chosen = enabled or candidates

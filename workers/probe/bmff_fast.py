@@ -83,12 +83,17 @@ def _end(data: bytes, pos: int) -> int:
 def _edits(data: bytes, edts: int) -> list[Edit] | bool:
     """The first ``elst`` of the ``edts`` at ``edts``: its edits, ``True`` without one, ``False``
     to ask the reference."""
-    kids = _kids(data, edts)
-    if kids is None:
-        return False
-    at = kids.get(b"elst")
-    if at is None:
-        return True
+    end = _end(data, edts)
+    size, raw = _HEAD.unpack_from(data, edts + 8) if end - edts >= 16 else (0, b"")
+    if raw == b"elst" and edts + 8 + size == end:
+        at = edts + 8  # the usual edts, one elst filling it: what _kids would find
+    else:
+        kids = _kids(data, edts)
+        if kids is None:
+            return False
+        at = kids.get(b"elst", -1)
+        if at < 0:
+            return True
     size, vf, count = _ELST.unpack_from(data, at)
     if size < 16 or vf >> 24 == 1 or 16 + count * 12 > size:
         return False
