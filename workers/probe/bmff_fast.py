@@ -25,6 +25,7 @@ from workers.probe.bmff_boxes import Box
 from workers.probe.bmff_entry import VIDEO_CODECS, SampleEntry, avcc_sar, hvcc_sar, parse_stsd
 from workers.probe.bmff_runs import read_runs, u32_array
 from workers.probe.bmff_track import MEDIA_HANDLERS, Edit, Track, tkhd_rotation
+from workers.probe.h26x_sar import h264_sps_sar
 
 _HEAD = struct.Struct(">I4s")
 _U32 = struct.Struct(">I")
@@ -35,6 +36,7 @@ _ELST = struct.Struct(">I4xII")  # size, version/flags, count
 _EDIT0 = struct.Struct(">Ii")
 _HEAD_COUNT = struct.Struct(">I8xI")  # size, entry count of a full box
 _SIZE = struct.Struct(">HH")
+_U16 = struct.Struct(">H")
 _PAIR = struct.Struct(">II")
 _new_box = tuple.__new__  # a Box without the NamedTuple's Python-level ``__new__``
 
@@ -111,6 +113,15 @@ def _table(data: bytes, at: int, width: int) -> int | None:
     return int(count)
 
 
+def _one_sps(data: bytes, at: int, end: int) -> bytes | None:
+    """The SPS of the ``avcC`` at ``at`` when it holds exactly one that fits, as ``avcc_sar``
+    reads it; ``None`` to let ``avcc_sar`` read (or refuse) the box."""
+    if end - at < 16 or data[at + 13] & 0x1F != 1:  # the box holds the first length; one SPS
+        return None
+    size: int = _U16.unpack_from(data, at + 14)[0]
+    return data[at + 16 : at + 16 + size] if at + 16 + size <= end else None
+
+
 def _video_entry(data: bytes, at: int, end: int, base: int) -> SampleEntry | Literal[False] | None:
     """What ``parse_stsd`` gives for the ``stsd`` at ``at`` of a video track; ``False`` to ask
     it (an encrypted entry, an odd header among the entry's children, anything it refuses)."""
@@ -138,7 +149,11 @@ def _video_entry(data: bytes, at: int, end: int, base: int) -> SampleEntry | Lit
                 return False
             entry.sar_pasp = (h, v)
         elif raw == b"avcC" and entry.codec == "h264":
-            entry.sar_vui = avcc_sar(data, _new_box(Box, ("avcC", at, at + 8, at + size)), base)
+            nal = _one_sps(data, at, at + size)
+            if nal is None:
+                entry.sar_vui = avcc_sar(data, _new_box(Box, ("avcC", at, at + 8, at + size)), base)
+            else:
+                entry.sar_vui = h264_sps_sar(nal)
         elif raw == b"hvcC" and entry.codec == "hevc":
             entry.sar_vui = hvcc_sar(data, _new_box(Box, ("hvcC", at, at + 8, at + size)), base)
         at += size
