@@ -53,6 +53,7 @@ _MIME = {
 _MAX_TOP_LEVEL = 10_000
 _FAST_TOP_LEVEL = 16  # top-level boxes the plain walk looks at before leaving it to the careful one
 _HEAD = struct.Struct(">I4s")
+_MVHD0 = struct.Struct(">I8xI")  # version/flags, timescale
 _new_box = tuple.__new__  # a Box without the NamedTuple's Python-level ``__new__``
 
 
@@ -169,6 +170,15 @@ def _audio_info(track: Track, fragments: Fragments | None, movie_ts: int) -> Aud
     )
 
 
+def _movie_timescale(data: bytes, mvhd: Box, base: int) -> int:
+    """``mdhd_or_mvhd_times``'s timescale, read in one call for a version 0 ``mvhd``."""
+    if mvhd.end - mvhd.payload >= 20:
+        vf, timescale = _MVHD0.unpack_from(data, mvhd.payload)
+        if vf >> 24 != 1 and timescale:
+            return int(timescale)
+    return mdhd_or_mvhd_times(data, mvhd, base)[0]
+
+
 def parse(buf: Sparse) -> MediaInfo:
     """Parse an ISO BMFF file. Raises ``Missing`` for bytes it needs, ``ProbeError`` if broken."""
     moov, brand = _find_moov(buf)
@@ -178,7 +188,7 @@ def parse(buf: Sparse) -> MediaInfo:
     top = first_of_each(kids)
     if "mvhd" not in top:
         raise ProbeError(f"moov at offset {base}: no mvhd")
-    movie_ts, _ = mdhd_or_mvhd_times(data, top["mvhd"], base)
+    movie_ts = _movie_timescale(data, top["mvhd"], base)
     fragment_duration = 0
     fragments = None
     if "mvex" in top:  # first, so the re-runs after each fragment read skip the track parsing
