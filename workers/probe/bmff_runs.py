@@ -38,14 +38,9 @@ _FOLD_FROM = 256  # entries from which bounds are folded over the buffer instead
 
 def u32_array(data: bytes, at: int, count: int) -> Sequence[int]:
     """``count`` big-endian u32 values at ``at`` (``array`` is ~10x faster than ``struct``)."""
-    return _words(data, at, count, "I")
-
-
-def _words(data: bytes, at: int, count: int, typecode: str) -> Sequence[int]:
-    """``count`` big-endian 32-bit words at ``at``, unsigned (``"I"``) or signed (``"i"``)."""
     if not _NATIVE_U32:  # pragma: no cover - no mainstream platform
-        return struct.unpack_from(f">{count}{typecode}", data, at)
-    arr = array(typecode)
+        return struct.unpack_from(f">{count}I", data, at)
+    arr = array("I")
     arr.frombytes(memoryview(data)[at : at + 4 * count])  # one copy, straight from the moov
     if sys.byteorder == "little":
         arr.byteswap()
@@ -53,18 +48,20 @@ def _words(data: bytes, at: int, count: int, typecode: str) -> Sequence[int]:
 
 
 def read_runs(data: bytes, at: int, count: int, signed: bool) -> Runs:
-    """``count`` (u32 count, u32 or i32 value) entries at ``at``.
-
-    A signed table is read as signed words whole: its counts stay signed words too unless one
-    has its top bit set (the first byte of some entry is not ASCII), then they are read again."""
+    """``count`` (u32 count, u32 or i32 value) entries at ``at``."""
     if count == 1:  # one run: the usual stts of a constant frame rate
         n, value = (_SIGNED_RUN if signed else _RUN).unpack_from(data, at)
         return _new_runs(Runs, ((n,), (value,), n))
-    table = _words(data, at, 2 * count, "i" if signed else "I")
+    table = u32_array(data, at, 2 * count)
+    values = table[1::2]
+    if signed and isinstance(values, array):
+        signed_values = array("i")
+        signed_values.frombytes(memoryview(values).cast("B"))  # the same bits, as two's complement
+        values = signed_values
+    elif signed:  # pragma: no cover - no mainstream platform
+        values = [v - (1 << 32) if v >= 1 << 31 else v for v in values]
     counts = table[0::2]
-    if signed and not data[at : at + 8 * count : 8].isascii():  # a count of 2**31 or more
-        counts = u32_array(data, at, 2 * count)[0::2]
-    return _new_runs(Runs, (counts, table[1::2], samples_in(counts)))
+    return _new_runs(Runs, (counts, values, samples_in(counts)))
 
 
 def _same(values: Sequence[int], value: int) -> bool:
