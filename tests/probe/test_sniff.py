@@ -111,3 +111,14 @@ class TestUnknown:
     def test_trailing_bytes_do_not_change_the_answer(self, fmt: str, tail: bytes) -> None:
         """What follows a binary signature does not change the format."""
         assert sniff(HEADS[fmt] + tail) == fmt
+
+    @settings(max_examples=100, deadline=None, derandomize=True)
+    @given(
+        head=st.sampled_from([b"", *HEADS.values()]),
+        fill=st.sampled_from([b"\x00", b"a", b"\xff", b"\xc3"]),
+        beyond=st.binary(max_size=64),
+    )
+    def test_bytes_past_the_window_change_nothing(self, head: bytes, fill: bytes, beyond: bytes) -> None:
+        """The driver sniffs its whole head read: only the first 4 KiB may count."""
+        first = (head + fill * 4096)[:4096]
+        assert sniff(first + beyond) == sniff(first)

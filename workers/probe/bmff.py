@@ -53,6 +53,7 @@ _MIME = {
 _MAX_TOP_LEVEL = 10_000
 _FAST_TOP_LEVEL = 16  # top-level boxes the plain walk looks at before leaving it to the careful one
 _HEAD = struct.Struct(">I4s")
+_MVHD0 = struct.Struct(">I8xI")  # version/flags, timescale
 _new_box = tuple.__new__  # a Box without the NamedTuple's Python-level ``__new__``
 
 
@@ -61,10 +62,6 @@ def _ratio(sar: tuple[int, int] | None) -> str | None:
         return None
     g = gcd(*sar)
     return f"{sar[0] // g}:{sar[1] // g}"
-
-
-def _rational(value: Ratio | None) -> str | None:
-    return None if value is None else str(value)
 
 
 def _float(value: Fraction | Ratio | None) -> float | None:
@@ -124,6 +121,9 @@ def _container(brand: bytes | None, has_video: bool) -> str:
 
 
 def _pick(tracks: list[Track], handler: str) -> Track | None:
+    if len(tracks) == 1:  # the usual video-only file: no lists to build
+        track = tracks[0]
+        return track if track.handler == handler and track.entry is not None else None
     candidates = [t for t in tracks if t.handler == handler and t.entry is not None]
     enabled = [t for t in candidates if t.enabled]
     chosen = enabled or candidates
@@ -170,6 +170,15 @@ def _audio_info(track: Track, fragments: Fragments | None, movie_ts: int) -> Aud
     )
 
 
+def _movie_timescale(data: bytes, mvhd: Box, base: int) -> int:
+    """``mdhd_or_mvhd_times``'s timescale, read in one call for a version 0 ``mvhd``."""
+    if mvhd.end - mvhd.payload >= 20:
+        vf, timescale = _MVHD0.unpack_from(data, mvhd.payload)
+        if vf >> 24 != 1 and timescale:
+            return int(timescale)
+    return mdhd_or_mvhd_times(data, mvhd, base)[0]
+
+
 def parse(buf: Sparse) -> MediaInfo:
     """Parse an ISO BMFF file. Raises ``Missing`` for bytes it needs, ``ProbeError`` if broken."""
     moov, brand = _find_moov(buf)
@@ -179,7 +188,7 @@ def parse(buf: Sparse) -> MediaInfo:
     top = first_of_each(kids)
     if "mvhd" not in top:
         raise ProbeError(f"moov at offset {base}: no mvhd")
-    movie_ts, _ = mdhd_or_mvhd_times(data, top["mvhd"], base)
+    movie_ts = _movie_timescale(data, top["mvhd"], base)
     fragment_duration = 0
     fragments = None
     if "mvex" in top:  # first, so the re-runs after each fragment read skip the track parsing
@@ -239,12 +248,17 @@ def _fill_video(info: MediaInfo, video: Track, timing: Timing, fragments: Fragme
     assert entry is not None
     info.codec, info.width, info.height = entry.codec, entry.width, entry.height
     info.rotation = video.rotation
-    info.sar_pasp, info.sar_vui = _ratio(entry.sar_pasp), _ratio(entry.sar_vui)
+    info.sar_pasp = _ratio(entry.sar_pasp)
+    info.sar_vui = info.sar_pasp if entry.sar_vui == entry.sar_pasp else _ratio(entry.sar_vui)
     info.sar = info.sar_pasp or info.sar_vui
     if fragments is not None and not fragments.complete:
         return  # frames, duration and rates need every fragment: unknown, never guessed
     info.frames, info.presented_frames = timing.frames, timing.presented
-    info.duration = _float(timing.duration)
-    info.fps, info.fps_rational = _float(timing.fps), _rational(timing.fps)
-    info.nominal_fps, info.nominal_fps_rational = _float(timing.nominal_fps), _rational(timing.nominal_fps)
     info.vfr, info.negative_pts = timing.vfr, timing.negative_pts
+    duration, fps, nominal = timing.duration, timing.fps, timing.nominal_fps
+    if duration is not None:  # int / int is correctly rounded, as float(Ratio) is
+        info.duration = duration[0] / duration[1]
+    if fps is not None:
+        info.fps, info.fps_rational = fps[0] / fps[1], f"{fps[0]}/{fps[1]}"
+    if nominal is not None:
+        info.nominal_fps, info.nominal_fps_rational = nominal[0] / nominal[1], f"{nominal[0]}/{nominal[1]}"

@@ -27,10 +27,6 @@ MIN_SAMPLES = 64  # below, building and sorting every PTS (all in C) is the chea
 _EDGE = 4096  # samples from either end located by walking the runs; beyond, a prefix sum
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 class _Offsets:
     """The offsets of given samples, located in the runs (which cover exactly ``n`` samples)."""
 
@@ -131,19 +127,25 @@ def cto_timing(stts: Runs, ctts: Runs) -> tuple[int, int, Callable[[int, int], i
             middle.append(_Offsets(ctts, n))
         return [(start + k) * delta + off for k, off in enumerate(middle[0].between(start, stop))]
 
-    def clip(i: int) -> int:
-        return 0 if i < 0 else n if i > n else i
-
     def count(lo: int, hi: int) -> int:
-        out_below = clip(_ceil_div(lo - high, delta))  # i below: PTS < lo whatever the offset
-        in_from = clip(_ceil_div(lo - low, delta))  # i from here: PTS >= lo whatever the offset
-        in_to = clip(_ceil_div(hi - high, delta))  # i below: PTS < hi whatever the offset
-        out_from = clip(_ceil_div(hi - low, delta))  # i from here: PTS >= hi whatever the offset
-        edges = [(out_below, in_from), (in_to, out_from)] if in_from < in_to else [(out_below, out_from)]
-        inside = max(0, in_to - in_from)
-        for start, stop in edges:
-            if start < stop:
-                inside += sum(1 for pts in presented(start, stop) if lo <= pts < hi)
-        return inside
+        # ceil((x - bound) / delta), clipped to [0, n], inline: this runs once per edit
+        out_below = -((high - lo) // delta)  # i below: PTS < lo whatever the offset
+        out_below = 0 if out_below < 0 else n if out_below > n else out_below
+        in_from = -((low - lo) // delta)  # i from here: PTS >= lo whatever the offset
+        in_from = 0 if in_from < 0 else n if in_from > n else in_from
+        in_to = -((high - hi) // delta)  # i below: PTS < hi whatever the offset
+        in_to = 0 if in_to < 0 else n if in_to > n else in_to
+        out_from = -((low - hi) // delta)  # i from here: PTS >= hi whatever the offset
+        out_from = 0 if out_from < 0 else n if out_from > n else out_from
+        if in_from < in_to:
+            inside = in_to - in_from
+            if out_below < in_from:
+                inside += sum(1 for pts in presented(out_below, in_from) if lo <= pts < hi)
+            if in_to < out_from:
+                inside += sum(1 for pts in presented(in_to, out_from) if lo <= pts < hi)
+            return inside
+        if out_below < out_from:
+            return sum(1 for pts in presented(out_below, out_from) if lo <= pts < hi)
+        return 0
 
     return min(head), max(tail) + delta, count

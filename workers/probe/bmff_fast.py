@@ -25,6 +25,7 @@ from workers.probe.bmff_boxes import Box
 from workers.probe.bmff_entry import VIDEO_CODECS, SampleEntry, avcc_sar, hvcc_sar, parse_stsd
 from workers.probe.bmff_runs import read_runs, u32_array
 from workers.probe.bmff_track import MEDIA_HANDLERS, Edit, Track, tkhd_rotation
+from workers.probe.h26x_sar import h264_sps_sar
 
 _HEAD = struct.Struct(">I4s")
 _U32 = struct.Struct(">I")
@@ -35,16 +36,21 @@ _ELST = struct.Struct(">I4xII")  # size, version/flags, count
 _EDIT0 = struct.Struct(">Ii")
 _HEAD_COUNT = struct.Struct(">I8xI")  # size, entry count of a full box
 _SIZE = struct.Struct(">HH")
+_U16 = struct.Struct(">H")
 _PAIR = struct.Struct(">II")
 _new_box = tuple.__new__  # a Box without the NamedTuple's Python-level ``__new__``
 
 
-def _kids(data: bytes, pos: int, end: int) -> dict[bytes, int] | None:
+def _kids(data: bytes, pos: int, end: int = -1) -> dict[bytes, int] | None:
     """Offset of the first child of each type in ``data[pos:end]``; ``None`` for any header
-    but the plain 32-bit one that fits (64-bit sizes, ``uuid``, size 0, stray bytes ...)."""
+    but the plain 32-bit one that fits (64-bit sizes, ``uuid``, size 0, stray bytes ...).
+    Without ``end``, the children of the box whose (checked, plain) header is at ``pos``."""
     found: dict[bytes, int] = {}
     unpack = _HEAD.unpack_from
     try:
+        if end < 0:
+            end = pos + unpack(data, pos)[0]
+            pos += 8
         while pos < end:
             size, raw = unpack(data, pos)
             if size < 8 or pos + size > end or raw == b"uuid":
@@ -64,7 +70,7 @@ def _descend(data: bytes, kids: dict[bytes, int], path: tuple[bytes, ...]) -> di
         at = kids.get(kind, -1)
         if at < 0:
             return True
-        inner = _kids(data, at + 8, _end(data, at))
+        inner = _kids(data, at)
         if inner is None:
             return False
         kids = inner
@@ -79,12 +85,17 @@ def _end(data: bytes, pos: int) -> int:
 def _edits(data: bytes, edts: int) -> list[Edit] | bool:
     """The first ``elst`` of the ``edts`` at ``edts``: its edits, ``True`` without one, ``False``
     to ask the reference."""
-    kids = _kids(data, edts + 8, _end(data, edts))
-    if kids is None:
-        return False
-    at = kids.get(b"elst")
-    if at is None:
-        return True
+    end = _end(data, edts)
+    size, raw = _HEAD.unpack_from(data, edts + 8) if end - edts >= 16 else (0, b"")
+    if raw == b"elst" and edts + 8 + size == end:
+        at = edts + 8  # the usual edts, one elst filling it: what _kids would find
+    else:
+        kids = _kids(data, edts)
+        if kids is None:
+            return False
+        at = kids.get(b"elst", -1)
+        if at < 0:
+            return True
     size, vf, count = _ELST.unpack_from(data, at)
     if size < 16 or vf >> 24 == 1 or 16 + count * 12 > size:
         return False
@@ -100,6 +111,15 @@ def _table(data: bytes, at: int, width: int) -> int | None:
     if 16 + count * width > size:  # a size below 16 fails this too
         return None
     return int(count)
+
+
+def _one_sps(data: bytes, at: int, end: int) -> bytes | None:
+    """The SPS of the ``avcC`` at ``at`` when it holds exactly one that fits, as ``avcc_sar``
+    reads it; ``None`` to let ``avcc_sar`` read (or refuse) the box."""
+    if end - at < 16 or data[at + 13] & 0x1F != 1:  # the box holds the first length; one SPS
+        return None
+    size: int = _U16.unpack_from(data, at + 14)[0]
+    return data[at + 16 : at + 16 + size] if at + 16 + size <= end else None
 
 
 def _video_entry(data: bytes, at: int, end: int, base: int) -> SampleEntry | Literal[False] | None:
@@ -129,7 +149,11 @@ def _video_entry(data: bytes, at: int, end: int, base: int) -> SampleEntry | Lit
                 return False
             entry.sar_pasp = (h, v)
         elif raw == b"avcC" and entry.codec == "h264":
-            entry.sar_vui = avcc_sar(data, _new_box(Box, ("avcC", at, at + 8, at + size)), base)
+            nal = _one_sps(data, at, at + size)
+            if nal is None:
+                entry.sar_vui = avcc_sar(data, _new_box(Box, ("avcC", at, at + 8, at + size)), base)
+            else:
+                entry.sar_vui = h264_sps_sar(nal)
         elif raw == b"hvcC" and entry.codec == "hevc":
             entry.sar_vui = hvcc_sar(data, _new_box(Box, ("hvcC", at, at + 8, at + size)), base)
         at += size
@@ -153,8 +177,7 @@ def _trak(data: bytes, start: int, end: int, base: int) -> Track | None:
     size, _, tkhd_vf, track_id, a, b, u, c, d = _TKHD0.unpack_from(data, trak[b"tkhd"])
     if size < 92 or tkhd_vf >> 24 == 1:
         return None
-    at = trak[b"mdia"]
-    mdia = _kids(data, at + 8, _end(data, at))
+    mdia = _kids(data, trak[b"mdia"])
     if mdia is None or b"mdhd" not in mdia or b"hdlr" not in mdia:
         return None
     size, _, vf, timescale, duration = _MDHD0.unpack_from(data, mdia[b"mdhd"])

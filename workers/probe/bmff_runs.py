@@ -29,6 +29,7 @@ class Runs(NamedTuple):
 
 
 NO_RUNS = Runs((), (), 0)
+_new_runs = tuple.__new__  # a Runs without the NamedTuple's Python-level ``__new__``
 _ZERO_WORD = bytes(4)
 _RUN = struct.Struct(">II")
 _SIGNED_RUN = struct.Struct(">Ii")
@@ -50,7 +51,7 @@ def read_runs(data: bytes, at: int, count: int, signed: bool) -> Runs:
     """``count`` (u32 count, u32 or i32 value) entries at ``at``."""
     if count == 1:  # one run: the usual stts of a constant frame rate
         n, value = (_SIGNED_RUN if signed else _RUN).unpack_from(data, at)
-        return Runs((n,), (value,), n)
+        return _new_runs(Runs, ((n,), (value,), n))
     table = u32_array(data, at, 2 * count)
     values = table[1::2]
     if signed and isinstance(values, array):
@@ -60,7 +61,7 @@ def read_runs(data: bytes, at: int, count: int, signed: bool) -> Runs:
     elif signed:  # pragma: no cover - no mainstream platform
         values = [v - (1 << 32) if v >= 1 << 31 else v for v in values]
     counts = table[0::2]
-    return Runs(counts, values, samples_in(counts))
+    return _new_runs(Runs, (counts, values, samples_in(counts)))
 
 
 def _same(values: Sequence[int], value: int) -> bool:

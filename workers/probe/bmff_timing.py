@@ -43,6 +43,7 @@ MAX_EXPANDED_SAMPLES = 20_000_000
 # Weights of distinct deltas are summed one C-level pass per distinct delta up to this many.
 _FEW_DELTAS = 8
 _positive = (0).__lt__
+_new_tuple = tuple.__new__
 
 
 class Ratio(NamedTuple):
@@ -57,7 +58,7 @@ class Ratio(NamedTuple):
         g = gcd(num, den)
         if den < 0:
             g = -g
-        return cls(num // g, den // g)
+        return _new_tuple(cls, (num // g, den // g))  # without the Python-level ``__new__``
 
     def __float__(self) -> float:
         return self.num / self.den  # int / int is correctly rounded, as float(Fraction) is

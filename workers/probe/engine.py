@@ -49,7 +49,9 @@ def parse(buf: Sparse) -> MediaInfo:
     """Sniff and parse. Raises ``Missing`` (bytes needed) or ``ProbeError`` (bad input)."""
     if buf.size == 0:
         raise ProbeError("empty object (0 bytes)")
-    head = buf.get(0, min(SNIFF_BYTES, buf.size))
+    head = buf.prefix()  # sniff reads the first SNIFF_BYTES only: the whole head read does, uncopied
+    if len(head) < min(SNIFF_BYTES, buf.size):
+        head = buf.get(0, min(SNIFF_BYTES, buf.size))
     fmt = sniff(head)
     if fmt == "unknown":
         raise ProbeError(f"unrecognised format (first bytes {head[:8].hex()})")

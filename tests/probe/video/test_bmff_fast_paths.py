@@ -4,6 +4,8 @@
   reads them one bit at a time (the definition in H.264 9.1).
 * ``bmff_boxes.walk``/``children`` read child box headers in one tight loop; the reference
   decodes each header by the ISO BMFF rules and names the first bad one the same way.
+* ``bmff._movie_timescale`` reads a version 0 ``mvhd`` in one call; the reference is
+  ``mdhd_or_mvhd_times``.
 * ``bmff_timing``: one ``stts`` run takes its decode times from a ``range``; the same run cut
   in two takes the general per-sample path, and both must give the same timing.
 """
@@ -11,14 +13,16 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.probe.bmff_boxes import children, find, walk
+from workers.probe.bmff import _movie_timescale
+from workers.probe.bmff_boxes import Box, children, find, walk
 from workers.probe.bmff_timing import _pts_list, track_timing
-from workers.probe.bmff_track import Edit
+from workers.probe.bmff_track import Edit, mdhd_or_mvhd_times
 from workers.probe.h26x import BitReader
 from workers.probe.media import ProbeError
 
@@ -181,3 +185,28 @@ def test_constant_rate_timing_matches_the_general_path(
         )
 
     assert timing(whole) == timing(cut)
+
+
+@SETTINGS
+@given(
+    st.sampled_from([0, 1, 2, 0xFF]),
+    st.sampled_from([0, 1, 1000, 90000, 0xFFFFFFFF]),
+    st.binary(max_size=40),
+    st.integers(0, 2),
+)
+def test_movie_timescale_equals_the_reference(version: int, timescale: int, rest: bytes, header: int) -> None:
+    """Any version, timescale and body length (cut anywhere), behind a 0, 8 or 16-byte header."""
+    body = struct.pack(">I8xI", version << 24, timescale) + rest
+    body = body[: len(rest) + 4] if len(rest) < 16 else body  # short bodies too
+    data = b"\x00" * (8 * header) + body
+    box = Box("mvhd", 0, 8 * header, len(data))
+
+    def outcome(read: Callable[[], int]) -> int | str:
+        try:
+            return read()
+        except ProbeError as e:
+            return f"error: {e}"
+
+    assert outcome(lambda: _movie_timescale(data, box, 100)) == outcome(
+        lambda: mdhd_or_mvhd_times(data, box, 100)[0]
+    )

@@ -91,6 +91,14 @@ def _compare(boxes: Boxes, data: bytes, edited: bytes | None = None) -> int:
     return answered
 
 
+def _draw_clip(
+    corpus: dict[str, Any], boxes: Boxes, data: st.DataObject
+) -> tuple[bytes, tuple[str, int, int, int]]:
+    """A corpus clip with a ``moov``, drawn, and its ``moov`` box."""
+    raw: bytes = corpus[data.draw(st.sampled_from(MOOV_CLIPS))].data
+    return raw, next(b for b in boxes(raw) if b[0] == "moov")
+
+
 @pytest.mark.parametrize("name", MOOV_CLIPS)
 def test_fast_trak_equals_reference_on_the_corpus(corpus: dict[str, Any], boxes: Boxes, name: str) -> None:
     assert _compare(boxes, corpus[name].data) >= 1  # the common files take the fast path
@@ -101,9 +109,8 @@ def test_fast_trak_equals_reference_on_the_corpus(corpus: dict[str, Any], boxes:
 def test_fast_trak_equals_reference_on_random_bytes(
     corpus: dict[str, Any], boxes: Boxes, data: st.DataObject
 ) -> None:
-    original = corpus[data.draw(st.sampled_from(MOOV_CLIPS))].data
+    original, moov = _draw_clip(corpus, boxes, data)
     raw = bytearray(original)
-    moov = next(b for b in boxes(original) if b[0] == "moov")
     for _ in range(data.draw(st.integers(1, 6))):
         at = data.draw(st.integers(moov[1] + 8, moov[3] - 1))
         raw[at] = data.draw(st.integers(0, 255))
@@ -209,8 +216,7 @@ def test_fast_trak_equals_reference_on_edited_trees(
     corpus: dict[str, Any], boxes: Boxes, data: st.DataObject
 ) -> None:
     """A few edits at once."""
-    raw = corpus[data.draw(st.sampled_from(MOOV_CLIPS))].data
-    moov = next(b for b in boxes(raw) if b[0] == "moov")
+    raw, moov = _draw_clip(corpus, boxes, data)
     traks = [b for b in boxes(raw, moov[1] + 8, moov[3]) if b[0] == "trak"]
     trak = _node(boxes, raw, *data.draw(st.sampled_from(traks)))
     for _ in range(data.draw(st.integers(1, 3))):

@@ -17,7 +17,6 @@ from collections import Counter
 from fractions import Fraction
 from functools import reduce
 from itertools import accumulate
-from math import ceil
 from operator import and_, or_
 from unittest.mock import patch
 
@@ -186,10 +185,6 @@ def test_run_columns_match_plain_lists(counts: list[int], as_array: bool) -> Non
         if 0 < size <= len(every):
             assert bmff_cto._first(runs, size) == every[:size]
             assert bmff_cto._last(runs, size) == every[len(every) - size :]
-
-
-def test_ceil_matches_the_definition() -> None:
-    assert [bmff_cto._ceil_div(a, 3) for a in range(-4, 5)] == [ceil(a / 3) for a in range(-4, 5)]
 
 
 @SETTINGS

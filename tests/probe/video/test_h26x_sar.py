@@ -9,10 +9,12 @@ flipped, bytes replaced, cut short or emulation bytes inserted, and arbitrary by
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.probe import h26x
+from workers.probe import h26x, h26x_sar
 from workers.probe.h26x_sar import h264_sps_sar
 from workers.probe.media import ProbeError
 
@@ -99,3 +101,38 @@ def test_replace_is_unescape(parts: list[bytes]) -> None:
 def test_trailing_bytes(nal: bytes, tail: bytes) -> None:
     """Bytes after the SPS (rbsp trailing bits, padding, junk) change nothing the reference sees."""
     assert fast(nal + tail) == reference(nal + tail)
+
+
+def _regex_and_walk(nal: bytes) -> tuple[object, object]:
+    """What the one-match reader and the field-by-field walk give for ``nal`` (``"decline"``
+    when one hands it to the reference)."""
+    rbsp = nal[1:].replace(b"\x00\x00\x03", b"\x00\x00")
+    bits = format(int.from_bytes(rbsp, "big"), "b").zfill(len(rbsp) * 8)
+
+    def run(read: Callable[[], object]) -> object:
+        try:
+            return read()
+        except h26x_sar._Decline:
+            return "decline"
+
+    return run(lambda: h26x_sar._read_sar(rbsp)), run(lambda: h26x_sar._walk(bits, rbsp[0]))
+
+
+def test_real_sps_units_take_the_one_match_path() -> None:
+    matched = 0
+    for nal in X264_SPS:
+        rbsp = nal[1:].replace(b"\x00\x00\x03", b"\x00\x00")
+        bits = format(int.from_bytes(rbsp, "big"), "b").zfill(len(rbsp) * 8)
+        pattern = h26x_sar._HIGH if rbsp[0] in h26x_sar._HIGH_PROFILES else h26x_sar._PLAIN
+        matched += pattern.match(bits) is not None
+        fast_answer, walked = _regex_and_walk(nal)
+        assert fast_answer == walked
+    assert matched >= 8  # the usual syntax is read by the one match, not the walk
+
+
+@SETTINGS
+@given(damaged())
+def test_one_match_equals_the_walk(nal: bytes) -> None:
+    if len(nal) >= 4:
+        fast_answer, walked = _regex_and_walk(nal)
+        assert fast_answer == walked
