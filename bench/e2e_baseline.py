@@ -3,9 +3,11 @@
 aiobotocore SQS (ReceiveMessage 10, DeleteMessageBatch), msgspec decoding of the S3 event,
 our stdlib presigner, one aiohttp ranged GET of the head per object, the same media parser, an
 NDJSON row per object appended to a file. No ledger, no batching stages, no tracking: what a
-straightforward build of the same work costs. Runs until SIGTERM.
+straightforward build of the same work costs. Runs until SIGTERM, or with ``--once`` until a
+receive finds the queue empty (what ``bench e2e_instructions`` counts).
 
     python -m bench.e2e_baseline S3_ENDPOINT SQS_ENDPOINT QUEUE_URL OUT [--receivers 8] [--head 65536]
+        [--once]
 """
 
 from __future__ import annotations
@@ -114,6 +116,8 @@ async def main(a: argparse.Namespace) -> None:
                 )
                 msgs = resp.get("Messages") or []
                 if not msgs:
+                    if a.once:
+                        return  # the others finish what they hold
                     continue
                 records = [r for m in msgs for r in _event.decode(m["Body"]).Records]
                 rows = await asyncio.gather(*(one(r) for r in records))
@@ -124,7 +128,10 @@ async def main(a: argparse.Namespace) -> None:
                 )
 
         tasks = [asyncio.create_task(receiver()) for _ in range(a.receivers)]
-        await stop.wait()
+        if a.once:
+            await asyncio.gather(*tasks)
+        else:
+            await stop.wait()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -139,4 +146,5 @@ if __name__ == "__main__":
     ap.add_argument("out")
     ap.add_argument("--receivers", type=int, default=8)
     ap.add_argument("--head", type=int, default=65536)
+    ap.add_argument("--once", action="store_true", help="stop when a receive finds the queue empty")
     uvloop.run(main(ap.parse_args()))
