@@ -40,11 +40,11 @@ def offset_bounds(values: Sequence[int]) -> tuple[int, int]:
     words' bytes sliced into lanes, a lane mapped to bit lengths and searched from the top."""
     if not isinstance(values, array) or values.itemsize != 4 or not _LITTLE:
         return bounds(values)
-    raw = values.tobytes()
-    if raw[3::4].strip(b"\0") or raw[2::4].strip(b"\0"):  # a negative offset, or one past 65535
+    raw, n = values.tobytes(), len(values)
+    if raw[3::4].count(0) != n or raw[2::4].count(0) != n:  # a negative offset, or one past 65535
         return bounds(values)
     lane, shift = raw[1::4], 8
-    if not lane.strip(b"\0"):
+    if lane.count(0) == n:
         lane, shift = raw[0::4], 0
     lengths = lane.translate(_BIT_LENGTHS)
     top = 8
