@@ -36,6 +36,8 @@ _ELST = struct.Struct(">I4xII")  # size, version/flags, count
 _EDIT0 = struct.Struct(">Ii")
 _EDTS = struct.Struct(">I4sI4sIIIi")  # edts size, type; elst size, type, version/flags, count; an edit
 _HEAD_COUNT = struct.Struct(">I8xI")  # size, entry count of a full box
+_COUNT_FIRST = struct.Struct(">I8xII")  # size, entry count, first u32 entry (stco)
+_STSC_FIRST = struct.Struct(">I8xI4xI")  # size, entry count, first entry's samples per chunk
 _SIZE = struct.Struct(">HH")
 _U16 = struct.Struct(">H")
 _PAIR = struct.Struct(">II")
@@ -265,26 +267,30 @@ def _media_end(data: bytes, stbl: dict[bytes, int], const: int, count: int, size
     at = stbl.get(b"stco", -1)
     if at < 0:
         return None if b"co64" in stbl else 0
-    size, n = _HEAD_COUNT.unpack_from(data, at)
+    size, n, first = _COUNT_FIRST.unpack_from(data, at)  # one chunk (short clips): no table to read
     if 16 + n * 4 > size:
         return None
     if n == 0:
         return 0
-    offsets = (_U32.unpack_from(data, at + 16)[0],) if n == 1 else u32_array(data, at + 16, n)
-    end = max(offsets)
+    if n == 1:
+        end = final = first
+    else:
+        offsets = u32_array(data, at + 16, n)
+        end, final = max(offsets), offsets[-1]
     at = stbl.get(b"stsc", -1)
     if at >= 0:
-        size, m = _HEAD_COUNT.unpack_from(data, at)
+        size, m, per_chunk = _STSC_FIRST.unpack_from(data, at)  # a one-entry table whole
         if 16 + m * 12 > size:
             return None
         if m:
-            per_chunk = _U32.unpack_from(data, at + 16 + (m - 1) * 12 + 4)[0]
+            if m > 1:
+                per_chunk = _U32.unpack_from(data, at + 16 + (m - 1) * 12 + 4)[0]
             if const:
-                last = offsets[-1] + const * per_chunk
+                last = final + const * per_chunk
             elif per_chunk and sizes_at >= 0:
                 k = min(per_chunk, count)
-                last = offsets[-1] + sum(u32_array(data, sizes_at + 4 * (count - k), k))
+                last = final + sum(u32_array(data, sizes_at + 4 * (count - k), k))
             else:
-                last = offsets[-1]
+                last = final
             end = max(end, last)
     return int(end)
