@@ -55,6 +55,7 @@ _FAST_TOP_LEVEL = 16  # top-level boxes the plain walk looks at before leaving i
 _HEAD = struct.Struct(">I4s")
 _MVHD0 = struct.Struct(">I8xI")  # version/flags, timescale
 _new_box = tuple.__new__  # a Box without the NamedTuple's Python-level ``__new__``
+_USUAL_TOP = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide"})  # plausible, not uuid
 
 
 def _ratio(sar: tuple[int, int] | None) -> str | None:
@@ -72,12 +73,16 @@ def _moov_in_head(head: bytes, size: int) -> tuple[Box, bytes | None] | None:
     """What :func:`_find_moov` gives when ``head`` (the bytes from offset 0) holds every
     top-level header up to ``moov``'s, all plain 32-bit ones of plausible types that fit in
     the file; ``None`` (ask :func:`_find_moov`) for anything else."""
-    offset, brand, unpack = 0, None, _HEAD.unpack_from
+    offset, brand, unpack, known = 0, None, _HEAD.unpack_from, len(head) - 32
     for _ in range(_FAST_TOP_LEVEL):
-        if offset + 32 > len(head):  # the longest header, as known_top_level_header asks
+        if offset > known:  # the longest header (32 bytes) not all there, as known_top_level_header asks
             return None
         length, raw = unpack(head, offset)
-        if length < 8 or offset + length > size or raw == b"uuid" or not is_plausible_type(raw):
+        if (
+            length < 8
+            or offset + length > size
+            or (raw not in _USUAL_TOP and (raw == b"uuid" or not is_plausible_type(raw)))
+        ):
             return None
         if raw == b"moov":
             return _new_box(Box, ("moov", offset, offset + 8, offset + length)), brand
@@ -85,6 +90,28 @@ def _moov_in_head(head: bytes, size: int) -> tuple[Box, bytes | None] | None:
             brand = head[8:12] if length >= 12 else b""
         offset += length
     return None
+
+
+def _moov_children(data: bytes, start: int, end: int) -> tuple[list[Box], dict[str, Box]] | None:
+    """The ``trak`` boxes in ``data[start:end]`` and the first box of each other type: what
+    ``scan`` and ``first_of_each`` give when every header is a plain 32-bit one that fits (one
+    loop, no list of every box); ``None`` for anything else (ask them)."""
+    traks: list[Box] = []
+    top: dict[str, Box] = {}
+    unpack = _HEAD.unpack_from
+    while start < end:
+        if start + 8 > end:
+            return None
+        size, raw = unpack(data, start)
+        if size < 8 or start + size > end or raw == b"uuid":
+            return None
+        kind = raw.decode("latin-1")
+        if kind == "trak":
+            traks.append(_new_box(Box, ("trak", start, start + 8, start + size)))
+        elif kind not in top:
+            top[kind] = _new_box(Box, (kind, start, start + 8, start + size))
+        start += size
+    return traks, top
 
 
 def _find_moov(buf: Sparse) -> tuple[Box, bytes | None]:
@@ -184,8 +211,12 @@ def parse(buf: Sparse) -> MediaInfo:
     moov, brand = _find_moov(buf)
     data = buf.get(moov.start, moov.size)
     base = moov.start
-    kids = scan(data, moov.payload - base, moov.size, base, "moov")
-    top = first_of_each(kids)
+    found = _moov_children(data, moov.payload - base, moov.size)
+    if found is None:
+        kids = scan(data, moov.payload - base, moov.size, base, "moov")
+        traks, top = [b for b in kids if b.type == "trak"], first_of_each(kids)
+    else:
+        traks, top = found
     if "mvhd" not in top:
         raise ProbeError(f"moov at offset {base}: no mvhd")
     movie_ts = _movie_timescale(data, top["mvhd"], base)
@@ -194,9 +225,7 @@ def parse(buf: Sparse) -> MediaInfo:
     if "mvex" in top:  # first, so the re-runs after each fragment read skip the track parsing
         trex, fragment_duration = parse_mvex(data, top["mvex"], base)
         fragments = walk_fragments(buf, moov.end, trex)
-    tracks = [
-        fast_trak(data, b.payload, b.end, base) or parse_trak(data, b, base) for b in kids if b.type == "trak"
-    ]
+    tracks = [fast_trak(data, b.payload, b.end, base) or parse_trak(data, b, base) for b in traks]
     if fragments is None:
         for t in tracks:
             if t.media_end > buf.size:

@@ -16,15 +16,41 @@ When the offsets spread over more than ``MAX_SPREAD`` frames the arithmetic is d
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Callable
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
 from itertools import accumulate
+from operator import add
 
 from workers.probe.bmff_runs import Runs, bounds
 
 MAX_SPREAD = 4096  # frames between the least and the greatest offset
 MIN_SAMPLES = 64  # below, building and sorting every PTS (all in C) is the cheaper way
 _EDGE = 4096  # samples from either end located by walking the runs; beyond, a prefix sum
+_BIT_LENGTHS = bytes(b.bit_length() for b in range(256))  # a translate table: byte -> its bit length
+_LITTLE = sys.byteorder == "little"
+
+
+def offset_bounds(values: Sequence[int]) -> tuple[int, int]:
+    """``(low, high)`` with every value in between: :func:`bounds`, or for a column of 32-bit
+    offsets in ``[0, 65536)`` (the usual B-frame table) ``0`` and the next power of two minus 1
+    above the greatest one. The loose bound costs a few more samples at each end; it is found
+    without an ``int`` per value (a short column's ``min``/``max`` would make one each): the
+    words' bytes sliced into lanes, a lane mapped to bit lengths and searched from the top."""
+    if not isinstance(values, array) or values.itemsize != 4 or not _LITTLE:
+        return bounds(values)
+    raw, n = values.tobytes(), len(values)
+    if raw[3::4].count(0) != n or raw[2::4].count(0) != n:  # a negative offset, or one past 65535
+        return bounds(values)
+    lane, shift = raw[1::4], 8
+    if lane.count(0) == n:
+        lane, shift = raw[0::4], 0
+    lengths = lane.translate(_BIT_LENGTHS)
+    top = 8
+    while top and top not in lengths:
+        top -= 1
+    return 0, (1 << (shift + top)) - 1
 
 
 class _Offsets:
@@ -99,13 +125,19 @@ def _last(runs: Runs, size: int) -> list[int]:
     return out
 
 
+def _within(pts: list[int], lo: int, hi: int) -> int:
+    """How many of ``pts`` (a list of its own, sorted here) lie in ``[lo, hi)``."""
+    pts.sort()
+    return bisect_left(pts, hi) - bisect_left(pts, lo)
+
+
 def cto_timing(stts: Runs, ctts: Runs) -> tuple[int, int, Callable[[int, int], int]] | None:
     """``(first PTS, media end, count(lo, hi))`` for one stts run of ``delta > 0`` whose
     ctts covers exactly its samples; ``None`` for a short track or offsets spread too far."""
     n, delta = stts.counts[0], stts.values[0]
     if n < MIN_SAMPLES:
         return None
-    low, high = bounds(ctts.values)
+    low, high = offset_bounds(ctts.values)
     spread = (high - low) // delta
     if spread > MAX_SPREAD:
         return None
@@ -113,8 +145,8 @@ def cto_timing(stts: Runs, ctts: Runs) -> tuple[int, int, Callable[[int, int], i
     # ``spread + 1``, compete; likewise for the last PTS at the other end.
     window = min(n, spread + 2)
     tail_from = n - window
-    head = [k * delta + off for k, off in enumerate(_first(ctts, window))]
-    tail = [(tail_from + k) * delta + off for k, off in enumerate(_last(ctts, window))]
+    head = list(map(add, range(0, window * delta, delta), _first(ctts, window)))
+    tail = list(map(add, range(tail_from * delta, n * delta, delta), _last(ctts, window)))
 
     middle: list[_Offsets] = []
 
@@ -125,7 +157,7 @@ def cto_timing(stts: Runs, ctts: Runs) -> tuple[int, int, Callable[[int, int], i
             return tail[start - tail_from : stop - tail_from]
         if not middle:  # a range in the middle (an edit starts or ends there): runs located once
             middle.append(_Offsets(ctts, n))
-        return [(start + k) * delta + off for k, off in enumerate(middle[0].between(start, stop))]
+        return list(map(add, range(start * delta, stop * delta, delta), middle[0].between(start, stop)))
 
     def count(lo: int, hi: int) -> int:
         # ceil((x - bound) / delta), clipped to [0, n], inline: this runs once per edit
@@ -140,12 +172,12 @@ def cto_timing(stts: Runs, ctts: Runs) -> tuple[int, int, Callable[[int, int], i
         if in_from < in_to:
             inside = in_to - in_from
             if out_below < in_from:
-                inside += sum(1 for pts in presented(out_below, in_from) if lo <= pts < hi)
+                inside += _within(presented(out_below, in_from), lo, hi)
             if in_to < out_from:
-                inside += sum(1 for pts in presented(in_to, out_from) if lo <= pts < hi)
+                inside += _within(presented(in_to, out_from), lo, hi)
             return inside
         if out_below < out_from:
-            return sum(1 for pts in presented(out_below, out_from) if lo <= pts < hi)
+            return _within(presented(out_below, out_from), lo, hi)
         return 0
 
     return min(head), max(tail) + delta, count

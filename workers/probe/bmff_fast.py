@@ -3,11 +3,11 @@
 :func:`workers.probe.bmff_track.parse_trak` is the reference: one function per box, each
 checking its own sizes and naming what is wrong. Most tracks are plain: 32-bit box headers
 that nest properly, version 0 headers, a ``stco`` chunk table. :func:`fast_trak` reads
-exactly those with one walk per container (offsets collected into a dict, no ``Box`` per
-child) and one ``struct`` call per header box, reads a video track's first sample entry and
-its children (``pasp``, ``avcC``/``hvcC``) the same way (audio and encrypted entries go to
-``parse_stsd``), and returns ``None`` at the first thing it does
-not handle or that the reference would refuse: the caller then runs the reference, which
+exactly those with one walk down ``trak/mdia/minf/stbl`` (offsets collected into a dict per
+depth, no ``Box`` per child) and one ``struct`` call per header box, reads a video track's
+first sample entry and its children (``pasp``, ``avcC``/``hvcC``) the same way (audio and
+encrypted entries go to ``parse_stsd``), and returns ``None`` at the first thing it does not
+handle or that the reference would refuse: the caller then runs the reference, which
 gives the answer or its own, identical, error. What the fast reader does hand over equals the
 reference's ``Track`` field for field (the tests compare the two on real and mutated files).
 
@@ -23,7 +23,7 @@ from typing import Literal
 
 from workers.probe.bmff_boxes import Box
 from workers.probe.bmff_entry import VIDEO_CODECS, SampleEntry, avcc_sar, hvcc_sar, parse_stsd
-from workers.probe.bmff_runs import read_runs, u32_array
+from workers.probe.bmff_runs import NO_RUNS, Runs, read_runs, u32_array
 from workers.probe.bmff_track import MEDIA_HANDLERS, Edit, Track, tkhd_rotation
 from workers.probe.h26x_sar import h264_sps_sar
 
@@ -34,83 +34,73 @@ _MDHD0 = struct.Struct(">I4sI8xII")  # size, type, version/flags, timescale, dur
 _STSZ = struct.Struct(">I8xII")  # size, constant size, count
 _ELST = struct.Struct(">I4xII")  # size, version/flags, count
 _EDIT0 = struct.Struct(">Ii")
+_EDTS = struct.Struct(">I4sI4sIIIi")  # edts size, type; elst size, type, version/flags, count; an edit
 _HEAD_COUNT = struct.Struct(">I8xI")  # size, entry count of a full box
+_COUNT_FIRST = struct.Struct(">I8xII")  # size, entry count, first u32 entry (stco)
+_STSC_FIRST = struct.Struct(">I8xI4xI")  # size, entry count, first entry's samples per chunk
 _SIZE = struct.Struct(">HH")
 _U16 = struct.Struct(">H")
 _PAIR = struct.Struct(">II")
 _new_box = tuple.__new__  # a Box without the NamedTuple's Python-level ``__new__``
 
 
-def _kids(data: bytes, pos: int, end: int = -1) -> dict[bytes, int] | None:
-    """Offset of the first child of each type in ``data[pos:end]``; ``None`` for any header
-    but the plain 32-bit one that fits (64-bit sizes, ``uuid``, size 0, stray bytes ...).
-    Without ``end``, the children of the box whose (checked, plain) header is at ``pos``."""
-    found: dict[bytes, int] = {}
+_CHAIN = (b"mdia", b"minf", b"stbl", b"")  # the container walked into at each depth of a trak
+_FLAT = (b"",)  # walk into nothing
+
+
+def _tree(
+    data: bytes, start: int, end: int, chain: tuple[bytes, ...] = _CHAIN
+) -> tuple[dict[bytes, int], ...] | None:
+    """Offset of the first child of each type in ``data[start:end]`` (a ``trak``'s children),
+    in the first ``mdia`` among them, the first ``minf`` in that and the first ``stbl`` in that
+    (the ``chain``): one walk, a dict per depth. ``None`` for any header but the plain 32-bit
+    one that fits (64-bit sizes, ``uuid``, size 0, stray bytes ...) at any depth."""
+    levels: tuple[dict[bytes, int], ...] = ({}, {}, {}, {})
+    found, depth, ends = levels[0], 0, []
     unpack = _HEAD.unpack_from
     try:
-        if end < 0:
-            end = pos + unpack(data, pos)[0]
-            pos += 8
-        while pos < end:
-            size, raw = unpack(data, pos)
-            if size < 8 or pos + size > end or raw == b"uuid":
-                return None
-            if raw not in found:
-                found[raw] = pos
-            pos += size
+        while True:
+            while start < end:
+                size, raw = unpack(data, start)
+                if size < 8 or start + size > end or raw == b"uuid":
+                    return None
+                if raw not in found:
+                    found[raw] = start
+                    if raw == chain[depth]:  # walk into it; its parent's walk goes on after it
+                        ends.append(end)
+                        depth += 1
+                        found, start, end = levels[depth], start + 8, start + size
+                        continue
+                start += size
+            if not ends:
+                return levels
+            depth -= 1
+            found, start, end = levels[depth], end, ends.pop()
     except struct.error:
         return None
-    return found
-
-
-def _descend(data: bytes, kids: dict[bytes, int], path: tuple[bytes, ...]) -> dict[bytes, int] | bool:
-    """The children of the box at ``path`` below ``kids``: ``True`` when a box on the path is
-    missing, ``False`` to ask the reference."""
-    for kind in path:
-        at = kids.get(kind, -1)
-        if at < 0:
-            return True
-        inner = _kids(data, at)
-        if inner is None:
-            return False
-        kids = inner
-    return kids
-
-
-def _end(data: bytes, pos: int) -> int:
-    size: int = _U32.unpack_from(data, pos)[0]
-    return pos + size
 
 
 def _edits(data: bytes, edts: int) -> list[Edit] | bool:
     """The first ``elst`` of the ``edts`` at ``edts``: its edits, ``True`` without one, ``False``
     to ask the reference."""
-    end = _end(data, edts)
-    size, raw = _HEAD.unpack_from(data, edts + 8) if end - edts >= 16 else (0, b"")
-    if raw == b"elst" and edts + 8 + size == end:
-        at = edts + 8  # the usual edts, one elst filling it: what _kids would find
+    # the usual edts, one version 0 elst filling it, read with its first edit in one call
+    end, _, size, raw, vf, count, duration, media_time = _EDTS.unpack_from(data, edts)
+    end += edts
+    if raw == b"elst" and edts + 8 + size == end and size >= 16 and vf >> 24 == 0 and 16 + count * 12 <= size:
+        if count == 1:
+            return [Edit(duration, media_time)]
+        at = edts + 8
     else:
-        kids = _kids(data, edts)
+        kids = _tree(data, edts + 8, end, _FLAT)
         if kids is None:
             return False
-        at = kids.get(b"elst", -1)
+        at = kids[0].get(b"elst", -1)
         if at < 0:
             return True
-    size, vf, count = _ELST.unpack_from(data, at)
-    if size < 16 or vf >> 24 == 1 or 16 + count * 12 > size:
-        return False
-    if count == 1:
-        return [Edit(*_EDIT0.unpack_from(data, at + 16))]
+        size, vf, count = _ELST.unpack_from(data, at)
+        if size < 16 or vf >> 24 == 1 or 16 + count * 12 > size:
+            return False
     return [Edit(*_EDIT0.unpack_from(data, at + 16 + 12 * i)) for i in range(count)]
-
-
-def _table(data: bytes, at: int, width: int) -> int | None:
-    """Entry count of a full box holding a table of ``width``-byte entries after the count, or
-    ``None`` when the box is too short for its count."""
-    size, count = _HEAD_COUNT.unpack_from(data, at)
-    if 16 + count * width > size:  # a size below 16 fails this too
-        return None
-    return int(count)
 
 
 def _one_sps(data: bytes, at: int, end: int) -> bytes | None:
@@ -122,7 +112,7 @@ def _one_sps(data: bytes, at: int, end: int) -> bytes | None:
     return data[at + 16 : at + 16 + size] if at + 16 + size <= end else None
 
 
-def _video_entry(data: bytes, at: int, end: int, base: int) -> SampleEntry | Literal[False] | None:
+def _video_entry(data: bytes, at: int, base: int) -> SampleEntry | Literal[False] | None:
     """What ``parse_stsd`` gives for the ``stsd`` at ``at`` of a video track; ``False`` to ask
     it (an encrypted entry, an odd header among the entry's children, anything it refuses)."""
     size, count = _HEAD_COUNT.unpack_from(data, at)
@@ -130,6 +120,7 @@ def _video_entry(data: bytes, at: int, end: int, base: int) -> SampleEntry | Lit
         return False
     if count == 0:
         return None
+    end = at + size
     at += 16
     size, raw = _HEAD.unpack_from(data, at)
     if size < 86 or at + size > end or raw in (b"uuid", b"encv", b"resv"):
@@ -171,14 +162,16 @@ def fast_trak(data: bytes, start: int, end: int, base: int) -> Track | None:
 
 
 def _trak(data: bytes, start: int, end: int, base: int) -> Track | None:
-    trak = _kids(data, start, end)
-    if trak is None or b"tkhd" not in trak or b"mdia" not in trak:
+    tree = _tree(data, start, end)
+    if tree is None:
+        return None
+    trak, mdia, minf, stbl = tree
+    if b"tkhd" not in trak or b"mdia" not in trak:
         return None
     size, _, tkhd_vf, track_id, a, b, u, c, d = _TKHD0.unpack_from(data, trak[b"tkhd"])
     if size < 92 or tkhd_vf >> 24 == 1:
         return None
-    mdia = _kids(data, trak[b"mdia"])
-    if mdia is None or b"mdhd" not in mdia or b"hdlr" not in mdia:
+    if b"mdhd" not in mdia or b"hdlr" not in mdia:
         return None
     size, _, vf, timescale, duration = _MDHD0.unpack_from(data, mdia[b"mdhd"])
     if size < 28 or vf >> 24 == 1 or timescale == 0:
@@ -187,44 +180,68 @@ def _trak(data: bytes, start: int, end: int, base: int) -> Track | None:
     if _U32.unpack_from(data, at)[0] < 20:
         return None
     handler = data[at + 16 : at + 20].decode("latin-1")
-    track = Track(
+    # the identity matrix (most tracks) without building the tuple tkhd_rotation looks up
+    rotation = 0 if a == d == 0x10000 and b == u == c == 0 else tkhd_rotation((a, b, u, c, d))
+    if duration == 0xFFFFFFFF:
+        duration = 0
+    edits = entry = None
+    stts = ctts = NO_RUNS
+    count = media_end = 0
+    if handler in MEDIA_HANDLERS:
+        if b"edts" in trak:
+            found = _edits(data, trak[b"edts"])
+            if found is False:
+                return None
+            if found is not True:
+                edits = found
+        if b"stbl" in minf:  # else no minf, or no stbl in it: a track without tables
+            tables = _tables(data, stbl, base, handler)
+            if tables is None:
+                return None
+            entry, stts, ctts, count, media_end = tables
+    return Track(  # built once, every field known (setting them one by one costs a call each)
         track_id=track_id,
         enabled=bool(tkhd_vf & 1),
         handler=handler,
-        rotation=tkhd_rotation((a, b, u, c, d)),
+        rotation=rotation,
         timescale=timescale,
-        media_duration=0 if duration == 0xFFFFFFFF else duration,
+        media_duration=duration,
+        edits=edits,
+        stts=stts,
+        ctts=ctts,
+        sample_count=count,
+        entry=entry,
+        media_end=media_end,
     )
-    if handler not in MEDIA_HANDLERS:
-        return track
-    if b"edts" in trak:
-        edits = _edits(data, trak[b"edts"])
-        if edits is False:
-            return None
-        if edits is not True:
-            track.edits = edits
-    stbl = _descend(data, mdia, (b"minf", b"stbl"))
-    if stbl is False:
-        return None
-    if stbl is True:
-        return track
+
+
+def _tables(
+    data: bytes, stbl: dict[bytes, int], base: int, handler: str
+) -> tuple[SampleEntry | None, Runs, Runs, int, int] | None:
+    """The sample entry, ``stts``, ``ctts``, sample count and media end of a media track's
+    ``stbl`` children (``None``: ask the reference)."""
+    entry = None
     if b"stsd" in stbl:
         at = stbl[b"stsd"]
-        entry = _video_entry(data, at, _end(data, at), base) if handler == "vide" else False
-        if entry is False:
-            entry = parse_stsd(data, _new_box(Box, ("stsd", at, at + 8, _end(data, at))), base, handler)
-        track.entry = entry
-    for kind, signed in ((b"stts", False), (b"ctts", True)):
-        if kind in stbl:
-            at = stbl[kind]
-            n = _table(data, at, 8)
-            if n is None:
-                return None
-            runs = read_runs(data, at + 16, n, signed)
-            if signed:
-                track.ctts = runs
-            else:
-                track.stts = runs
+        fast = _video_entry(data, at, base) if handler == "vide" else False
+        if fast is False:
+            end = at + _U32.unpack_from(data, at)[0]
+            entry = parse_stsd(data, _new_box(Box, ("stsd", at, at + 8, end)), base, handler)
+        else:
+            entry = fast
+    stts = ctts = NO_RUNS
+    at = stbl.get(b"stts", -1)
+    if at >= 0:
+        size, n = _HEAD_COUNT.unpack_from(data, at)
+        if 16 + n * 8 > size:  # the box is too short for its count (or below 16 bytes)
+            return None
+        stts = read_runs(data, at + 16, n, False)
+    at = stbl.get(b"ctts", -1)
+    if at >= 0:
+        size, n = _HEAD_COUNT.unpack_from(data, at)
+        if 16 + n * 8 > size:
+            return None
+        ctts = read_runs(data, at + 16, n, True)
     count = const = 0
     sizes_at = -1
     if b"stsz" in stbl:
@@ -235,16 +252,14 @@ def _trak(data: bytes, start: int, end: int, base: int) -> Track | None:
         sizes_at = -1 if const else at + 20
     elif b"stz2" in stbl:
         return None
-    track.sample_count = count
-    if track.stts.samples != count and (track.stts.counts or count):
+    if stts.samples != count and (stts.counts or count):
         return None
-    if track.ctts.counts and track.ctts.samples != count:
+    if ctts.counts and ctts.samples != count:
         return None
     media_end = _media_end(data, stbl, const, count, sizes_at)
     if media_end is None:
         return None
-    track.media_end = media_end
-    return track
+    return entry, stts, ctts, count, media_end
 
 
 def _media_end(data: bytes, stbl: dict[bytes, int], const: int, count: int, sizes_at: int) -> int | None:
@@ -252,26 +267,30 @@ def _media_end(data: bytes, stbl: dict[bytes, int], const: int, count: int, size
     at = stbl.get(b"stco", -1)
     if at < 0:
         return None if b"co64" in stbl else 0
-    n = _table(data, at, 4)
-    if n is None:
+    size, n, first = _COUNT_FIRST.unpack_from(data, at)  # one chunk (short clips): no table to read
+    if 16 + n * 4 > size:
         return None
     if n == 0:
         return 0
-    offsets = (_U32.unpack_from(data, at + 16)[0],) if n == 1 else u32_array(data, at + 16, n)
-    end = max(offsets)
+    if n == 1:
+        end = final = first
+    else:
+        offsets = u32_array(data, at + 16, n)
+        end, final = max(offsets), offsets[-1]
     at = stbl.get(b"stsc", -1)
     if at >= 0:
-        m = _table(data, at, 12)
-        if m is None:
+        size, m, per_chunk = _STSC_FIRST.unpack_from(data, at)  # a one-entry table whole
+        if 16 + m * 12 > size:
             return None
         if m:
-            per_chunk = _U32.unpack_from(data, at + 16 + (m - 1) * 12 + 4)[0]
+            if m > 1:
+                per_chunk = _U32.unpack_from(data, at + 16 + (m - 1) * 12 + 4)[0]
             if const:
-                last = offsets[-1] + const * per_chunk
+                last = final + const * per_chunk
             elif per_chunk and sizes_at >= 0:
                 k = min(per_chunk, count)
-                last = offsets[-1] + sum(u32_array(data, sizes_at + 4 * (count - k), k))
+                last = final + sum(u32_array(data, sizes_at + 4 * (count - k), k))
             else:
-                last = offsets[-1]
+                last = final
             end = max(end, last)
     return int(end)

@@ -66,11 +66,11 @@ def read_runs(data: bytes, at: int, count: int, signed: bool) -> Runs:
 
 def _same(values: Sequence[int], value: int) -> bool:
     """Every item equals ``value`` (an array is compared buffer to buffer)."""
-    if isinstance(values, array) and values.typecode in "iI" and -(1 << 31) <= value < 1 << 32:
-        if (values.typecode == "i" and value >= 1 << 31) or (values.typecode == "I" and value < 0):
-            return False
-        return values == array(values.typecode, (value,)) * len(values)
-    return values.count(value) == len(values)
+    if isinstance(values, array):
+        code = values.typecode
+        if (code == "I" and 0 <= value < 1 << 32) or (code == "i" and -(1 << 31) <= value < 1 << 31):
+            return values == array(code, (value,)) * len(values)
+    return values.count(value) == len(values)  # a value the column cannot hold: none is
 
 
 def all_equal(values: Sequence[int]) -> bool:

@@ -63,6 +63,10 @@ class Sparse:
         data = bytes(data[: max(0, self.size - offset)])
         if not data:
             return
+        if not self._starts:  # the first range (the driver's head read): nothing to merge with
+            self._starts.append(offset)
+            self._data.append(data)
+            return
         start, end = offset, offset + len(data)
         i = bisect_right(self._starts, start) - 1
         if i >= 0 and self._starts[i] + len(self._data[i]) >= start:

@@ -201,6 +201,21 @@ def test_bounds_hold_every_value(values: list[int]) -> None:
     assert low <= min(values) and max(values) <= high
 
 
+_OFFSET = st.integers(0, 300) | st.integers(0, 65535) | st.integers(-(1 << 31), (1 << 31) - 1)
+
+
+@SETTINGS
+@given(st.lists(_OFFSET, min_size=1, max_size=300))
+def test_offset_bounds_hold_every_value(values: list[int]) -> None:
+    """cto's bounds: a power of two minus 1 above offsets in [0, 65536), else ``bounds``."""
+    low, high = bmff_cto.offset_bounds(array("i", values))
+    if min(values) >= 0 and max(values) < 1 << 16:
+        assert (low, high) == (0, (1 << max(values).bit_length()) - 1)
+    else:
+        assert (low, high) == bounds(array("i", values))
+    assert bmff_cto.offset_bounds(values) == bounds(values)  # a list: no bytes to look at
+
+
 @SETTINGS
 @given(st.lists(st.sampled_from([0, 1, 3, 256, 512, 1 << 16, 1 << 24, 0xFFFFFFFF]), max_size=60))
 def test_zero_counts_are_found_as_whole_words(counts: list[int]) -> None:
