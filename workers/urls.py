@@ -77,12 +77,26 @@ def _escape(m: re.Match[str]) -> str:
     return _PATH_BYTE[ord(m.group())]
 
 
+_QUOTED: dict[str, str] = {}  # key -> path form: each object's key is quoted for its read and its URL
+_QUOTED_MAX = 4096  # then forgotten all at once (a read and its URL are a few hundred objects apart)
+
+
 def quote_key(key: str) -> str:
     """The URL path form of an S3 key (UTF-8, ``/`` and ``~`` kept): ``quote(key, safe="/~")``.
 
     Faster than :func:`urllib.parse.quote` (which calls Python per byte): ASCII keys escape only
-    their unsafe characters, others go through a byte table.
+    their unsafe characters, others go through a byte table; the last few thousand are kept.
     """
+    found = _QUOTED.get(key)
+    if found is None:
+        found = _quote_key(key)
+        if len(_QUOTED) >= _QUOTED_MAX:
+            _QUOTED.clear()
+        _QUOTED[key] = found
+    return found
+
+
+def _quote_key(key: str) -> str:
     if _PATH_UNSAFE.search(key) is None:
         return key
     if key.isascii():

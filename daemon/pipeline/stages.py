@@ -294,9 +294,10 @@ class Stages:
             self.intake.note_errors(retried, results)
         if retried and not held:
             await self.ledger.release(retried)
-        blog = log.bind()  # one bound logger per batch: the lazy proxy would bind one per call
-        # the level checked once per batch, not a no-op debug call per object
-        settled = log.bind(batch_id=batch.id).debug if blog.is_enabled_for(logging.DEBUG) else None
+        # one bound logger per batch (the lazy proxy would bind one per call); the level checked
+        # once per batch, not a no-op debug call per object
+        blog = log.bind(batch_id=batch.id)
+        settled = blog.debug if blog.is_enabled_for(logging.DEBUG) else None
         for job, outcome, delay in outcomes:
             if settled is not None:
                 settled("object settled", key=job.ref.key, global_key=job.global_key, outcome=outcome)

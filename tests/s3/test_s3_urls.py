@@ -6,7 +6,7 @@ import calendar
 import datetime
 import os
 from unittest import mock
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import botocore.auth
 import botocore.session
@@ -15,6 +15,7 @@ from botocore.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from workers import urls
 from workers.sigv4 import Credentials, _hmac_pads, signing_key
 from workers.urls import (
     ENCORD_MAX_URL_BYTES,
@@ -274,3 +275,18 @@ class TestRules:
         (v,) = url_violations(ok + "é", "encord")
         assert (v.rule, v.expected, v.actual) == ("encord.url.length", 16384, 16386)
         assert url_violations(ok + "é", "labelbox") == []
+
+
+@given(st.lists(st.text(max_size=30), min_size=1, max_size=8))
+def test_quote_key_is_urllib_quote_also_when_remembered(keys: list[str]) -> None:
+    for key in [*keys, *keys]:  # the second time from what quote_key kept
+        assert urls.quote_key(key) == quote(key, safe="/~")
+    assert len(urls._QUOTED) <= urls._QUOTED_MAX
+
+
+def test_quote_key_forgets_all_at_its_bound() -> None:
+    with mock.patch.object(urls, "_QUOTED_MAX", 3):
+        urls._QUOTED.clear()
+        for key in ("a b", "c+d", "e", "f g"):
+            assert urls.quote_key(key) == quote(key, safe="/~")
+        assert urls._QUOTED == {"f g": "f%20g"}

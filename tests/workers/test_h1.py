@@ -299,3 +299,33 @@ def test_request_with_refuses_a_break_anywhere(where: str, bad: str, at: int) ->
             "/" + text if where == "target" else "/t",
             {"Range": text} if where == "value" else {},
         )
+
+
+def run_buffered(chunks: list[bytes], cap: int = BIG) -> Response:
+    """:func:`run` through one receive buffer, overwritten with junk after each chunk (as a
+    ``BufferedProtocol``'s next read overwrites it)."""
+    p, buf = ResponseParser(cap), bytearray(4096)
+    for c in chunks:
+        buf[: len(c)] = c
+        answer = p.feed_buffer(buf, len(c))
+        buf[:] = b"\xee" * len(buf)
+        if answer is not None:
+            return answer
+    return p.end()
+
+
+@given(responses(), st.integers(0, 400), st.lists(st.integers(0, 2000), max_size=4), st.binary(max_size=20))
+def test_a_reused_receive_buffer_gives_the_answer_of_bytes(
+    r: tuple[bytes, int, dict[str, str], bytes, str], cap: int, cuts: list[int], extra: bytes
+) -> None:
+    raw = r[0] + extra
+    for chunks in ([raw], [c for c in pieces(raw, cuts) if c]):  # a read brings >= 1 byte
+        try:
+            expected = run(chunks, cap)
+        except H1Error:
+            with pytest.raises(H1Error):
+                run_buffered(chunks, cap)
+            continue
+        answer = run_buffered(chunks, cap)
+        assert answer == expected
+        assert type(answer.body) is bytes

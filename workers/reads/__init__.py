@@ -4,8 +4,8 @@ A ``RangeReader`` gives ``size()`` and ``read(offset, length)``; parsers never s
 probe driver (``workers.probe.engine``) feeds a parser the fewest, largest-useful reads.
 Implementations: ``file`` (pread), ``http`` (aiohttp Range GETs, one shared session),
 ``s3`` (GETs presigned by ``workers.urls``, through ``h1pool.RangeClient``: a small HTTP/1.1
-client around the sans-I/O ``h1`` parser, given the signed origin and target; or an aiohttp
-session, given the URL).
+client around the sans-I/O ``h1`` parser, its connections in ``h1conn``, given the signed origin
+and target; or an aiohttp session, given the URL).
 """
 
 from __future__ import annotations

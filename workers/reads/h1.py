@@ -207,14 +207,32 @@ class ResponseParser:
                 if self._state == _LENGTH and len(data) - end - 4 == self._left <= self._limit:
                     self._state = _DONE  # the whole body and nothing after it: the common case
                     return Response(self._status, self._headers, data[end + 4 :], self._keep)
-                rest = memoryview(data)[end + 4 :]
-                if self._state == _LENGTH:
-                    return self._take_length(rest)
-                if self._state == _DONE:  # no body (HEAD, 204, 304)
-                    return self._finish(self._keep and not rest)
-                self._buf += rest  # 1xx, chunked, until close: on through the buffer
-                return self._parse_buffer()
+                return self._after_head(memoryview(data)[end + 4 :])
         self._buf += data
+        return self._parse_buffer()
+
+    def feed_buffer(self, buf: bytearray, n: int) -> Response | None:
+        """:meth:`feed` of ``buf[:n]``, a receive buffer the caller overwrites after this call (a
+        ``BufferedProtocol``'s): nothing of it is kept. A whole response in it (the common case)
+        is copied once, its body alone; otherwise the bytes are copied once and fed on."""
+        if self._state == _HEAD and not self._buf:
+            end = buf.find(b"\r\n\r\n", 0, n)
+            if 0 <= end <= MAX_HEAD:
+                view = memoryview(buf)
+                self._start(bytes(view[: end + 2]))
+                if self._state == _LENGTH and n - end - 4 == self._left <= self._limit:
+                    self._state = _DONE
+                    return Response(self._status, self._headers, bytes(view[end + 4 : n]), self._keep)
+                return self._after_head(bytes(view[end + 4 : n]))
+        return self.feed(bytes(memoryview(buf)[:n]))
+
+    def _after_head(self, rest: bytes | memoryview) -> Response | None:
+        """What followed a head taken whole from one chunk of bytes."""
+        if self._state == _LENGTH:
+            return self._take_length(rest)
+        if self._state == _DONE:  # no body (HEAD, 204, 304)
+            return self._finish(self._keep and not rest)
+        self._buf += rest  # 1xx, chunked, until close: on through the buffer
         return self._parse_buffer()
 
     def _parse_buffer(self) -> Response | None:

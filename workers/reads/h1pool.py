@@ -43,9 +43,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from workers.reads.h1 import H1Error, Response, ResponseParser, fixed_fields, request_with
+from workers.reads.h1 import Response, ResponseParser, request_with
+from workers.reads.h1conn import Connection, Disconnected, Origin
 
 Cap = Callable[[int], int] | int
+RECV_BUFFER = 256 * 1024  # bytes one read may bring (uvloop's own read buffer is as large)
 
 
 class Resolver(Protocol):
@@ -54,95 +56,6 @@ class Resolver(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class Disconnected(ConnectionError):
-    """The server closed the connection before the answer was complete."""
-
-
-class Origin:
-    """``scheme://authority`` of requests, parsed once (:meth:`RangeClient.origin`): the pool's
-    key, where to connect, and the request's constant field lines (``Host``, ``User-Agent``)."""
-
-    __slots__ = ("bare", "fields", "host", "key", "port", "scheme")
-
-    def __init__(self, scheme: str, host: str, port: int, authority: str, agent: str) -> None:
-        self.scheme, self.host, self.port = scheme, host, port
-        self.key = (scheme, host, port)
-        self.bare = fixed_fields(authority)  # when the caller sends its own User-Agent
-        self.fields = fixed_fields(authority, {"User-Agent": agent})
-
-
-class _Conn(asyncio.Protocol):
-    """One connection; one request at a time."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()  # once per connection (each lookup is a getpid())
-        self.transport: asyncio.Transport | None = None
-        self.parser: ResponseParser | None = None
-        self.waiter: asyncio.Future[Response] | None = None
-        self.alive = True
-        self.got_bytes = False
-        self.deadline = 0.0  # of the request in flight (loop time)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        parser = self.parser
-        if parser is None:  # bytes nobody asked for: this connection cannot be trusted again
-            self.close()
-            return
-        self.got_bytes = True
-        try:
-            answer = parser.feed(data)
-        except H1Error as e:
-            self._settle(None, e)
-            self.close()
-            return
-        if answer is not None:
-            self._settle(answer, None)
-
-    def eof_received(self) -> bool:
-        return False  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.alive = False
-        parser = self.parser
-        if parser is None:
-            return
-        try:
-            self._settle(parser.end(), None)
-        except H1Error as e:
-            self._settle(None, Disconnected(f"{e}{f' ({exc})' if exc else ''}"))
-
-    def _settle(self, answer: Response | None, error: BaseException | None) -> None:
-        self.parser = None
-        waiter, self.waiter = self.waiter, None
-        if waiter is None or waiter.done():
-            return
-        if error is not None:
-            waiter.set_exception(error)
-        else:
-            assert answer is not None
-            waiter.set_result(answer)
-
-    def send(self, data: bytes, parser: ResponseParser) -> asyncio.Future[Response]:
-        assert self.transport is not None
-        self.parser = parser
-        self.got_bytes = False
-        self.waiter = self.loop.create_future()
-        self.transport.write(data)
-        return self.waiter
-
-    def time_out(self) -> None:
-        self._settle(None, TimeoutError("no complete answer within the timeout"))
-        self.close()
-
-    def close(self) -> None:
-        self.alive = False
-        if self.transport is not None:
-            self.transport.abort()
 
 
 class RangeClient:
@@ -170,14 +83,16 @@ class RangeClient:
         self._clock = clock
         self._free = self.limit  # requests that may start now (a Semaphore's locked() costs a genexpr)
         self._queue: deque[asyncio.Future[None]] = deque()  # requests waiting for one, first first
-        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._idle: dict[tuple[str, str, int], list[Connection]] = {}
         self._dns: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
         self._origins: dict[str, Origin] = {}
-        self._busy: set[_Conn] = set()  # connections with a request in flight, swept for deadlines
+        self._busy: set[Connection] = set()  # connections with a request in flight, swept for deadlines
         self._sweep_every = min(1.0, timeout / 10)
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._recv = bytearray(RECV_BUFFER)  # every connection's reads land here (Connection)
+        self._view = memoryview(self._recv)
 
     async def __aenter__(self) -> RangeClient:
         return self
@@ -317,7 +232,9 @@ class RangeClient:
                 return
         self._free += 1
 
-    async def _exchange(self, conn: _Conn, data: bytes, cap: Cap, head: bool, deadline: float) -> Response:
+    async def _exchange(
+        self, conn: Connection, data: bytes, cap: Cap, head: bool, deadline: float
+    ) -> Response:
         conn.deadline = deadline
         busy = self._busy
         busy.add(conn)
@@ -339,7 +256,7 @@ class RangeClient:
             conn.time_out()
         self._sweeper = loop.call_later(self._sweep_every, self._sweep) if self._busy else None
 
-    async def _take(self, key: tuple[str, str, int], deadline: float) -> tuple[_Conn, bool]:
+    async def _take(self, key: tuple[str, str, int], deadline: float) -> tuple[Connection, bool]:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
@@ -348,7 +265,7 @@ class RangeClient:
         async with asyncio.timeout_at(deadline):
             return await self._connect(*key), False
 
-    async def _connect(self, scheme: str, host: str, port: int) -> _Conn:
+    async def _connect(self, scheme: str, host: str, port: int) -> Connection:
         context = None
         if scheme == "https":
             if self._ssl is None:
@@ -360,7 +277,11 @@ class RangeClient:
             try:
                 async with asyncio.timeout(self.connect_timeout):
                     _, conn = await loop.create_connection(
-                        _Conn, address, to_port, ssl=context, server_hostname=host if context else None
+                        lambda: Connection(self._recv, self._view),
+                        address,
+                        to_port,
+                        ssl=context,
+                        server_hostname=host if context else None,
                     )
                 return conn
             except TimeoutError:
