@@ -159,6 +159,13 @@ def _any_fields(head: bytes, pos: int) -> dict[str, str]:
     return headers
 
 
+class _Partial:
+    """Not a whole head yet (:meth:`ResponseParser._whole_head`): on through the buffer."""
+
+
+_PARTIAL = _Partial()
+
+
 class ResponseParser:
     """One response. ``cap``: bytes of body to keep at most, given the status (or one number);
     ``head``: the request was a HEAD (no body whatever the fields say)."""
@@ -201,13 +208,8 @@ class ResponseParser:
         if not self._buf:  # the common cases, without copying the body into the buffer:
             if self._state == _LENGTH:  # more body bytes
                 return self._take_length(data)
-            end = data.find(b"\r\n\r\n") if self._state == _HEAD else -1
-            if 0 <= end <= MAX_HEAD:  # a whole head, and what follows it
-                self._start(data[: end + 2])
-                if self._state == _LENGTH and len(data) - end - 4 == self._left <= self._limit:
-                    self._state = _DONE  # the whole body and nothing after it: the common case
-                    return Response(self._status, self._headers, data[end + 4 :], self._keep)
-                return self._after_head(memoryview(data)[end + 4 :])
+            if self._state == _HEAD and not isinstance(got := self._whole_head(data, len(data)), _Partial):
+                return got
         self._buf += data
         return self._parse_buffer()
 
@@ -216,17 +218,26 @@ class ResponseParser:
         ``BufferedProtocol``'s): nothing of it is kept. A whole response in it (the common case)
         is copied once, its body alone; otherwise the bytes are copied once and fed on."""
         if self._state == _HEAD and not self._buf:
-            end = buf.find(b"\r\n\r\n", 0, n)
-            if 0 <= end <= MAX_HEAD:
-                view = memoryview(buf)
-                self._start(bytes(view[: end + 2]))
-                if self._state == _LENGTH and n - end - 4 == self._left <= self._limit:
-                    self._state = _DONE
-                    return Response(self._status, self._headers, bytes(view[end + 4 : n]), self._keep)
-                return self._after_head(bytes(view[end + 4 : n]))
+            got = self._whole_head(buf, n)
+            if not isinstance(got, _Partial):
+                return got
         return self.feed(bytes(memoryview(buf)[:n]))
 
-    def _after_head(self, rest: bytes | memoryview) -> Response | None:
+    def _whole_head(self, data: bytes | bytearray, n: int) -> Response | _Partial | None:
+        """A whole head at the start of ``data[:n]`` and what follows it, both copied out of
+        ``data`` (nothing of it is kept); :data:`_PARTIAL` when the head is not complete yet."""
+        end = data.find(b"\r\n\r\n", 0, n)
+        if not 0 <= end <= MAX_HEAD:
+            return _PARTIAL
+        view = memoryview(data)
+        self._start(bytes(view[: end + 2]))
+        rest = bytes(view[end + 4 : n])
+        if self._state == _LENGTH and len(rest) == self._left <= self._limit:
+            self._state = _DONE  # the whole body and nothing after it: the common case
+            return Response(self._status, self._headers, rest, self._keep)
+        return self._after_head(rest)
+
+    def _after_head(self, rest: bytes) -> Response | None:
         """What followed a head taken whole from one chunk of bytes."""
         if self._state == _LENGTH:
             return self._take_length(rest)
